@@ -940,8 +940,10 @@ def test_pooling_and_cumsum_backward_by_hand():
     read, unlike a convolution's im2col): along each dimension the windows start at -1, 1, 3
     and hold 2, 3 and 2 input rows (7), so the 9 windows hold 7 * 7 = 49 input elements. max:
     49 compares (it was 81, the padding counted as convolutions count padded taps); backward,
-    each output's gradient added to its arg-max: 9. average: 49 adds and a division per
-    output, 58 (it was 90); backward, the division and the adds spread back: 58. cumsum over 5
+    each output's gradient added to its arg-max: 9. average: 49 adds, a division per output
+    and the mean added into the output the contiguous kernel zeroed (``output_data[i] += sum /
+    divide_factor``), 67 (it was 90, then 58 until s36); backward, the division and the adds
+    spread back: 58. cumsum over 5
     of a (3, 5): 15 adds (n values, n adds); its backward is a cumsum of the flipped gradient:
     15.
     """
@@ -951,7 +953,7 @@ def test_pooling_and_cumsum_backward_by_hand():
     assert (r.forward_total, r.backward_total) == (49, 9)
     x = t(1, 1, 5, 5, grad=True)  # a fresh x: adding into an existing x.grad is 25 more
     r = count(lambda: F.avg_pool2d(x, **kwargs).backward(torch.ones(1, 1, 3, 3)))
-    assert (r.forward_total, r.backward_total) == (58, 58)
+    assert (r.forward_total, r.backward_total) == (67, 58)
     y = t(3, 5, grad=True)
     r = count(lambda: y.cumsum(1).backward(torch.ones(3, 5)))
     assert (r.forward_total, r.backward_total) == (15, 15)
@@ -1012,7 +1014,9 @@ def test_cudnn_rnn_on_a_packed_batch_counts_every_token():
 def test_binary_cross_entropy_by_torchs_formula():
     """torch computes ``(t - 1) * max(log(1 - x), -100) - t * max(log(x), -100)``: per element
     t - 1, 1 - x, two logs, two clamps, two products, the subtraction: 9 (before s9: 7, which
-    also missed the 1 - x of the textbook form); + 1 with weights; mean: N adds + 1.
+    also missed the 1 - x of the textbook form), + the CPU kernel's 4 range checks of the
+    input and the target (13 since s36, ported in test_fpo_bce_s36); + 1 with weights; mean:
+    N adds + 1.
     Backward ``g * (x - t) / max((1 - x) x, eps)``: subtract, 1 - x, multiply, clamp, divide,
     times g: 6 (before s9: 5); + 1 with weights; + 1 for the mean's division.
     With logits: ``(1 - t) x - log_sigmoid(x)``: log-sigmoid 6 (as its own rule), 1 - t,
@@ -1020,10 +1024,10 @@ def test_binary_cross_entropy_by_torchs_formula():
     """
     x, target, w = torch.rand(3, 4, requires_grad=True), torch.rand(3, 4), torch.rand(3, 4)
     r = count(lambda: F.binary_cross_entropy(x, target).backward())
-    assert (r.forward_total, r.backward_total) == (9 * 12 + 12 + 1, 6 * 12 + 12)
+    assert (r.forward_total, r.backward_total) == (13 * 12 + 12 + 1, 6 * 12 + 12)
     x.grad = None
     r = count(lambda: F.binary_cross_entropy(x, target, weight=w, reduction="sum").backward())
-    assert (r.forward_total, r.backward_total) == (10 * 12 + 12, 7 * 12)
+    assert (r.forward_total, r.backward_total) == (14 * 12 + 12, 7 * 12)
     r = count(lambda: F.binary_cross_entropy_with_logits(x.detach(), target))
     assert r.total == 9 * 12 + 12 + 1
 

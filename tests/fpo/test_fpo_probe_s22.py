@@ -149,7 +149,9 @@ def test_prelu_per_channel_and_glu_counted_right():
 def _avg_pool_by_loop(in_sizes, kernel, stride, padding, ceil_mode):
     """Counts the arithmetic of ATen's ``cpu_avg_pool`` by running its loops: per output the
     window clipped to the input (``max(o s - p, 0)`` to ``min(o s - p + k, in)``), one add per
-    element summed and one division; a window entirely in the padding is skipped."""
+    element summed and one division; a window entirely in the padding is skipped. Returns
+    ``(adds and divisions, non-empty windows)``: the forward also adds each mean into the
+    output it zeroed (``output_data[i] += sum / divide_factor``, s36), 1 per window."""
     out_sizes = []
     for i, k, s, p in zip(in_sizes, kernel, stride, padding, strict=True):
         if ceil_mode:
@@ -159,7 +161,7 @@ def _avg_pool_by_loop(in_sizes, kernel, stride, padding, ceil_mode):
         else:
             o = (i + 2 * p - k) // s + 1
         out_sizes.append(o)
-    fpo = 0
+    fpo = windows = 0
     for index in range(math.prod(out_sizes)):
         rest, window = index, []
         for o in reversed(out_sizes):
@@ -172,7 +174,8 @@ def _avg_pool_by_loop(in_sizes, kernel, stride, padding, ceil_mode):
         ]
         if all(lengths):
             fpo += math.prod(lengths) + 1
-    return fpo
+            windows += 1
+    return fpo, windows
 
 
 @pytest.mark.parametrize(
@@ -194,16 +197,17 @@ def test_average_pooling_adds_only_the_window_inside_the_input(
     once and adds it into the same elements. So (6, 6) with a 3 x 3 window, stride 2, padding
     1 and ceil_mode: 4 x 4 outputs whose windows along each dimension hold 2, 3, 3 and 1 input
     rows (9): 81 adds and 16 divisions per plane, 97 (it was 16 * (9 + 1) = 160, the full
-    window everywhere). The loop above counts it, here for two planes, forward and backward."""
+    window everywhere), + the 16 adds into the zeroed output in the forward (113; s36). The loop
+    above counts it, here for two planes, forward and backward."""
     pool = {1: nn.AvgPool1d, 2: nn.AvgPool2d, 3: nn.AvgPool3d}[dims](
         kernel, stride, padding, ceil_mode=ceil_mode, count_include_pad=include_pad
     )
-    expected = 2 * _avg_pool_by_loop(in_sizes, kernel, stride, padding, ceil_mode)
+    fpo, windows = _avg_pool_by_loop(in_sizes, kernel, stride, padding, ceil_mode)
     cpu, meta = _both(pool, 1, 2, *in_sizes)
     for result in (cpu, meta):
-        assert (result.forward_total, result.backward_total) == (expected, expected)
+        assert (result.forward_total, result.backward_total) == (2 * (fpo + windows), 2 * fpo)
     if in_sizes == (6, 6):
-        assert expected == 2 * 97
+        assert (fpo, windows) == (97, 16)
 
 
 @pytest.mark.parametrize(

@@ -59,9 +59,12 @@ Conventions (FPO = floating-point operations: every ADD and MUL, Schwartz et al.
   (2 per score) and, as in FlopCounterMode, the score product.
 * Losses: mse 2 per element (+ the reduction); nll 1 per target (3 with class weights) + its
   cascade sum's carries and final adds;
-  cross-entropy is log-softmax + nll; binary cross-entropy 9 per element.
+  cross-entropy is log-softmax + nll; binary cross-entropy 13 per element (the kernel's
+  range checks of input and target, 4, and torch's formula, 9).
 * Pooling: max pooling one compare per window element per output; average pooling one add per
-  window element + one division per output; adaptive pooling uses the exact windows.
+  window element + one division per output (+ 1, the add into the zeroed output, on a
+  contiguous input); adaptive pooling uses the exact windows; the channels-last backwards
+  divide per window element (2 per window element), as ATen's kernels.
 * Interpolation per output element, as ATen's kernels write it (``t_0 w_0 + ... + t_{k-1}
   w_{k-1}``, ``2k - 1`` per k-tap interpolation): nearest 0, linear 3, bilinear 9 (7 in the
   kernel a small output runs), trilinear 21, bicubic 35 (five 4-tap interpolations, 7 each);

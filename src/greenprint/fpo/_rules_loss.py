@@ -215,18 +215,29 @@ def smooth_l1_backward_rule(
     return 7 * n
 
 
+#: per element, ATen's ``binary_cross_entropy_out_cpu`` kernel: ``TORCH_CHECK``s that the input
+#: and the target lie in [0, 1] (4 compares), then ``(t - 1) * max(log1p(-x), -100) - t *
+#: max(log(x), -100)`` (9: t - 1, the negation, log1p, a clamp, a product; log, a clamp, a
+#: product; the subtraction)
+_BCE_PER_ELEMENT = 4 + 9
+
+
 @register_rule("aten.binary_cross_entropy")
 def bce_rule(
     self: tuple[int, ...], target: Any, weight: Any = None, *args: Any, **kwargs: Any
 ) -> int:
-    """9N, + N with weights, reduced (mean by default).
+    """13N, + N with weights, reduced (mean by default), as ATen's CPU kernel runs it.
 
-    torch's formula ``(t - 1) * max(log(1 - x), -100) - t * max(log(x), -100)``: t - 1,
-    1 - x, two logs, two clamps, two products, the subtraction.
+    ``binary_cross_entropy_out_cpu`` checks every element of the input and of the target
+    (``(x >= 0) && (x <= 1)``, ``(t >= 0) && (t <= 1)``: 4 compares on a call that succeeds),
+    then computes ``(t - 1) * max(log1p(-x), -100) - t * max(log(x), -100)``: t - 1, the
+    negation, log1p, a clamp and a product, log, a clamp and a product, the subtraction (9);
+    ``loss.mul_(weight)``; the reduction. (It was 9N, torch's formula without the kernel's
+    range checks; the backward kernel checks nothing.)
     """
     n = numel(self)
     reduction = args[-1] if args and isinstance(args[-1], int) else kwargs.get("reduction", 1)
-    return 9 * n + (n if weight is not None else 0) + _reduce(n, reduction)
+    return _BCE_PER_ELEMENT * n + (n if weight is not None else 0) + _reduce(n, reduction)
 
 
 @register_rule("aten.binary_cross_entropy_with_logits")
@@ -238,16 +249,17 @@ def bce_with_logits_rule(
     reduction: int = 1,
     **kwargs: Any,
 ) -> int:
-    """9N as :func:`bce_rule`; with ``pos_weight`` + 3N + one subtract per ``pos_weight`` element.
+    """9N, + N with weights, reduced; ``pos_weight`` + 3N + 1 per ``pos_weight`` element.
 
-    ``(1 - t) * x - log_sigmoid(x)``: log-sigmoid 6 (as ``log_sigmoid_forward``), 1 - t, the
-    product, the subtraction. ``pos_weight`` scales the log-sigmoid term by ``(pos_weight - 1)
-    * target + 1``: the subtract on ``pos_weight``, then a multiply, an add and the scaling
-    multiply per element.
+    ATen's ``binary_cross_entropy_with_logits``: ``(1 - t) * x - log_sigmoid(x)``:
+    log-sigmoid 6 (as ``log_sigmoid_forward``), 1 - t, the product, the subtraction (no range
+    check). ``pos_weight`` scales the log-sigmoid term by ``(pos_weight - 1) * target + 1``:
+    the subtract on ``pos_weight``, then a multiply, an add and the scaling multiply per
+    element.
     """
     n = numel(self)
     extra = 3 * n + numel(pos_weight) if pos_weight is not None else 0
-    return bce_rule(self, target, weight, reduction=reduction) + extra
+    return 9 * n + (n if weight is not None else 0) + _reduce(n, reduction) + extra
 
 
 @register_rule("aten.binary_cross_entropy_backward")
