@@ -734,6 +734,67 @@ def test_readme_demo_runs_the_whole_study(workspace, require_component):
     assert (
         "pruner comparison: the same random search of 24 trials" in (out / "report.md").read_text()
     )
+    demo_numbers_add_up(out, ledger_path)
+
+
+def demo_numbers_add_up(out: Path, ledger_path: Path) -> None:
+    """The demo's report's numbers add up, and its four formats agree on them.
+
+    The price tag is the sum of the study's root runs as ``greenprint ledger export`` gives
+    them; each run's CO2-eq is its energy x PUE x intensity; the statuses and the roles add up
+    to the total; the roles' energy shares add up to the 100.0 % under them (they read 100.1 %
+    before session 36) in Markdown, HTML and LaTeX's caption; the compute statement is the same
+    text in every format.
+    """
+    from greenprint._format import format_emissions, format_energy
+
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("greenprint")), "ledger", "export"]
+        + ["--ledger", str(ledger_path), "--format", "json", "--out", "-"],
+        capture_output=True,
+        text=True,
+        env=example_env(),
+        timeout=120,
+        check=True,
+    )
+    runs = [r for r in json.loads(done.stdout)["runs"] if r["study"] == "digits-demo"]
+    roots = [r for r in runs if not r["parent_id"]]
+    for run in runs:  # one grid intensity, no hourly file: exact
+        priced = run["energy_kwh"] * run["pue"] * run["intensity_g_per_kwh"] / 1000
+        assert run["emissions_kg"] == pytest.approx(priced, rel=1e-9), run["name"]
+    data = json.loads((out / "report.json").read_text())
+    tag = data["price_tag"]
+    total = tag["total"]
+    assert total["runs"] == len(runs)
+    for key in ("energy_kwh", "emissions_kg", "duration_s"):
+        assert total[key] == pytest.approx(sum(r[key] for r in roots), rel=1e-9), key
+        for split in ("by_status", "by_role"):
+            parts = sum(cost[key] for cost in tag[split].values())
+            assert parts == pytest.approx(total[key], rel=1e-9), (split, key)
+    assert total["fpo"] == sum(r["fpo"] or 0 for r in roots)
+    md = (out / "report.md").read_text()
+    energy, emissions = format_energy(total["energy_kwh"]), format_emissions(total["emissions_kg"])
+    assert f"- **energy (IT)**: {energy}\n- **emissions**: {emissions}\n" in md
+    shares = {}
+    for line in md[md.index("The same total by role") :].splitlines()[2:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if cells[0] != "role" and not cells[0].startswith("---"):
+            shares[cells[0]] = cells[-1]
+    assert shares.pop("total") == "100.0 %" and len(shares) == len(tag["by_role"])
+    assert sum(Decimal(v.removesuffix(" %")) for v in shares.values()) == 100, shares
+    html = (out / "report.html").read_text()
+    assert all(f"<td class=num>{share}</td>" in html for share in shares.values())
+    assert f"{energy}</" in html and f"{emissions}</" in html
+    tex = (out / "report.tex").read_text()
+    caption = tex[tex.index("; shares of the energy: ") :].split(".}", 1)[0]
+    assert caption.count("\\%") == len(shares)
+    assert all(f"{label} {v.removesuffix(' %')}\\%" in caption for label, v in shares.items())
+    statement = data["compute_statement"]
+    assert f"used {energy} of IT energy" in statement and f"or {emissions} " in statement
+    assert statement in md.replace("\\_", "_")
+    assert statement.replace("_", "\\_").replace("“", "``").replace("”", "''") in tex
 
 
 # The collector itself.
