@@ -205,7 +205,7 @@ def test_asha_study_every_trial_its_status_and_one_price_tag(
         provenance = by_x[x].provenance
         assert provenance["pruned_at_step"] == str(last[x]) == "1"
         assert provenance["full_steps"] == "4" == str(last[2])
-        assert provenance["pruned_by"] == "Ray Tune"
+        assert provenance["pruned_by"] == "Ray Tune AsyncHyperBandScheduler"  # ASHAScheduler
         assert provenance["step_unit"] == "training_iteration"
     for x in (2, 6):
         assert "pruned_at_step" not in by_x[x].provenance
@@ -790,6 +790,74 @@ def test_ray_results_in_numpy_types_are_the_trials_metrics(
     assert trial.metric("accuracy") == 0.5
     assert trial.metric("epoch") == 1.0
     assert trial.params["x"] == 1  # np.int64 was left out of the params too
+
+
+def _train_plateau(config: dict[str, Any]) -> None:
+    """x=0 and x=1 climb for 4 iterations; x=2 stays flat (a plateau), and scores less."""
+    from ray import tune
+
+    x = config["x"]
+    for i in range(4):
+        _busy(0.05)
+        tune.report({"score": 1.0 if x == 2 else float(10 + x + i)})
+
+
+def _median_stopping() -> Any:
+    from ray.tune.schedulers import MedianStoppingRule
+
+    return MedianStoppingRule(
+        time_attr="training_iteration", grace_period=1, min_samples_required=2
+    )
+
+
+def _plateau() -> Any:
+    from ray.tune.stopper import TrialPlateauStopper
+
+    return TrialPlateauStopper("score", std=1e-6, num_results=2, grace_period=2)
+
+
+@pytest.mark.parametrize(
+    ("scheduler", "stopper", "by", "step"),
+    [
+        (_median_stopping, None, "Ray Tune MedianStoppingRule", "1"),
+        (None, _plateau, "Ray Tune TrialPlateauStopper", "2"),
+        (_median_stopping, _plateau, "Ray Tune MedianStoppingRule or TrialPlateauStopper", "1"),
+    ],
+    ids=["median-stopping-rule", "plateau-stopper", "both"],
+)
+def test_a_pruned_trial_names_the_scheduler_or_stopper_that_may_have_stopped_it(
+    ray_cluster: Any, tmp_path: Path, scheduler: Any, stopper: Any, by: str, step: str
+) -> None:
+    """Tune tells callbacks neither its scheduler nor which stopper stopped a trial: every
+    pruned trial read ``pruned_by="Ray Tune"``. The trials one after another: the flat x=2,
+    last, is below the median of the two before it at its first iteration (stopped there by
+    the rule) and flat over its first two (stopped at 2 by the plateau stopper)."""
+    db = tmp_path / "gp.db"
+    fn = trainable(_train_plateau, ledger=db, study="ray-by", sample_interval_s=0.1)
+    tuner = tune.Tuner(
+        fn,
+        param_space={"x": tune.grid_search([0, 1, 2])},
+        tune_config=tune.TuneConfig(
+            metric="score",
+            mode="max",
+            scheduler=scheduler() if scheduler else None,
+            reuse_actors=True,
+            max_concurrent_trials=1,
+        ),
+        run_config=tune.RunConfig(
+            name="ray-by",
+            storage_path=str(tmp_path / "tune"),
+            callbacks=[GreenprintTuneCallback(ledger=db, study="ray-by")],
+            stop=stopper() if stopper else None,
+            verbose=0,
+        ),
+    )
+    tuner.fit()
+    trials = {r.params["x"]: r for r in gp.Ledger(db).runs(study="ray-by") if r.role == "trial"}
+    assert [trials[x].status for x in (0, 1, 2)] == ["finished", "finished", "pruned"]
+    provenance = trials[2].provenance
+    assert provenance["pruned_by"] == by
+    assert (provenance["pruned_at_step"], provenance["full_steps"]) == (step, "4")
 
 
 def _train_cut(config: dict[str, Any]) -> None:

@@ -1,18 +1,20 @@
 """What the Ray Tune callback knows of one trial, and how the trial ended.
 
 :class:`_TrialState` per trial on the driver; a trial's experiment, name and configuration key
-(across its attempts); whether its own stopping criteria were met; its error; and its final
-status by the rule of :mod:`greenprint.integrations.ray` (finished, pruned, failed,
-interrupted).
+(across its attempts); whether its own stopping criteria were met; its error; its final status
+by the rule of :mod:`greenprint.integrations.ray` (finished, pruned, failed, interrupted); and
+what in the experiment may stop a trial early (:func:`_early_stoppers`).
 
 Private: :mod:`greenprint.integrations.ray` is the public module.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 
@@ -108,3 +110,63 @@ def _final_status(state: _TrialState, furthest: float) -> tuple[str, str | None]
     if state.progress >= furthest:
         return "finished", None
     return "pruned", None
+
+
+#: How far up from :meth:`GreenprintTuneCallback.setup` Tune's
+#: ``TuneController.setup_experiments`` is looked for (it calls ``CallbackList.setup``, which
+#: calls the callback: two frames in Ray 2.41 to 2.60).
+_SETUP_FRAMES = 6
+
+#: Stoppers that stop no trial early: none given, each trial at its last iteration (it then
+#: reads ``finished``), the experiment's ``time_budget_s`` (its cut trials read ``interrupted``).
+_NOT_EARLY = frozenset({"NoopStopper", "MaximumIterationStopper", "TimeoutStopper"})
+
+
+def _early_stoppers() -> tuple[str, ...]:
+    """What may stop the experiment's trials early: its scheduler and stoppers, by class name.
+
+    Called from the callback's ``setup``. Tune tells callbacks neither (their ``setup`` gets
+    the experiment's ``stop`` dict, ``{}`` for a ``Stopper``, and ``time_budget_s``; its own
+    progress output is handed the scheduler's class name by ``tune.run``), nor which of them
+    stopped a trial (its result reads ``done`` either way). Read from the ``TuneController``
+    that calls the callbacks' ``setup``: its ``scheduler_alg`` and its ``_stopper`` (the
+    ``RunConfig``'s ``stop`` Stopper, a ``CombinedStopper`` with ``time_budget_s``'s). The
+    scheduler as Tune's progress output names it (``ASHAScheduler`` is
+    ``AsyncHyperBandScheduler``), unless ``FIFOScheduler`` (it stops none); then each stopper
+    that may stop a trial early (not those of :data:`_NOT_EARLY`).
+
+    Returns:
+        ``("AsyncHyperBandScheduler",)``, ``("TrialPlateauStopper",)``, both; empty where no
+        ``TuneController`` calls (another Ray) or nothing but a stopper of the experiment's end.
+    """
+    frame: FrameType | None = sys._getframe(1)
+    controller: Any = None
+    for _ in range(_SETUP_FRAMES):
+        if frame is None:
+            break
+        found = frame.f_locals.get("self")
+        if frame.f_code.co_name == "setup_experiments" and hasattr(found, "scheduler_alg"):
+            controller = found
+            break
+        frame = frame.f_back
+    if controller is None:
+        return ()
+    names: list[str] = []
+    scheduler = controller.scheduler_alg
+    if scheduler is not None and type(scheduler).__name__ != "FIFOScheduler":
+        names.append(type(scheduler).__name__)
+    for stopper in _stoppers(getattr(controller, "_stopper", None)):
+        name = type(stopper).__name__
+        if name not in _NOT_EARLY and name not in names:
+            names.append(name)
+    return tuple(names)
+
+
+def _stoppers(stopper: Any) -> list[Any]:
+    """The stoppers a ``CombinedStopper`` combines (its ``_stoppers``), or ``[stopper]``."""
+    if stopper is None:
+        return []
+    inner = getattr(stopper, "_stoppers", None)
+    if isinstance(inner, (list, tuple)):
+        return [s for each in inner for s in _stoppers(each)]
+    return [stopper]

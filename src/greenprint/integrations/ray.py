@@ -42,8 +42,11 @@ child, and sets each trial's final status when the experiment ends:
   ``MaximumIterationStopper``);
 * ``pruned``: Tune stopped it before that (a scheduler's early stop, a plateau stopper); its
   provenance says how far it went (``pruned_at_step``: its last ``time_attr``, ``full_steps``:
-  the furthest trial's, ``step_unit``: ``time_attr``; ``pruned_by``: ``"Ray Tune"``, as Tune
-  does not tell callbacks which scheduler stopped it);
+  the furthest trial's, ``step_unit``: ``time_attr``) and what may have stopped it
+  (``pruned_by``: ``"Ray Tune AsyncHyperBandScheduler"`` for ``ASHAScheduler``, named as Tune's
+  own output names it, ``"Ray Tune TrialPlateauStopper"``, ``"Ray Tune MedianStoppingRule or
+  TrialPlateauStopper"`` where the experiment has both: Tune does not tell which stopped it;
+  ``"Ray Tune"`` where the experiment's scheduler and stoppers cannot be read);
 * ``interrupted``: it had not ended when the experiment did (``time_budget_s``, Ctrl-C; error
   ``"the experiment ended before the trial"``, also for a trial whose first result the driver
   had not seen yet), or a ``"stop"`` budget given to :func:`trainable` stopped it (error
@@ -140,6 +143,7 @@ from greenprint.integrations._ray_restore import _RestoredDrivers, _Resume  # no
 from greenprint.integrations._ray_trials import (  # noqa: E402
     _attempt_key,
     _criteria_met,
+    _early_stoppers,
     _error_text,
     _experiment_name,
     _final_status,
@@ -311,13 +315,14 @@ class GreenprintTuneCallback(_TrialLedger, _RestoredDrivers, tune.Callback):
         self._resume = _Resume()
         self._experiment = ""  # the experiment's name, once the sweep starts
         self._study_checked = False  # the study a trial run was written in was looked at
+        self._stoppers: tuple[str, ...] = ()  # what may stop a trial early (setup)
 
     def __getstate__(self) -> dict[str, Any]:
         """What Tune pickles with the run config (the settings; no run, no lock)."""
         state = dict(self.__dict__)
         state.update(_sweep=None, _trials={}, _paused=[], _warn=None, _resume=_Resume())
         state.update(_started=set(), _ended={}, _attempt_times={})
-        state.update(_experiment="", _study_checked=False)
+        state.update(_experiment="", _study_checked=False, _stoppers=())
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -359,6 +364,16 @@ class GreenprintTuneCallback(_TrialLedger, _RestoredDrivers, tune.Callback):
                 for key, names in attempts.items()
                 if isinstance(names, list)
             }
+
+    def setup(
+        self,
+        stop: Any = None,
+        num_samples: int | None = None,
+        total_num_samples: int | None = None,
+        **info: Any,
+    ) -> None:
+        """Note the experiment's scheduler and stoppers (Tune calls it before the first trial)."""
+        self._stoppers = _early_stoppers()
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         """Start the sweep run with the first trial (the experiment's name is known then).
@@ -541,12 +556,12 @@ class GreenprintTuneCallback(_TrialLedger, _RestoredDrivers, tune.Callback):
     def _pruned_notes(self, state: _TrialState, furthest: float) -> dict[str, str]:
         """A pruned trial's provenance: its last ``time_attr`` against the furthest trial's.
 
-        Tune does not tell callbacks which scheduler or stopper stopped a trial: ``pruned_by``
-        reads ``"Ray Tune"``.
+        ``pruned_by``: ``"Ray Tune"`` and what may have stopped it (:func:`_early_stoppers`).
         """
         step = state.progress if state.progress > 0 else None
         full = furthest if furthest > 0 else None
-        return pruned_provenance(step=step, by="Ray Tune", full_steps=full, unit=self._time_attr)
+        by = " ".join(("Ray Tune", " or ".join(self._stoppers))).strip()
+        return pruned_provenance(step=step, by=by, full_steps=full, unit=self._time_attr)
 
     def _note_result(self, state: _TrialState, trial: Any, result: Mapping[str, Any]) -> None:
         """Note what a trial's result tells of its end, as its status is judged at the end.
