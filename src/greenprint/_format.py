@@ -17,6 +17,7 @@ __all__ = [
     "format_energy",
     "format_fpo",
     "format_share",
+    "format_step",
     "fpo_none_counted",
     "json_safe",
     "percent_shares",
@@ -77,6 +78,21 @@ def format_share(share: float) -> str:
     if share < 0.1:
         return f"1/{round(1.0 / share):,d}"
     return f"{100.0 * share:.3g}%"
+
+
+def format_step(step: float) -> str:
+    """A step (an epoch, an iteration, a halving search's resources) as a reader takes it in.
+
+    A whole number with its thousands separated (``"7,900"``: a global step), else four
+    significant figures (``"2.5"``). Where a pruned run stopped is said in this one form by the
+    report's "Pruned trials" section and by ``greenprint ledger show``.
+
+    Example:
+        >>> [format_step(s) for s in (7, 7900.0, 2.5, 0.125)]
+        ['7', '7,900', '2.5', '0.125']
+    """
+    value = float(step)
+    return f"{int(value):,}" if value.is_integer() else f"{value:.4g}"
 
 
 def format_multiple(multiple: float) -> str:

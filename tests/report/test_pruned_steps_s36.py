@@ -126,3 +126,40 @@ def test_a_finished_trial_that_logs_its_best_again_without_a_step_reaches_its_la
     assert s is not None and s.full_steps == 30
     (row,) = s.rows
     assert row.step == 6 and row.scale == 5.0 and s.saved_fpo == 24_000
+
+
+# ------------------------------------------------------- one form for a step and for a share
+def _global_steps(ledger: str, name: str, *, stop_at: int | None, fpo: int) -> Any:
+    """A loss logged at each of 8 epochs' global steps (1,000 a epoch), pruned by hand."""
+    with gp.track(name, study="global", ledger=ledger, role="trial", **FAST) as run:
+        for epoch in range(1, 9):
+            run.add_fpo(fpo)
+            run.log(step=epoch * 1000, loss=1.0 / epoch)
+            if epoch == stop_at:
+                run.prune(step=epoch * 1000 - 100, by="patience")
+                break
+    return run
+
+
+def test_the_report_and_ledger_show_write_a_step_and_a_share_alike(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The section wrote steps bare (``Stopped at step 6900 ...; reached step 8000``) where
+    ``ledger show`` wrote ``at step 6,900``, and its shares with its own ``.1f`` percent: a
+    pruned trial of 6 FPO a step beside two of 10,000 read ``(0.0% of its FPO)``, where the
+    rest of the report writes a share under a tenth ``1/N`` (``format_share``)."""
+    from greenprint.cli import main
+
+    ledger = str(tmp_path / "g.db")
+    for k in range(2):
+        _global_steps(ledger, f"full-{k}", stop_at=None, fpo=10_000)
+    run = _global_steps(ledger, "stopped", stop_at=7, fpo=6)
+    s = build_report(ledger, "global").pruning
+    assert s is not None
+    text = " ".join(s.lines())
+    assert "Stopped at step 6,900 (median); a trial run to the end reached step 8,000." in text
+    assert "and 42 FPO (1/3,811 of its FPO)." in text  # 42 of 160,042 FPO
+    _, cells = s.table()
+    assert cells[0][:2] == ["stopped", "6,900"]
+    assert main(["ledger", "show", run.id, "--ledger", ledger]) == 0
+    assert "pruned (at step 6,900, by patience)" in capsys.readouterr().out

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from greenprint._format import format_emissions
+from greenprint._format import format_emissions, format_step
 from greenprint._provenance import FPO_ASSUMPTIONS_KEY, is_fpo_lower_bound
 from greenprint._pruned import pruned_at
 from greenprint._records import RunRecord
@@ -172,16 +172,13 @@ def _pruned_text(record: RunRecord) -> str | None:
     if record.status != "pruned":
         return None
 
-    def step_text(value: float) -> str:
-        return f"{int(value):,}" if value.is_integer() else f"{value:.4g}"
-
     where = pruned_at(record)
     said = []
     if where.step is not None:
-        step = step_text(where.step)
+        step = format_step(where.step)
         at = f"at {step} {where.unit}" if where.unit else f"at step {step}"
         if where.full_steps is not None:
-            at += f" of {step_text(where.full_steps)}"
+            at += f" of {format_step(where.full_steps)}"
         said.append(at if where.recorded else f"{at}, its last logged step")
     if where.by:
         said.append(f"by {where.by}")

@@ -25,7 +25,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from greenprint._format import and_list, count_of, format_emissions, format_energy, format_fpo
+from greenprint._format import (
+    and_list,
+    count_of,
+    format_emissions,
+    format_energy,
+    format_fpo,
+    format_share,
+    format_step,
+)
 from greenprint._frozen import slot_constructor
 from greenprint._pruned import (
     LAST_STEP_KEY,
@@ -49,16 +57,6 @@ __all__ = [
 
 #: Most pruned trials listed in the section's table (the JSON lists them all).
 MAX_ROWS = 30
-
-
-def _step(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return str(int(value)) if float(value).is_integer() else f"{value:.4g}"
-
-
-def _pct(share: float) -> str:
-    return f"{100.0 * share:.1f}%"
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,11 +166,11 @@ class PrunedSummary:
         steps = self.steps
         if steps:
             median = statistics.median(steps)
-            where = f"Stopped at {unit} {_step(median)} (median"
+            where = f"Stopped at {unit} {format_step(median)} (median"
             low, high = min(steps), max(steps)
-            where += f"; {_step(low)} to {_step(high)})" if low < high else ")"
+            where += f"; {format_step(low)} to {format_step(high)})" if low < high else ")"
             if self.full_steps is not None:
-                where += f"; a trial run to the end reached {unit} {_step(self.full_steps)}"
+                where += f"; a trial run to the end reached {unit} {format_step(self.full_steps)}"
             if self.from_zero:
                 where += f" ({units} counted from 0)"
             if self.full_steps is not None and high > self.full_steps:
@@ -187,7 +185,7 @@ class PrunedSummary:
             out.append("No pruned trial recorded or logged a step: when they stopped is unknown.")
         spent = (
             f"They spent {format_energy(self.energy_kwh)} "
-            f"({_pct(self.energy_kwh / self.study_energy_kwh)} of the study's energy)"
+            f"({format_share(self.energy_kwh / self.study_energy_kwh)} of the study's energy)"
             if self.study_energy_kwh > 0
             else f"They spent {format_energy(self.energy_kwh)}"
         )
@@ -198,7 +196,7 @@ class PrunedSummary:
         else:
             spent += f", {emissions} and {format_fpo(self.fpo)}"
             if self.study_fpo:
-                spent += f" ({_pct(self.fpo / self.study_fpo)} of its FPO)"
+                spent += f" ({format_share(self.fpo / self.study_fpo)} of its FPO)"
         out.append(spent + ".")
         if self.saved_energy_kwh is None or self.saved_emissions_kg is None:
             if self.full_steps is None:
@@ -235,7 +233,8 @@ class PrunedSummary:
         )
         without = self.study_energy_kwh + self.saved_energy_kwh
         share = (  # no energy measured (meters=[]): no share of nothing
-            f" ({_pct(self.saved_energy_kwh / without)} of the study's energy without pruning)"
+            f" ({format_share(self.saved_energy_kwh / without)} of the study's energy without "
+            "pruning)"
             if without > 0
             else ""
         )
@@ -258,7 +257,8 @@ class PrunedSummary:
         ]
         rows = []
         for r in self.rows[:MAX_ROWS]:
-            step = _step(r.step) + ("" if r.step is None or r.step_recorded else " (logged)")
+            step = "-" if r.step is None else format_step(r.step)
+            step += "" if r.step is None or r.step_recorded else " (logged)"
             full = "-" if r.scale is None else format_energy(r.energy_kwh * r.scale)
             fpo = "-" if r.fpo is None else format_fpo(r.fpo)
             rows.append([r.name, step, r.by or "-", format_energy(r.energy_kwh), fpo, full])
