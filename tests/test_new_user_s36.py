@@ -220,3 +220,53 @@ def test_whatif_docs_name_the_units_its_text_prints(tmp_path, capsys):
     assert "9.82 µg CO2-eq" in fr and "56.9 µg CO2-eq (85 %)" in fr
     page = (Path(__file__).parents[1] / "docs" / "whatif.md").read_text(encoding="utf-8")
     assert "saving in CO2-eq (from ng to t, as it fits" in page
+
+
+def test_runs_stopped_by_one_budget_are_one_group_of_the_failed_runs_section(tmp_path):
+    """cli.md's budget example run three times: the report listed three groups, one per run,
+    because each error names its run ("run 977a7684 is over budget"), whose 8 hex digits split
+    into other text and numbers; errors alike but for their run's id are one group, as errors
+    alike but for their numbers are."""
+    budget = (
+        "BudgetExceeded: run {} is over budget: time {} s > budget_s 0.5 s; SIGTERM sent, "
+        "which killed the command"
+    )
+    plan = [
+        ("977a7684f1e1", budget.format("977a7684", "0.505"), "interrupted"),
+        ("7aab4b1ad6cc", budget.format("7aab4b1a", "0.517"), "interrupted"),
+        ("b980e19958c5", budget.format("b980e199", "0.505"), "interrupted"),
+        ("efdde80458ed", "killed by SIGSEGV", "failed"),
+        ("12345678abcd", "study 'capped' (at run 12345678) is over budget", "interrupted"),
+    ]
+    with gp.Ledger(tmp_path / "l.db") as led:
+        for k, (run_id, error, status) in enumerate(plan):
+            led.start_run(gp.RunRecord(id=run_id, name="train.py", study="s", started_at=T0 + k))
+            led.flush(
+                run_id,
+                fields={"status": status, "error": error, "energy_kwh": 1e-6, "duration_s": 0.5},
+            )
+    report = build_report(tmp_path / "l.db", "s")
+    md = render(report, "md", plots=False)
+    section = md[md.index("## Failed") : md.index("## Runs")]
+    items = [line for line in section.splitlines() if line.startswith("- **")]
+    assert items == [
+        "- **BudgetExceeded: run ID is over budget: time 0.505–0.517 s \\> budget\\_s 0.5 s; "
+        "SIGTERM sent, which killed the command**: 3 trials interrupted: train.py (977a7684), "
+        "train.py (7aab4b1a), train.py (b980e199)",
+        "- **killed by SIGSEGV**: 1 trial failed: train.py (efdde804)",
+        # alone in its group, an error keeps the id it names
+        "- **study 'capped' (at run 12345678) is over budget**: 1 trial interrupted: "
+        "train.py (12345678)",
+    ], items
+    (group, *_) = render_json_failures(report)
+    assert group["error"].startswith("BudgetExceeded: run ID is over budget") and group["runs"] == [
+        "977a7684f1e1",
+        "7aab4b1ad6cc",
+        "b980e19958c5",
+    ]
+
+
+def render_json_failures(report) -> list[dict]:
+    import json
+
+    return json.loads(render(report, "json", plots=False))["failures"]["groups"]

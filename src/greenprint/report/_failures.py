@@ -40,6 +40,12 @@ _LISTED_STATUSES = ("failed", "interrupted", "lost")
 # A number in an error's text: errors alike but for their numbers ("Tried to allocate 2.00
 # GiB", "4.00 GiB") are one group, the numbers that differ shown as their range.
 _NUMBER = re.compile(r"(0x[0-9a-fA-F]+|\d+(?:\.\d+)?)")
+# A run's id in an error (a budget's "run 5b35dd43 is over budget", "study 's' (at run
+# 01bafeb8)"): errors alike but for the run they name are one group too, the id as "ID" (each
+# run's id is listed after it); 8 hex digits split into numbers and letters otherwise, so that
+# three commands stopped by one budget were three groups.
+_RUN_ID = re.compile(r"\brun [0-9a-f]{8}\b")
+_AN_ID = "run \x00"  # a run id in a grouping key: no error's text holds a NUL
 # The error of a run that says how its command ended (greenprint run's "exit status 1", with
 # the last line of the command's stderr after it where one was captured: "exit status 1:
 # ValueError: bad lr"): the exception a part inside it recorded says why, in full.
@@ -226,7 +232,7 @@ def failures(report: Report) -> Failures:
         if row.status == "lost":
             grouped.setdefault(None, []).append(row)
             continue
-        line = errors[row.id][0]
+        line = _RUN_ID.sub(_AN_ID, errors[row.id][0])
         split = pieces.get(line)
         if split is None:
             split = pieces[line] = _NUMBER.split(line)
@@ -248,7 +254,12 @@ def failures(report: Report) -> Failures:
             stopped = (min(ends), max(ends)) if ends else None
             groups.append(FailureGroup(None, tuple(rows), {}, shared, stopped))
             continue
-        text = _merged([pieces[line] for line in {errors[row.id][0]: None for row in rows}])
+        texts = list({errors[row.id][0]: None for row in rows})
+        if len(texts) == 1:  # one text: as it is, its run's id in it
+            text = texts[0]
+        else:
+            keys = {_RUN_ID.sub(_AN_ID, line): None for line in texts}
+            text = _merged([pieces[key] for key in keys]).replace(_AN_ID, "run ID")
         more = any(errors[row.id][1] for row in rows)
         if len(text) > ERROR_LINE_CHARS:
             text, more = text[: ERROR_LINE_CHARS - 1].rstrip(), True
