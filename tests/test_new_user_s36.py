@@ -270,3 +270,37 @@ def render_json_failures(report) -> list[dict]:
     import json
 
     return json.loads(render(report, "json", plots=False))["failures"]["groups"]
+
+
+@pytest.mark.parametrize(
+    ("source", "place"),
+    [
+        ("table:DE:2023 (Our World in Data / Ember)", "DE"),
+        (
+            "default:world:2023 (generation-weighted mean of the country table; set a region "
+            "or intensity)",
+            "unknown (no region set: world-average grid intensity)",
+        ),
+    ],
+)
+def test_the_hugging_face_cards_location_is_a_place_as_the_reports_card_says_it(
+    tmp_path, source, place
+):
+    """The Trainer callback's card read `geographical_location: default:world:2023` (a run
+    with no region: integrations.md's own example), where the report of the same run reads
+    "unknown (no region set: ...)", and `table:DE:2023` where the report reads "DE"."""
+    pytest.importorskip("huggingface_hub")
+    from greenprint.integrations._hf_model_card import model_card_co2
+
+    record = gp.RunRecord(
+        id="abcd1234ef", name="bert", study="s", status="finished", started_at=T0,
+        duration_s=1.0, energy_kwh=1e-3, emissions_kg=4.8e-4, intensity_source=source,
+        metrics=(gp.MetricPoint("accuracy", 0.9),),
+    )  # fmt: skip
+    with gp.Ledger(tmp_path / "l.db") as led:
+        led.start_run(record)
+    report = build_report(tmp_path / "l.db", "s")
+    assert report.model_card.geographical_location == place
+    assert model_card_co2(record)["geographical_location"] == place
+    given = model_card_co2(record, geographical_location="Quebec, Canada")
+    assert given["geographical_location"] == "Quebec, Canada"

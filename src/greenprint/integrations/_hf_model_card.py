@@ -38,8 +38,9 @@ def model_card_co2(
     Args:
         run: a finished :class:`~greenprint.Run` or a :class:`~greenprint.RunRecord`.
         training_type: ``"pre-training"`` or ``"fine-tuning"``, when you say so.
-        geographical_location: where it ran (default: the intensity source, e.g.
-            ``"table:DE:2023"``).
+        geographical_location: where it ran (default: the grid region of the run's
+            intensity, ``"DE"``, as a report's model card gives it; ``"unknown (no region set:
+            world-average grid intensity)"`` for the world average).
         hardware_used: what it ran on (default: from the run's hardware record).
 
     Returns:
@@ -65,8 +66,13 @@ def model_card_co2(
     }
     if training_type is not None:
         block["training_type"] = training_type
-    # the intensity source names the grid row ("table:DE:2023"); its note is not a place
-    location = geographical_location or (record.intensity_source or "").split(" (")[0]
+    # the grid region of the intensity ("DE"), as the report's model card says it: the source
+    # ("table:DE:2023", "default:world:2023" for no region at all) is not a place
+    location = geographical_location
+    if location is None and record.intensity_source:
+        from greenprint.report._text import location_of
+
+        location = location_of([record.intensity_source])
     if location:
         block["geographical_location"] = location
     hardware = hardware_used or _hardware_text(record.hardware)

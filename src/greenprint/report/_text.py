@@ -32,6 +32,7 @@ __all__ = [
     "energy_provenance",
     "geographical_location",
     "hardware_descriptions",
+    "location_of",
     "model_card_emissions",
     "short_source",
 ]
@@ -296,9 +297,24 @@ def _ranks_text(ranks: set[tuple[Any, ...]]) -> str:
 
 def geographical_location(summary: ProvenanceSummary) -> str:
     """The grid region(s) behind the carbon intensity, or why the location is unknown."""
+    return location_of(summary.intensity_sources)
+
+
+def location_of(intensity_sources: Iterable[str]) -> str:
+    """The grid region(s) of intensity sources, or why the location is unknown.
+
+    The model card's ``geographical_location``, of a report and of the Hugging Face callback's
+    card alike: a place, not a provenance string.
+
+    Example:
+        >>> location_of(["table:DE:2023 (Our World in Data / Ember)"])
+        'DE'
+        >>> location_of(["default:world:2023 (generation-weighted mean ...)"])
+        'unknown (no region set: world-average grid intensity)'
+    """
     regions: list[str] = []
     others: list[str] = []
-    for source in summary.intensity_sources:
+    for source in intensity_sources:
         root = Provenance.parse(source).root  # "env:GREENPRINT_REGION -> table:DE:2023 (...)"
         region, _, year = root.source.rpartition(":")
         if root.kind == "table" and region and year.isdigit():
