@@ -415,13 +415,15 @@ def test_embedding_backward_scaled_by_frequency_multiplies_each_gradient_element
 
 @pytest.mark.parametrize(
     ("ord_", "per_element", "per_output"),
-    [(0, 2, 0), (1, 2, 0), (2, 2, 1), (math.inf, 2, 0), (-math.inf, 2, 0), (3, 3, 1)],
+    [(0, 2, 0), (1, 2, 0), (2, 2, 8), (math.inf, 2, 0), (-math.inf, 2, 0), (3, 3, 2)],
 )
 def test_vector_norm_by_order(ord_, per_element, per_output):
     """p = 0 counts the non-zeros (compare, add: 2 per element, no root, as p = 1 and inf).
 
-    p = 2: square, add + one square root; other p: abs, power, add + one root. Before s9
-    p = 0 was counted as a general p (3 per element + a root).
+    p = 2: square, add + one square root, and along the contiguous last dimension ATen's
+    vectorised kernel adds its accumulator's 8 lanes (7) before the root (s36; ported in
+    test_fpo_norms_s36); other p: abs, power, add + the root ``pow(acc, 1 / p)``, 2 (1 until
+    s36). Before s9 p = 0 was counted as a general p (3 per element + a root).
     """
     x = t(3, 4)
     r = count(lambda: torch.linalg.vector_norm(x, ord_, dim=1))

@@ -51,9 +51,10 @@ def _counted(fn):
 def test_clip_grad_norm_counts_the_same_with_foreach_as_with_a_loop():
     """``clip_grad_norm_(params, 1.0)`` of Linear(4, 3) + Linear(3, 2): gradients of 12, 3, 6
     and 2 elements (23). Each tensor's 2-norm is ``sqrt(sum g^2)``: square and add, 2 per
-    element, and one square root per tensor: 46 + 4 = 50. The total norm is the 2-norm of the
-    4 norms, 2 * 4 + 1 = 9; the clip coefficient ``max_norm / (total + 1e-6)`` (add, reciprocal,
-    multiply: 3) clamped at 1 (1); every gradient multiplied by it, 23. Total 86 with
+    element, and per tensor the vectorised kernel's 8 accumulator lanes added up (7) and one
+    square root: 46 + 4 * 8 = 78 (50 until s36). The total norm is the 2-norm of the 4 norms,
+    2 * 4 + 8 = 16; the clip coefficient ``max_norm / (total + 1e-6)`` (add, reciprocal,
+    multiply: 3) clamped at 1 (1); every gradient multiplied by it, 23. Total 121 with
     ``foreach=True`` (``_foreach_norm``, which counted 46: no square roots) as with
     ``foreach=False`` (one ``linalg_vector_norm`` per tensor). With ``norm_type=inf`` the norms
     are ``max |g|`` (abs, compare: 2 per element, no root): 46 + 8 (the max of 4 norms) + 4 + 23
@@ -63,7 +64,7 @@ def test_clip_grad_norm_counts_the_same_with_foreach_as_with_a_loop():
         result = _counted(
             lambda m=model, f=foreach: nn.utils.clip_grad_norm_(m.parameters(), 1.0, foreach=f)
         )
-        assert result.total == 50 + 9 + 3 + 1 + 23 == 86
+        assert result.total == 78 + 16 + 3 + 1 + 23 == 121
     model = _trained()
     result = _counted(
         lambda: nn.utils.clip_grad_norm_(model.parameters(), 1.0, norm_type=float("inf"))
@@ -552,17 +553,19 @@ def test_normalisation_and_layers_counted_from_their_maths(name, make, shapes, f
 
 def test_spectral_norm_power_iteration_and_cosine_similarity_forward_by_hand():
     """``spectral_norm(Linear(4, 3))`` in training, one power iteration on W (3, 4):
-    ``u = normalize(W v)``, ``v = normalize(W^T u)`` (2 products of 24, 2-norms 7 and 9, 2
-    clamps, 3 + 4 divisions), ``sigma = u . (W v)`` (24 + 6), ``W / sigma`` 12, then the addmm
-    54: 169. ``F.cosine_similarity`` of (3, 4) rows: two 2-norms (2 * 27), clamped (6),
-    ``(a / |a|) * (b / |b|)`` summed per row (24 + 12 + 12): 108; ``F.normalize`` 27 + 3 + 12."""
+    ``u = normalize(W v)``, ``v = normalize(W^T u)`` (2 products of 24, 2-norms 14 and 16 (2
+    per element + ATen's vectorised kernel's 8 lanes added up and the root: s36; 7 and 9
+    before), 2 clamps, 3 + 4 divisions), ``sigma = u . (W v)`` (24 + 6), ``W / sigma`` 12,
+    then the addmm 54: 183. ``F.cosine_similarity`` of (3, 4) rows: two 2-norms (2 * 3 * (8 +
+    8)), clamped (6), ``(a / |a|) * (b / |b|)`` summed per row (24 + 12 + 12): 150;
+    ``F.normalize`` 48 + 3 + 12."""
     sn = nn.utils.parametrizations.spectral_norm(nn.Linear(4, 3))
-    assert gp.count_fpo(sn, torch.randn(2, 4), backward=False).total == 169
+    assert gp.count_fpo(sn, torch.randn(2, 4), backward=False).total == 183
     a, b = torch.randn(3, 4), torch.randn(3, 4)
     cos = gp.count_fpo(nn.functional.cosine_similarity, a, b, backward=False)
-    assert cos.total == 54 + 6 + 24 + 12 + 12
+    assert cos.total == 96 + 6 + 24 + 12 + 12
     norm = gp.count_fpo(lambda x: nn.functional.normalize(x, dim=1), a, backward=False)
-    assert norm.total == 27 + 3 + 12
+    assert norm.total == 48 + 3 + 12
 
 
 # -- double backward: a WGAN-GP gradient penalty ----------------------------------------------
@@ -572,14 +575,16 @@ def test_a_gradient_penalty_with_create_graph_counted_from_its_maths():
     """WGAN-GP's penalty on a critic Linear(4, 5) -> Tanh -> Linear(5, 1), 3 interpolates:
 
     Forward: the critic ``2*3*4*5 + 15`` + tanh 15 + ``2*3*5 + 3`` = 183, ``out.sum()`` 3, the
-    penalty ``((|g|_2 - 1)^2).mean()``: norms 3 * (2 * 4 + 1), - 1 3, square 3, mean 3 + 1 =
-    37: 223. Backward (what autograd runs): ``autograd.grad(out.sum(), x, create_graph=True)``
-    computes only the path to x: ``g_h = 1 @ W2`` 30, ``t = g_h * (1 - y^2)`` 45, ``g = t @ W1``
-    120: 195. ``penalty.backward()``: mean 3, the square ``g * (2 * d^1)`` 9, the norm
-    ``g * (x / |x|)`` 12 + 12 + 3 (``|x| == 0``); through ``g = t @ W1``: 120 + 120 (t and W1);
-    through ``tanh_backward(g_h, y)``: ``tanh_backward`` 45 for g_h and ``g * (-2 y * g_h)``
-    45 for y; y = tanh(z) 45; z = x W1^T + b: x 120, W1 120, b 15; W1's two gradients summed
-    20; ``g_h = 1 @ W2``: W2 30. 719 + 195 = 914."""
+    penalty ``((|g|_2 - 1)^2).mean()``: norms 3 * (2 * 4 + 8) (ATen's vectorised kernel
+    along the contiguous last dimension: its 8 lanes added up and the root; 3 * 9 until s36),
+    - 1 3, square 3, mean 3 + 1 = 58: 244. Backward (what autograd runs):
+    ``autograd.grad(out.sum(), x, create_graph=True)`` computes only the path to x: ``g_h =
+    1 @ W2`` 30, ``t = g_h * (1 - y^2)`` 45, ``g = t @ W1`` 120: 195. ``penalty.backward()``:
+    mean 3, the square ``g * (2 * d^1)`` 9, the norm ``g * (x / |x|)`` 12 + 12 + 3 (``|x| ==
+    0``); through ``g = t @ W1``: 120 + 120 (t and W1); through ``tanh_backward(g_h, y)``:
+    ``tanh_backward`` 45 for g_h and ``g * (-2 y * g_h)`` 45 for y; y = tanh(z) 45; z = x W1^T
+    + b: x 120, W1 120, b 15; W1's two gradients summed 20; ``g_h = 1 @ W2``: W2 30. 719 + 195
+    = 914."""
     torch.manual_seed(0)
     critic = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 1))
 
@@ -592,7 +597,7 @@ def test_a_gradient_penalty_with_create_graph_counted_from_its_maths():
         step()
     result = counter.result
     assert result.unknown_ops == {}
-    assert (result.forward_total, result.backward_total) == (223, 195 + 719)
+    assert (result.forward_total, result.backward_total) == (244, 195 + 719)
 
 
 # -- torch.distributions: a VAE's reparameterised sample and its log-density ---------------------

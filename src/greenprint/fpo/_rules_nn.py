@@ -114,21 +114,114 @@ def std_rule(self: tuple[int, ...], *args: Any, out_shape: Any = None, **kwargs:
     return 4 * numel(self) + 3 * _reduced_outputs(out_shape)
 
 
-@register_rule(["aten.linalg_vector_norm", "aten.norm"])
-def norm_rule(
-    self: tuple[int, ...], ord: Any = 2, *args: Any, out_shape: Any = None, **kwargs: Any
-) -> int:
-    """p=2: 2N + 1 per output (square, sum, sqrt); p=0, 1 or inf: 2N; other p: 3N + 1 per output.
+#: ``at::internal::GRAIN_SIZE``: a reduction into one output of at least this many elements
+#: runs on every thread (``binary_kernel_reduce``) and combines their partial results
+_GRAIN_SIZE = 32768
 
-    p=0 counts the non-zeros (compare, add), p=1 sums the absolute values, p=inf takes their
-    max (abs, compare): no root.
+
+def _norm_path(x: Any, dim: Any, dtype: Any) -> dict[str, Any]:
+    """Which of ATen's CPU vector-norm kernels a call of ``x`` over ``dim`` runs.
+
+    ``path``: ``"abs"`` when every reduced dimension has size 1 (``linalg_vector_norm``
+    takes ``|x|``, or ``x != 0`` for p = 0); ``"lastdim"`` when the reduced dimensions of
+    size over 1, ordered by stride, are one block of memory with stride 1 (TensorIterator
+    moves them to the front and coalesces them: ``is_reduce_lastdim``), the output's dtype
+    is the input's (no ``dtype=``), float, double or bfloat16: the vectorised p = 2 kernel;
+    else ``"generic"`` (``binary_kernel_reduce``). ``lanes``: that kernel's accumulator
+    vector, AVX2's (8 floats, 4 doubles; bfloat16 accumulates in float). ``threads``:
+    ``torch.get_num_threads()``.
     """
-    n, outs = numel(self), _reduced_outputs(out_shape)
+    import torch
+
+    shape, strides = tuple(x.shape), tuple(x.stride())
+    if dim is None or (isinstance(dim, (list, tuple)) and len(dim) == 0):
+        reduced = list(range(len(shape)))
+    else:
+        reduced = [
+            d % max(1, len(shape)) for d in (dim if isinstance(dim, (list, tuple)) else [dim])
+        ]
+    big = sorted((strides[d], shape[d]) for d in set(reduced) if shape[d] != 1)
+    threads = int(torch.get_num_threads())
+    lanes = 4 if x.dtype == torch.float64 else 8
+    if not big:
+        return {"path": "abs", "lanes": lanes, "threads": threads}
+    block = big[0][0] == 1 and all(b[0] == a[0] * a[1] for a, b in zip(big, big[1:], strict=False))
+    vector_dtype = x.dtype in (torch.float32, torch.float64, torch.bfloat16)
+    same_dtype = dtype is None or dtype == x.dtype
+    path = "lastdim" if block and vector_dtype and same_dtype else "generic"
+    return {"path": path, "lanes": lanes, "threads": threads}
+
+
+def _reads_norm(
+    self: Any, ord: Any = 2, dim: Any = None, *args: Any, dtype: Any = None, **kwargs: Any
+) -> dict[str, Any]:
+    """:func:`_norm_path` of a ``linalg_vector_norm`` or ``norm`` call.
+
+    Strides and dtype are metadata: read from meta and fake tensors too.
+    """
+    try:
+        return _norm_path(self, dim, dtype)
+    except (AttributeError, RuntimeError, TypeError, ValueError, IndexError):
+        return {}
+
+
+_reads_norm.metadata_only = True  # type: ignore[attr-defined]
+
+
+def vector_norm_fpo(
+    n: int, outs: int, ord: Any, path: str = "generic", lanes: int = 8, threads: int = 1
+) -> int:
+    """A vector norm of ``n`` elements into ``outs`` outputs, as ATen's CPU kernels run it.
+
+    ``path`` and ``lanes`` as :func:`_norm_path` reads them. ``"abs"``: ``n`` (``|x|``).
+    ``"lastdim"`` (p = 2): per output the whole vectors' ``acc += x * x`` and the rest's
+    ``buffer[0] += x * x`` (2 per element), the accumulator's ``lanes`` added into its first
+    (``lanes - 1``), the square root: ``2n + lanes`` per output. ``"generic"``
+    (``binary_kernel_reduce`` from a zeroed accumulator, ``SharedReduceOps.h``): p = 2
+    ``acc + x * x`` (2 per element) and ``sqrt`` per output; p = 1 ``acc + |x|``, p = inf
+    ``max(acc, |x|)`` and -inf its min, p = 0 ``acc + (x != 0)`` (2 per element, nothing per
+    output); other p ``acc + pow(|x|, p)`` (3) and ``pow(acc, 1 / p)`` per output (2: the
+    division too). A reduction into one output of ``GRAIN_SIZE`` (32,768) elements or more
+    runs on every thread and combines their accumulators into the initial one: + ``threads``
+    when there are several.
+    """
+    if path == "abs":
+        return n
+    if ord in (2, 2.0, None, "fro") and path == "lastdim":
+        return 2 * n + lanes * outs
     if ord in (0, 1, float("inf"), float("-inf")):
-        return 2 * n
-    if ord in (2, None, "fro"):
-        return 2 * n + outs
-    return 3 * n + outs
+        total = 2 * n
+    elif ord in (2, 2.0, None, "fro"):
+        total = 2 * n + outs
+    else:
+        total = 3 * n + 2 * outs
+    if outs == 1 and n >= _GRAIN_SIZE and threads > 1:
+        total += threads
+    return total
+
+
+@register_rule(["aten.linalg_vector_norm", "aten.norm"], reads=_reads_norm)
+def norm_rule(
+    self: tuple[int, ...],
+    ord: Any = 2,
+    *args: Any,
+    out_shape: Any = None,
+    path: str = "generic",
+    lanes: int = 8,
+    threads: int = 1,
+    **kwargs: Any,
+) -> int:
+    """A vector norm as ATen's CPU kernels run it (:func:`vector_norm_fpo`).
+
+    p = 2 over a block of memory with stride 1 (the last dimension, or every dimension, of a
+    contiguous tensor: ``F.normalize`` of embeddings, a parameter's norm) runs the vectorised
+    kernel, ``2N + 8`` per output (float; double ``2N + 4``: the accumulator's lanes added up
+    and the root); other layouts ``2N + 1``; p = 0, 1 or inf ``2N``; other p ``3N + 2`` per
+    output. Earlier versions counted ``2N + 1`` and ``3N + 1`` whatever the kernel.
+    """
+    return vector_norm_fpo(
+        numel(self), _reduced_outputs(out_shape), ord, path=path, lanes=lanes, threads=threads
+    )
 
 
 def _broadcast(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:

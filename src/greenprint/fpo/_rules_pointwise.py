@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from greenprint.fpo._registry import first_shape, numel, register_rule, shapes_in, zero
-from greenprint.fpo._rules_nn import norm_rule
+from greenprint.fpo._rules_nn import _norm_path, vector_norm_fpo
 
 __all__: list[str] = []
 
@@ -101,12 +101,43 @@ def lerp_rule(*args: Any, out_shape: Any = None, **kwargs: Any) -> int:
     return 3 * numel(first_shape(out_shape))
 
 
-register_rule([*_ops("xlogy", "leaky_relu", "hardtanh"), "aten._prelu_kernel"])(
-    _per_element(
-        2,
-        "xlogy (log, mul), leaky_relu and prelu (compare, mul), hardtanh (two compares)",
-    )
+register_rule([*_ops("leaky_relu", "hardtanh"), "aten._prelu_kernel"])(
+    _per_element(2, "leaky_relu and prelu (compare, mul), hardtanh (two compares)")
 )
+
+
+def _reads_xlogy(x: Any, y: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """How many of an ``xlogy(x, y)``'s (broadcast, real) elements return early.
+
+    ``nan_y``: those whose ``y`` is NaN; ``zero_x``: the others whose ``x`` is 0. Read before
+    the op runs (``xlogy_`` overwrites ``x``).
+    """
+    import torch
+
+    xt, yt = torch.as_tensor(x), torch.as_tensor(y)
+    shape = torch.broadcast_shapes(xt.shape, yt.shape)
+    nan_y = torch.isnan(yt).expand(shape)
+    zero_x = (xt == 0).expand(shape) & ~nan_y
+    return {"nan_y": int(nan_y.sum()), "zero_x": int(zero_x.sum())}
+
+
+@register_rule(
+    [*_ops("xlogy"), *_ops("special_xlog1py", inplace=False)],
+    reads=_reads_xlogy,
+    reads_before=True,
+)
+def xlogy_rule(*args: Any, out_shape: Any = None, nan_y: int = 0, zero_x: int = 0, **k: Any) -> int:
+    """4 per element, as ATen's CPU kernel (``xlogy_kernel``; ``xlog1py_kernel`` alike) runs it.
+
+    ``if (isnan(y)) return NAN; if (x == 0) return 0; return x * log(y)`` (``log1p``): the
+    NaN test, the compare with 0, the log and the product; an element whose ``y`` is NaN stops
+    after 1, one whose ``x`` is 0 after 2 (read from real tensors: KL divergence's
+    ``xlogy(t, t)`` of a target with zeros; on meta or fake tensors every element counts 4, an
+    upper bound). It was 2 (log, mul).
+    """
+    return 4 * numel(first_shape(out_shape)) - 3 * nan_y - 2 * zero_x
+
+
 register_rule(_ops("silu"))(
     _per_element(
         4,
@@ -269,15 +300,36 @@ _FOREACH_ONE = """
 register_rule(_ops(*(f"_foreach_{name}" for name in _FOREACH_ONE.split())))(_foreach(1))
 
 
-@register_rule("aten._foreach_norm")
-def foreach_norm_rule(tensors: Any, ord: Any = 2, *args: Any, **kwargs: Any) -> int:
-    """Each tensor's vector norm, as ``linalg_vector_norm`` counts it (:func:`norm_rule`).
+def _reads_foreach_norm(
+    tensors: Any, ord: Any = 2, dtype: Any = None, *args: Any, **kwargs: Any
+) -> dict[str, Any]:
+    """Each tensor's vector-norm kernel (``_rules_nn._norm_path``, over every dimension)."""
+    try:
+        return {"paths": [_norm_path(t, None, dtype) for t in tensors]}
+    except (AttributeError, RuntimeError, TypeError, ValueError, IndexError):
+        return {}
 
-    The CPU kernel runs ``linalg_vector_norm`` per tensor: p=2 ``2N + 1`` (square, add, one
-    square root per tensor), p=0, 1 or inf ``2N``, other p ``3N + 1``. ``clip_grad_norm_``
-    with ``foreach=True`` thus counts as with ``foreach=False``.
+
+_reads_foreach_norm.metadata_only = True  # type: ignore[attr-defined]
+
+
+@register_rule("aten._foreach_norm", reads=_reads_foreach_norm)
+def foreach_norm_rule(
+    tensors: Any, ord: Any = 2, *args: Any, paths: Any = None, **kwargs: Any
+) -> int:
+    """Each tensor's vector norm, as ``linalg_vector_norm`` counts it (``_rules_nn.norm_rule``).
+
+    The CPU kernel runs ``linalg_vector_norm`` over every dimension of each tensor: p=2 on a
+    dense float tensor (a parameter's gradient) the vectorised kernel, ``2N + 8`` (double
+    ``2N + 4``), else ``2N + 1``; p=0, 1 or inf ``2N``; other p ``3N + 2``.
+    ``clip_grad_norm_`` with ``foreach=True`` thus counts as with ``foreach=False``.
     """
-    return sum(norm_rule(shape, ord, out_shape=()) for shape in shapes_in(tensors))
+    shapes = list(shapes_in(tensors))
+    reads = paths if paths is not None and len(paths) == len(shapes) else [{}] * len(shapes)
+    return sum(
+        vector_norm_fpo(numel(shape), 1, ord, **read)
+        for shape, read in zip(shapes, reads, strict=True)
+    )
 
 
 register_rule(_ops("_foreach_lerp"))(_foreach(3))
