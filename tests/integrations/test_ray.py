@@ -863,34 +863,40 @@ def test_a_pruned_trial_names_the_scheduler_or_stopper_that_may_have_stopped_it(
 def _train_cut(config: dict[str, Any]) -> None:
     from ray import tune
 
-    marks = Path(config["marks"])
     if config["x"] == 1:  # quick: three results, then it returns
         for i in range(3):
             tune.report({"score": float(i)})
-        (marks / "x1-returned").touch()
         return
-    (marks / "x2-started").touch()
+    (Path(config["marks"]) / "x2-started").touch()
     time.sleep(120)  # x=2: a first epoch longer than the experiment lasts
     tune.report({"score": 10.0})
 
 
-class _EndWhenCut:
-    """Ends the experiment once x=1 has returned and x=2 is in its first epoch (a Tune stopper).
+def _end_when_cut(marks: Path) -> tuple[Any, Any]:
+    """A Tune callback and stopper that end the experiment once x=1 has completed (as Tune
+    and greenprint's callback, listed before this one, saw it) and x=2 is in its first epoch.
 
     ``time_budget_s`` is a stopper too (Tune combines its ``TimeoutStopper`` with the others):
-    :meth:`stop_all` ends the experiment the same way, at the moment the case needs rather
-    than after a fixed time that a loaded machine may not have reached the second trial by
-    (12 s, at a load of 8 on 2 CPUs: x=2 had not started, and Tune rightly recorded nothing).
+    ``stop_all`` ends the experiment the same way, at the moment the case needs rather than
+    after a fixed time that a loaded machine may not have reached the second trial by (12 s, at
+    a load of 8 on 2 CPUs: x=2 had not started, and Tune rightly recorded nothing).
     """
+    from ray.tune import Callback
+    from ray.tune.stopper import Stopper
 
-    def __init__(self, marks: Path) -> None:
-        self.marks = marks
+    class Completed(Callback):  # type: ignore[misc]
+        def on_trial_complete(self, iteration: int, trials: Any, trial: Any, **info: Any) -> None:
+            if trial.config["x"] == 1:
+                (marks / "x1-completed").touch()
 
-    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
-        return False
+    class EndWhenCut(Stopper):  # type: ignore[misc]
+        def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+            return False
 
-    def stop_all(self) -> bool:
-        return (self.marks / "x1-returned").exists() and (self.marks / "x2-started").exists()
+        def stop_all(self) -> bool:
+            return (marks / "x1-completed").exists() and (marks / "x2-started").exists()
+
+    return Completed(), EndWhenCut()
 
 
 def test_a_trial_cut_before_its_first_result_reads_interrupted(
@@ -907,9 +913,8 @@ def test_a_trial_cut_before_its_first_result_reads_interrupted(
     report's EVP and best trial. (Its own file and cluster until session 31's helper H10; the
     module's cluster is the same, ``ray.init(num_cpus=2)``.)
     """
-    from ray.tune.stopper import CombinedStopper
-
     ledger = tmp_path / "greenprint.db"
+    completed, end_when_cut = _end_when_cut(tmp_path)
     started = time.monotonic()
     tune.Tuner(
         trainable(_train_cut, ledger=ledger),
@@ -919,8 +924,8 @@ def test_a_trial_cut_before_its_first_result_reads_interrupted(
         run_config=tune.RunConfig(
             name="cut",
             storage_path=str(tmp_path / "tune"),
-            callbacks=[GreenprintTuneCallback(ledger=ledger, study="cut")],
-            stop=CombinedStopper(_EndWhenCut(tmp_path)),
+            callbacks=[GreenprintTuneCallback(ledger=ledger, study="cut"), completed],
+            stop=end_when_cut,
             verbose=0,
         ),
     ).fit()
