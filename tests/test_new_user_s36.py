@@ -304,3 +304,19 @@ def test_the_hugging_face_cards_location_is_a_place_as_the_reports_card_says_it(
     assert model_card_co2(record)["geographical_location"] == place
     given = model_card_co2(record, geographical_location="Quebec, Canada")
     assert given["geographical_location"] == "Quebec, Canada"
+
+
+def test_the_energy_provenance_line_gives_whole_percents_that_add_up_to_100():
+    """A third measured, a third estimated, a third of unknown origin read 33% + 33% + 33%."""
+    from greenprint.analysis import ProvenanceSummary
+    from greenprint.report._text import _share_text
+
+    thirds = ProvenanceSummary(measured_kwh=1.0, estimated_kwh=1.0, unknown_kwh=1.0)
+    assert _share_text(thirds) == (
+        "energy: 34% measured by hardware counters, 33% estimated, 33% of unknown origin"
+    )
+    nearly = ProvenanceSummary(measured_kwh=0.996, estimated_kwh=0.004)
+    assert _share_text(nearly) == "energy: 100% measured by hardware counters, <1% estimated"
+    some = ProvenanceSummary(measured_kwh=0.993, estimated_kwh=0.007)
+    assert _share_text(some) == "energy: 99% measured by hardware counters, 1% estimated"
+    assert _share_text(ProvenanceSummary()) == "energy: none recorded"

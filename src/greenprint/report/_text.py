@@ -19,6 +19,7 @@ from greenprint._format import (
     format_fpo,
     format_share,
     fpo_none_counted,
+    percent_shares,
 )
 from greenprint._provenance import Provenance
 from greenprint._records import RunRecord
@@ -91,14 +92,18 @@ def _share_text(summary: ProvenanceSummary) -> str:
     measured, estimated = summary.measured_share, summary.estimated_share
     if measured is None:
         return "energy: none recorded"
+    shares = [measured, estimated or 0.0, summary.unknown_share or 0.0]
+    # whole percents that add up to 100 (a third each read 33% + 33% + 33%)
+    rounded = percent_shares(shares, decimals=0) or [100 * share for share in shares]
     parts = []
-    for share, what in (
-        (measured, "measured by hardware counters"),
-        (estimated, "estimated"),
-        (summary.unknown_share, "of unknown origin"),
+    for share, percent, what in zip(
+        shares,
+        rounded,
+        ("measured by hardware counters", "estimated", "of unknown origin"),
+        strict=True,
     ):
         if share and share >= 0.0005:
-            parts.append(f"{share:.0%} {what}" if share >= 0.005 else f"<1% {what}")
+            parts.append(f"{percent:.0f}% {what}" if percent >= 1 else f"<1% {what}")
     return "energy: " + (", ".join(parts) or "none recorded")
 
 
