@@ -320,3 +320,25 @@ def test_the_energy_provenance_line_gives_whole_percents_that_add_up_to_100():
     some = ProvenanceSummary(measured_kwh=0.993, estimated_kwh=0.007)
     assert _share_text(some) == "energy: 99% measured by hardware counters, 1% estimated"
     assert _share_text(ProvenanceSummary()) == "energy: none recorded"
+
+
+def test_a_price_tag_without_a_metric_says_how_to_identify_the_final_run():
+    """The README's `price_tag(runs)` said "no metric given: the final run is not identified",
+    and nothing of how, while the report of the same study names it (it chooses 'accuracy')."""
+    from greenprint.analysis import price_tag
+
+    scored = [
+        gp.RunRecord(id=f"t{k}", name=f"t{k}", study="s", status="finished", energy_kwh=1.0,
+                     metrics=(gp.MetricPoint("accuracy", 0.5 + k / 10),))
+        for k in range(2)
+    ]  # fmt: skip
+    (note,) = [n for n in price_tag(scored).notes if n.startswith("no metric given")]
+    assert note == (
+        "no metric given: the final run is not identified (give metric=, one of the metrics "
+        "logged: 'accuracy')"
+    )
+    assert price_tag(scored, metric="accuracy").final.name == "t1"
+    unscored = [gp.RunRecord(id="u", name="u", study="s", status="finished", energy_kwh=1.0)]
+    assert "no metric given: the final run is not identified (no run logged a metric)" in (
+        price_tag(unscored).notes
+    )

@@ -345,8 +345,14 @@ def forest_price_tag(
             f"no finished trial has a value of {metric!r} and no run has role 'final': the "
             f"final run is not identified (runs that logged it: {_logged_by(items, metric)})"
         )
-    else:
-        notes.append("no metric given: the final run is not identified")
+    else:  # say how to identify it (the report chooses a metric itself; this does not)
+        logged = _logged_metrics(items)
+        how = (
+            "no run logged a metric"
+            if logged == "none"
+            else f"give metric=, one of the metrics logged: {logged}"
+        )
+        notes.append(f"no metric given: the final run is not identified ({how})")
 
     return PriceTag(
         studies=tuple(sorted(set(forest.column("study")))),
