@@ -33,7 +33,8 @@ Conventions (FPO = floating-point operations: every ADD and MUL, Schwartz et al.
   1, sigmoid and tanh 3, silu 9 (autograd's decomposition), softplus 7, gelu 11 (tanh form
   20).
 * Reductions: n FPO to reduce n elements (sum, prod, max, argmax, cumsum); mean adds one
-  division per output element; var 4 per element + 2 per output; logsumexp 4 per element + 4 per
+  division per output element; var (Welford's update) 6 per element + 3 per
+  output (into one output two passes, 4 per element + 5); logsumexp 4 per element + 4 per
   output.
 * Softmax as ATen's CPU kernels run it: 5 per element (max, subtract, exp, sum, scale) less 1
   per row (the max and the sum start from their first values; ``1 / sum`` once per row);

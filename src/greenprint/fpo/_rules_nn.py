@@ -102,16 +102,94 @@ def mean_rule(self: tuple[int, ...], *args: Any, out_shape: Any = None, **kwargs
     return numel(self) + _reduced_outputs(out_shape)
 
 
-@register_rule(["aten.var", "aten.var_mean"])
-def var_rule(self: tuple[int, ...], *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
-    """4N + 2 per output: mean (sum, divide), subtract, square, sum, divide."""
-    return 4 * numel(self) + 2 * _reduced_outputs(out_shape)
+def _reads_var(self: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """A variance's ``all_reduce_dtype`` and ``threads``.
+
+    ``all_reduce_dtype``: a float or double input, which ATen reduces into one output with
+    ``std_var_all_cpu``. The dtype is metadata: read from meta and fake tensors too.
+    """
+    try:
+        import torch
+
+        return {
+            "all_reduce_dtype": self.dtype in (torch.float32, torch.float64),
+            "threads": int(torch.get_num_threads()),
+        }
+    except (AttributeError, RuntimeError, TypeError):
+        return {}
 
 
-@register_rule(["aten.std", "aten.std_mean"])
-def std_rule(self: tuple[int, ...], *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
-    """The variance's 4N + 2 per output, + 1 per output for the square root."""
-    return 4 * numel(self) + 3 * _reduced_outputs(out_shape)
+_reads_var.metadata_only = True  # type: ignore[attr-defined]
+
+
+def variance_fpo(
+    n: int,
+    outs: int,
+    *,
+    root: bool,
+    all_reduce: bool,
+    threads: int = 1,
+) -> int:
+    """A variance (``root``: standard deviation) of ``n`` elements into ``outs`` outputs.
+
+    As ATen's CPU kernels run it (``ReduceOps.cpp``, ``SharedReduceOps.h``). ``all_reduce``
+    (``var``/``std`` into one output, float or double: ``std_var_all_cpu``): ``self.mean()``
+    (the sum, ``n``, and the division), then ``dx = x - mean; local_sum += dx * dx`` (3 per
+    element) and ``thread_sum += local_sum`` once per piece of ``at::parallel_reduce`` (1; over
+    ``GRAIN_SIZE`` elements on several threads one per thread's chunk, + ``threads`` to combine
+    the threads' results),
+    ``sum / max(0, n - correction)`` (3), the root (1). Else (along dimensions, bfloat16 or
+    half, and every ``var_mean``/``std_mean``) Welford's update per element, ``delta = x -
+    mean``, ``mean += delta / n``, ``m2 += delta * (x - mean)`` (6), and per output ``nf >
+    correction ? nf - correction : 0`` and ``m2 / divisor`` (3), the root (1).
+    """
+    if all_reduce and outs == 1:
+        pieces = 1
+        if n > _GRAIN_SIZE and threads > 1:  # ``invoke_parallel``'s chunks, then ``threads``
+            tasks = min(threads, -(-n // _GRAIN_SIZE))
+            chunk = -(-n // tasks)
+            pieces = -(-n // chunk) + threads
+        return (n + 1) + 3 * n + pieces + 3 + (1 if root else 0)
+    return 6 * n + (4 if root else 3) * outs
+
+
+def _variance_rule(root: bool, with_mean: bool) -> Any:
+    def rule(
+        self: tuple[int, ...],
+        *args: Any,
+        out_shape: Any = None,
+        all_reduce_dtype: bool = True,
+        threads: int = 1,
+        **kwargs: Any,
+    ) -> int:
+        return variance_fpo(
+            numel(self),
+            _reduced_outputs(out_shape),
+            root=root,
+            all_reduce=all_reduce_dtype and not with_mean,
+            threads=threads,
+        )
+
+    name = ("std" if root else "var") + ("_mean" if with_mean else "")
+    rule.__doc__ = (
+        f"``{name}`` as ATen's CPU kernels run it (:func:`variance_fpo`): "
+        + (
+            "Welford's update, 6 per element, + 3 per output"
+            if with_mean
+            else "into one float or double output the two-pass ``std_var_all_cpu``, 4N + 5; "
+            "else Welford's update, 6 per element, + 3 per output"
+        )
+        + (" + 1 for the root" if root else "")
+        + ". Earlier versions counted 4N + 2 per output (+ 1 for the root) for all of them."
+    )
+    rule.__name__ = rule.__qualname__ = f"{name}_rule"
+    return rule
+
+
+for _root in (False, True):
+    for _with_mean in (False, True):
+        _name = ("std" if _root else "var") + ("_mean" if _with_mean else "")
+        register_rule(f"aten.{_name}", reads=_reads_var)(_variance_rule(_root, _with_mean))
 
 
 #: ``at::internal::GRAIN_SIZE``: a reduction into one output of at least this many elements
