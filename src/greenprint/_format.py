@@ -220,15 +220,20 @@ def percent_shares(parts: Sequence[float], *, decimals: int = 1) -> list[float] 
     Rounded one by one, shares that add up to 100 can read 100.1 or 99.9 (the demo's energy by
     role read 56.5 + 4.1 + 6.0 + 10.7 + 22.8 = 100.1 % above its "100.0 %"): each is rounded
     down to ``decimals`` places, and the units of the last place still missing go to the
-    largest remainders (Hamilton's method), so no share moves by a unit or more. Of equal
-    remainders the larger part's goes first.
+    largest remainders (Hamilton's method), so no share moves by a unit or more. Equal parts
+    keep equal shares, and a larger part never reads less than a smaller one: where the parts
+    next in line are equal and fewer units are missing than they are, they all take one or
+    none, whichever leaves the sum nearer 100 (three thirds read 33 + 33 + 33; of two equal
+    parts for one unit, as each rounds alone).
     ``None`` when the parts add up to no positive finite sum (no share to give).
 
     Example:
         >>> percent_shares([56.461, 4.079, 6.010, 10.690, 22.760])
         [56.5, 4.1, 6.0, 10.7, 22.7]
+        >>> percent_shares([0.335, 0.336, 0.329], decimals=0)
+        [33.0, 34.0, 33.0]
         >>> percent_shares([1, 1, 1], decimals=0)
-        [34.0, 33.0, 33.0]
+        [33.0, 33.0, 33.0]
     """
     whole = math.fsum(parts)
     if not (math.isfinite(whole) and whole > 0) or any(not part >= 0 for part in parts):
@@ -236,15 +241,34 @@ def percent_shares(parts: Sequence[float], *, decimals: int = 1) -> list[float] 
     scale = 10**decimals
     exact = [100 * scale * part / whole for part in parts]
     units = [math.floor(e) for e in exact]
-    missing = 100 * scale - sum(units)
-    # the largest remainders first (equal ones, but for float noise: the larger part's, whose
-    # share a unit moves the least)
-    by_remainder = sorted(
-        range(len(parts)), key=lambda k: (-round(exact[k] - units[k], 9), -exact[k])
-    )
-    for k in by_remainder[:missing]:
-        units[k] += 1
+    # remainders to 9 places: equal ones but for float noise; of those the larger part's first
+    remainders = [round(e - u, 9) for e, u in zip(exact, units, strict=True)]
+    _give_missing(units, 100 * scale - sum(units), remainders, list(parts))
     return [u / scale for u in units]
+
+
+def _give_missing(
+    units: list[int], missing: int, remainders: Sequence[float], parts: Sequence[float]
+) -> None:
+    """Add the ``missing`` units to ``units``, largest remainder first, equal parts together.
+
+    Parts of one value have one remainder and take a unit each or none. Where fewer units are
+    left than such parts, they take one if that leaves the sum nearer its target (on a tie: if
+    their remainder is a half or more, as each rounds alone), and the giving stops there: a
+    smaller part after them does not take one before them.
+    """
+    groups: dict[float, list[int]] = {}
+    for k in sorted(range(len(parts)), key=lambda k: (-remainders[k], -parts[k])):
+        groups.setdefault(parts[k], []).append(k)
+    for group in groups.values():
+        if missing <= 0:
+            return
+        over = len(group) - missing  # units too many if each takes one
+        if over > 0 and (over > missing or (over == missing and remainders[group[0]] < 0.5)):
+            return
+        for k in group:
+            units[k] += 1
+        missing -= len(group)
 
 
 def json_safe(value: Any) -> Any:

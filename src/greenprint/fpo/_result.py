@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from greenprint._exceptions import FPOInputError
-from greenprint._format import format_fpo
+from greenprint._format import _give_missing, format_fpo
 
 __all__ = ["PHASES", "FPOResult"]
 
@@ -410,20 +410,24 @@ def _apportion(units: int, parts: list[int]) -> list[int]:
     """``units`` split in proportion to ``parts``, the units left over to the largest remainders.
 
     Hamilton's method in exact integers, so that the shares add up to ``units`` (tenths of a
-    percent each rounded alone read 1,001 of 1,000); of equal remainders the larger part first.
+    percent each rounded alone read 1,001 of 1,000); equal parts keep equal shares
+    (:func:`greenprint._format.percent_shares` says how).
 
     Example:
         >>> _apportion(1000, [14417920, 2228592, 262144, 163840, 28442624, 131072, 131328, 15520])
         [315, 49, 6, 3, 621, 3, 3, 0]
+        >>> _apportion(1000, [7208960, 262144, 131072, 131072, 9502720, 65536, 65792, 5200])
+        [415, 15, 8, 8, 547, 4, 4, 0]
+        >>> _apportion(1000, [1, 1, 1])
+        [333, 333, 333]
     """
     whole = sum(parts)
     if whole <= 0:
         return [0] * len(parts)
     floors = [units * part // whole for part in parts]
-    remainders = [units * part % whole for part in parts]
-    order = sorted(range(len(parts)), key=lambda k: (-remainders[k], -parts[k]))
-    for k in order[: units - sum(floors)]:
-        floors[k] += 1
+    # a remainder as a fraction of whole: exact, one value for equal parts
+    remainders = [units * part % whole / whole for part in parts]
+    _give_missing(floors, units - sum(floors), remainders, parts)
     return floors
 
 
