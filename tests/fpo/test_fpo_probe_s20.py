@@ -205,14 +205,15 @@ def test_embedding_backward_counts_no_gradient_for_padding_tokens():
     looked-up row's gradient into the weight, 4 adds per index, and the kernels (CPU and CUDA)
     skip the indices equal to ``padding_idx``, whose row gets no gradient. The rule saw shapes
     only and counted all 6 indices (24 FPO); it now reads the 3 padding tokens from the
-    indices: 3 * 4 = 12. ``scale_grad_by_freq`` scales each counted row first: 2 * 12. On meta
+    indices: 3 * 4 = 12. ``scale_grad_by_freq`` scales each counted row first: 2 * 12, + the
+    kernel's ``scale /= counts[k]`` per counted index, 3 (s36). On meta
     (no values) every index is counted: 24, an upper bound (docs/fpo.md)."""
     ids = torch.tensor([[1, 2, 0], [3, 0, 0]])
     real = gp.count_fpo(nn.Embedding(10, 4, padding_idx=0), ids)
     assert (real.forward_total, real.backward_total) == (0, 3 * 4)
     assert real.by_op["aten.embedding_dense_backward"] == 12
     scaled = gp.count_fpo(nn.Embedding(10, 4, padding_idx=0, scale_grad_by_freq=True), ids)
-    assert scaled.backward_total == 2 * 3 * 4
+    assert scaled.backward_total == 2 * 3 * 4 + 3
     negative = gp.count_fpo(nn.Embedding(10, 4, padding_idx=-10), ids)  # -10 is row 0
     assert negative.backward_total == 12
     plain = gp.count_fpo(nn.Embedding(10, 4), ids)

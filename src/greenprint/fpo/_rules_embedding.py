@@ -47,15 +47,19 @@ def embedding_dense_backward_rule(
 ) -> int:
     """One add per gradient element of each looked-up row (summed into the weight's row).
 
-    ``D`` adds per index (``grad`` is ``(*indices, D)``); with ``scale_grad_by_freq`` each row
-    is first scaled by 1/count of its index: + ``D``. Indices equal to ``padding_idx`` are
+    ``D`` adds per index (``grad`` is ``(*indices, D)``); with ``scale_grad_by_freq`` ATen's
+    ``embedding_dense_backward_cpu`` computes ``scale /= counts[k]`` per index (1) and adds the
+    row times it, ``grad_weight[k].add_(grad[i], scale)``: + ``D`` + 1 per index (the
+    division per index was not counted before s36). Indices equal to ``padding_idx`` are
     skipped by the kernels (that row gets no gradient): ``padded`` of them, read from the
     indices when they have values; on meta or fake tensors every index is counted (an upper
     bound, ``D`` per padding token too many).
     """
     rows = max(0, numel(indices) - padded) if isinstance(indices, tuple) else 0
     per_row = grad[-1] if grad else 1
-    return rows * per_row * (2 if scale_grad_by_freq else 1)
+    if scale_grad_by_freq:
+        return rows * (2 * per_row + 1)
+    return rows * per_row
 
 
 # -- embedding bags ---------------------------------------------------------------------------
