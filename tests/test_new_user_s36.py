@@ -351,3 +351,23 @@ def test_a_price_tag_without_a_metric_says_how_to_identify_the_final_run():
     assert "no metric given: the final run is not identified (no run logged a metric)" in (
         price_tag(unscored).notes
     )
+
+
+@pytest.mark.parametrize(
+    ("sizes", "note"),
+    [
+        ((50_000, None, None, None), "3 of 4 trials have no dataset_size and are not in E x D x H"),
+        ((100, None), "1 of 2 trials has no dataset_size and is not in E x D x H"),
+    ],
+)
+def test_the_edh_note_names_e_x_d_x_h_as_its_sentence_does(sizes, note):
+    """The README's report read "E x D x H: ... 3 of 4 trials have no dataset_size and are not
+    in E*D*H", two spellings in one sentence (and "1 of 2 trials have ... are")."""
+    from greenprint.analysis import price_tag
+
+    runs = [
+        gp.RunRecord(id=f"t{k}", name=f"t{k}", study="s", status="finished", energy_kwh=1.0,
+                     dataset_size=size, metrics=(gp.MetricPoint("accuracy", 0.5),))
+        for k, size in enumerate(sizes)
+    ]  # fmt: skip
+    assert price_tag(runs, metric="accuracy").edh.note == note

@@ -116,7 +116,10 @@ def _edh(
     missing = len(trials) - len(covered)
     note = None
     if missing:
-        note = f"{missing} of {len(trials)} trials have no dataset_size and are not in E*D*H"
+        have, are = ("has", "is") if missing == 1 else ("have", "are")  # "1 of 4 trials has"
+        note = (
+            f"{missing} of {len(trials)} trials {have} no dataset_size and {are} not in E x D x H"
+        )
     return EDH(
         trials=len(covered),
         trials_total=len(trials),
