@@ -3,7 +3,8 @@
 :class:`_TrialState` per trial on the driver; a trial's experiment, name and configuration key
 (across its attempts); whether its own stopping criteria were met; its error; its final status
 by the rule of :mod:`greenprint.integrations.ray` (finished, pruned, failed, interrupted); and
-what in the experiment may stop a trial early (:func:`_early_stoppers`).
+what in the experiment may stop a trial early (:func:`_early_stoppers`); and what the callback
+notes of a trial's results and attempts (:class:`_TrialNotes`, a mixin of the callback).
 
 Private: :mod:`greenprint.integrations.ray` is the public module.
 """
@@ -11,11 +12,15 @@ Private: :mod:`greenprint.integrations.ray` is the public module.
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from greenprint._pruned import pruned_provenance
+from greenprint.integrations._ray_workers import _BUDGET
 
 
 @dataclass
@@ -170,3 +175,63 @@ def _stoppers(stopper: Any) -> list[Any]:
     if isinstance(inner, (list, tuple)):
         return [s for each in inner for s in _stoppers(each)]
     return [stopper]
+
+
+class _TrialNotes:
+    """What the callback notes of trials as Tune reports them, and how many were cut short.
+
+    A mixin of :class:`~greenprint.integrations.ray.GreenprintTuneCallback`, whose ``__init__``
+    sets the attributes declared here.
+    """
+
+    if TYPE_CHECKING:  # GreenprintTuneCallback's
+        _time_attr: str
+        _started: set[str]
+        _ended: dict[str, str]
+        _attempt_times: dict[str, tuple[float, float | None]]
+        _stoppers: tuple[str, ...]
+
+    def _cut_short(self, trials: list[Any]) -> int:
+        """How many of the experiment's trials had not ended when it ended.
+
+        Those this driver started that Tune never said ended (it marks them ``TERMINATED`` at
+        the end of an experiment cut short without calling :meth:`on_trial_complete`) and
+        those that never ran to an end (``PENDING``, ``PAUSED``). A trial of a restored
+        experiment that an earlier driver ran is not counted.
+        """
+        return sum(
+            1
+            for t in trials
+            if (t.trial_id in self._started and t.trial_id not in self._ended)
+            or str(getattr(t, "status", "")) in ("PENDING", "PAUSED")
+        )
+
+    def _attempt_failed(self, trial: Any) -> None:
+        """Note when the trial's latest attempt failed (for a run recorded by the driver)."""
+        started, _ = self._attempt_times.get(trial.trial_id, (time.time(), None))
+        self._attempt_times[trial.trial_id] = (started, time.time())
+
+    def _pruned_notes(self, state: _TrialState, furthest: float) -> dict[str, str]:
+        """A pruned trial's provenance: its last ``time_attr`` against the furthest trial's.
+
+        ``pruned_by``: ``"Ray Tune"`` and what may have stopped it (:func:`_early_stoppers`).
+        """
+        step = state.progress if state.progress > 0 else None
+        full = furthest if furthest > 0 else None
+        by = " ".join(("Ray Tune", " or ".join(self._stoppers))).strip()
+        return pruned_provenance(step=step, by=by, full_steps=full, unit=self._time_attr)
+
+    def _note_result(self, state: _TrialState, trial: Any, result: Mapping[str, Any]) -> None:
+        """Note what a trial's result tells of its end, as its status is judged at the end.
+
+        How far it went, whether Tune stopped it (and on its own stopping criteria), a
+        ``"stop"`` budget's reason: a result seen as it came, or a restored trial's last.
+        """
+        progress = result.get(self._time_attr)
+        if isinstance(progress, (int, float)) and not isinstance(progress, bool):
+            state.progress = max(state.progress, float(progress))
+        if result.get("done"):
+            state.stopped_by_tune = True
+            state.criteria_met = _criteria_met(trial, result)
+        if isinstance(result.get(_BUDGET), str):
+            state.budget_error = result[_BUDGET]

@@ -132,7 +132,6 @@ require("ray.tune", extra="ray", purpose="greenprint.integrations.ray", package=
 from ray import tune  # noqa: E402
 
 from greenprint._exceptions import ConfigError, GreenprintError  # noqa: E402
-from greenprint._pruned import pruned_provenance  # noqa: E402
 from greenprint.integrations._common import (  # noqa: E402
     WarnOnce,
     check_run_options,
@@ -142,16 +141,15 @@ from greenprint.integrations._ray_ledger import _TrialLedger  # noqa: E402
 from greenprint.integrations._ray_restore import _RestoredDrivers, _Resume  # noqa: E402
 from greenprint.integrations._ray_trials import (  # noqa: E402
     _attempt_key,
-    _criteria_met,
     _early_stoppers,
     _error_text,
     _experiment_name,
     _final_status,
     _trial_name,
+    _TrialNotes,
     _TrialState,
 )
 from greenprint.integrations._ray_workers import (  # noqa: E402
-    _BUDGET,
     _RECORD,
     _RUN_ID,
     _WORKER,
@@ -255,7 +253,7 @@ def trainable(
 # ------------------------------------------------------------------------------- driver side
 
 
-class GreenprintTuneCallback(_TrialLedger, _RestoredDrivers, tune.Callback):
+class GreenprintTuneCallback(_TrialLedger, _RestoredDrivers, _TrialNotes, tune.Callback):
     """Record a Ray Tune experiment as a ``sweep`` run whose children are its trials.
 
     Use it with :func:`trainable`: ``tune.RunConfig(callbacks=[GreenprintTuneCallback()])``.
@@ -532,52 +530,7 @@ class GreenprintTuneCallback(_TrialLedger, _RestoredDrivers, tune.Callback):
         else:
             self._sweep.stop()
 
-    def _cut_short(self, trials: list[Any]) -> int:
-        """How many of the experiment's trials had not ended when it ended.
-
-        Those this driver started that Tune never said ended (it marks them ``TERMINATED`` at
-        the end of an experiment cut short without calling :meth:`on_trial_complete`) and
-        those that never ran to an end (``PENDING``, ``PAUSED``). A trial of a restored
-        experiment that an earlier driver ran is not counted.
-        """
-        return sum(
-            1
-            for t in trials
-            if (t.trial_id in self._started and t.trial_id not in self._ended)
-            or str(getattr(t, "status", "")) in ("PENDING", "PAUSED")
-        )
-
     # ---------------------------------------------------------------- helpers
-    def _attempt_failed(self, trial: Any) -> None:
-        """Note when the trial's latest attempt failed (for a run recorded by the driver)."""
-        started, _ = self._attempt_times.get(trial.trial_id, (time.time(), None))
-        self._attempt_times[trial.trial_id] = (started, time.time())
-
-    def _pruned_notes(self, state: _TrialState, furthest: float) -> dict[str, str]:
-        """A pruned trial's provenance: its last ``time_attr`` against the furthest trial's.
-
-        ``pruned_by``: ``"Ray Tune"`` and what may have stopped it (:func:`_early_stoppers`).
-        """
-        step = state.progress if state.progress > 0 else None
-        full = furthest if furthest > 0 else None
-        by = " ".join(("Ray Tune", " or ".join(self._stoppers))).strip()
-        return pruned_provenance(step=step, by=by, full_steps=full, unit=self._time_attr)
-
-    def _note_result(self, state: _TrialState, trial: Any, result: Mapping[str, Any]) -> None:
-        """Note what a trial's result tells of its end, as its status is judged at the end.
-
-        How far it went, whether Tune stopped it (and on its own stopping criteria), a
-        ``"stop"`` budget's reason: a result seen as it came, or a restored trial's last.
-        """
-        progress = result.get(self._time_attr)
-        if isinstance(progress, (int, float)) and not isinstance(progress, bool):
-            state.progress = max(state.progress, float(progress))
-        if result.get("done"):
-            state.stopped_by_tune = True
-            state.criteria_met = _criteria_met(trial, result)
-        if isinstance(result.get(_BUDGET), str):
-            state.budget_error = result[_BUDGET]
-
     def _start_sweep(self, experiment: str) -> None:
         """Start the sweep run, named (and in the study named) after the experiment.
 
