@@ -371,3 +371,24 @@ def test_the_edh_note_names_e_x_d_x_h_as_its_sentence_does(sizes, note):
         for k, size in enumerate(sizes)
     ]  # fmt: skip
     assert price_tag(runs, metric="accuracy").edh.note == note
+
+
+@pytest.mark.parametrize(
+    ("pues", "said"), [((1.0, 1.2), "PUEs of 1-1.2"), ((1.2,), "a PUE of 1.2")]
+)
+def test_the_compute_statement_gives_several_pues_as_it_gives_several_intensities(
+    tmp_path, pues, said
+):
+    """The README's study (one run at PUE 1.2, the others at 1) read "with grid intensities of
+    380.9-480.6 g CO2-eq/kWh (...) and a PUE of 1, 1.2"."""
+    with gp.Ledger(tmp_path / "l.db") as led:
+        for k, pue in enumerate(pues):
+            led.start_run(
+                gp.RunRecord(
+                    id=f"t{k}", name=f"t{k}", study="s", status="finished", started_at=T0 + k,
+                    duration_s=1.0, energy_kwh=1e-3, pue=pue, intensity_g_per_kwh=400.0,
+                    emissions_kg=4e-4 * pue, metrics=(gp.MetricPoint("accuracy", 0.5),),
+                )
+            )  # fmt: skip
+    statement = build_report(tmp_path / "l.db", "s").compute_statement
+    assert f"a grid intensity of 400 g CO2-eq/kWh (unrecorded) and {said}; and" in statement

@@ -391,6 +391,19 @@ def _intensity_values(runs: Sequence[RunRecord]) -> str:
     return f"grid intensities of {values[0]:.4g}-{values[-1]:.4g} g CO2-eq/kWh"
 
 
+def _pue_values(values: Sequence[float]) -> str:
+    """``"a PUE of 1.2"``, or of several runs ``"PUEs of 1-1.2"``, as the intensities read.
+
+    Several read "a PUE of 1, 1.2" before.
+    """
+    found = sorted(set(values))
+    if not found:
+        return "an unrecorded PUE"
+    if len(found) == 1:
+        return f"a PUE of {found[0]:g}"
+    return f"PUEs of {found[0]:g}-{found[-1]:g}"
+
+
 def compute_statement(
     tag: PriceTag,
     runs: Sequence[RunRecord],
@@ -413,7 +426,7 @@ def compute_statement(
     statuses = f" ({statuses})" if statuses else ""  # no trial: no "()"
     summary = tag.provenance
     hours = total.duration_s / 3600.0
-    pue = ", ".join(f"{v:g}" for v in summary.pue_values) or "unrecorded"
+    pue = _pue_values(summary.pue_values)
     intensity = "; ".join(short_source(s) for s in summary.intensity_sources) or "unrecorded"
     # fpo_unknown counts no container: a run that counted none of its own is its children
     unknown = count_of(total.fpo_unknown, "run")
@@ -440,7 +453,7 @@ def compute_statement(
         f"They ran for {_run_time(hours, total.duration_s, tag.elapsed_s)} and used "
         f"{format_energy(total.energy_kwh)} of IT energy "
         f"({_energy_clause(summary)}), or {format_emissions(total.emissions_kg)} "
-        f"with {_intensity_values(runs)} ({intensity}) and a PUE of {pue}; and {fpo}.",
+        f"with {_intensity_values(runs)} ({intensity}) and {pue}; and {fpo}.",
     ]
     final = tag.final
     if final is not None:
