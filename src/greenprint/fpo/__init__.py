@@ -29,7 +29,8 @@ Conventions (FPO = floating-point operations: every ADD and MUL, Schwartz et al.
   add and reciprocal); ``add`` with ``alpha != 1``
   2; ``addcmul``/``addcdiv`` 3 (2 when value is 1); ``lerp`` 3; composite activations count the
   elementary ops of their formula: relu 1, silu 4, leaky_relu 2, hardtanh 2, hardsigmoid 4,
-  hardswish 5, mish 4, softplus 6, gelu 5 (tanh approximation 9), elu 6; their backward: relu
+  hardswish 5, mish 4, softplus 6, gelu 5 (tanh approximation 9), elu 2 or 5 (a vector
+  of values >= 0, or one with a value below 0: both branches); their backward: relu
   1, sigmoid and tanh 3, silu 9 (autograd's decomposition), softplus 7, gelu 11 (tanh form
   20).
 * Reductions: n FPO to reduce n elements (sum, prod, max, argmax, cumsum); mean adds one

@@ -169,9 +169,60 @@ register_rule("aten.softplus")(
 register_rule(_ops("mish"))(
     _per_element(4, "mish: ATen's kernel computes x * tanh(log1p(exp(x))): exp, log1p, tanh, mul")
 )
-register_rule(_ops("elu") + ["aten.log_sigmoid_forward"])(
-    _per_element(6, "elu (compare, scale, exp, sub, alpha, scale), log_sigmoid (stable form)")
+register_rule(["aten.log_sigmoid_forward"])(
+    _per_element(6, "log_sigmoid (stable form): min, abs, neg, exp, log1p, subtract")
 )
+
+
+def _reads_elu(x: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """``{"negative": n}``: the values of ELU's input that lie in a vector with a lane below 0.
+
+    ATen's vectorised ELU (``get_vectorized_elu_elementwise_func``) computes ``a >= 0`` for a
+    vector and, when every lane holds, only ``a * scale``; else both sides on every lane.
+    Vectors are AVX2's float vectors (8 lanes; bfloat16 and half converted to two of them; 4
+    doubles), taken from the start of the values in memory order (a contiguous or channels-last
+    tensor). Read before the op runs (``elu_`` overwrites its input); real tensors only.
+    """
+    import torch
+
+    try:
+        t = x
+        if not t.is_contiguous() and t.dim() == 4:
+            if t.is_contiguous(memory_format=torch.channels_last):
+                t = t.permute(0, 2, 3, 1)
+        below = ~(t.reshape(-1) >= 0)
+    except (AttributeError, RuntimeError, TypeError, ValueError):
+        return {}
+    lanes = 4 if x.dtype == torch.float64 else 8
+    pad = (-below.numel()) % lanes
+    groups = torch.cat([below, torch.zeros(pad, dtype=torch.bool)]).view(-1, lanes)
+    branching = groups.any(dim=1)
+    sizes = torch.full((groups.shape[0],), lanes)
+    if pad:
+        sizes[-1] = lanes - pad
+    return {"negative": int(sizes[branching].sum())}
+
+
+def elu_fpo(n: int, negative: int | None) -> int:
+    """ELU over ``n`` values, ``negative`` of them in vectors that take the negative branch.
+
+    Per value ``a >= 0`` (1) and ``a * scale`` (1); in a vector with a lane below 0 also
+    ``expm1(a * input_scale) * (alpha * scale)`` on every lane (3). Without values (meta or
+    fake tensors) every vector branches: ``5n``, an upper bound.
+    """
+    return 2 * n + 3 * (n if negative is None else negative)
+
+
+@register_rule(_ops("elu"), reads=_reads_elu, reads_before=True)
+def elu_rule(self: tuple[int, ...], *args: Any, negative: int | None = None, **kwargs: Any) -> int:
+    """ELU (and SELU, which runs it) as ATen's vectorised CPU kernel computes it.
+
+    ``a >= 0`` per vector; every lane ``>= 0``: ``a * scale`` (2 per value); else
+    ``blendv(expm1(a * input_scale) * (alpha * scale), a * scale, cmp)`` (5 per value). The
+    vectors are read from the values (:func:`_reads_elu`; on meta every vector branches, 5 per
+    value). It was 6 per value (``exp(x) - 1``: the kernel calls ``expm1``).
+    """
+    return elu_fpo(numel(self), negative)
 
 
 @register_rule(_ops("gelu"))
