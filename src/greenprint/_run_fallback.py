@@ -33,9 +33,11 @@ import hashlib  # here, not in _key: a process's first run would pay its import 
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from greenprint import _fallback_said, _ledger_backoff
 from greenprint._exceptions import GreenprintError
 from greenprint._forks import renew_after_fork
 
@@ -43,6 +45,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from greenprint.ledger import Ledger
 
 __all__ = [
+    "attempted",
     "can_fall_back",
     "counted",
     "fallback_ledger",
@@ -61,11 +64,13 @@ __all__ = [
 #: The run's messages keep the logger name they had in one module: "greenprint.tracking".
 logger = logging.getLogger("greenprint.tracking")
 
+T = TypeVar("T")
+
 
 class _Fallback:
     """The fallback file of one ledger in this process, and what was said of it."""
 
-    __slots__ = ("display", "hidden", "path", "runs", "since_said", "told")
+    __slots__ = ("display", "hidden", "marked", "path", "quiet", "runs", "since_said", "told")
 
     def __init__(self, path: Path, display: str, hidden: bool) -> None:
         self.path = path
@@ -74,6 +79,10 @@ class _Fallback:
         self.runs = 0  # runs made in the file
         self.since_said: int | None = None  # runs when the fall-back was said; None: not now
         self.told = 0  # runs the last line about the file counted
+        # the fall-back's marker is this process's (greenprint._fallback_said); another
+        # process of the study said it (this one says nothing of it, at its exit neither)
+        self.marked = False
+        self.quiet = False
 
     def command(self) -> str:
         """The command that puts the file's runs into the ledger, as it can be run."""
@@ -200,6 +209,23 @@ def can_fall_back(location: Any) -> bool:
     return not (isinstance(location, Ledger) and location._closed and not location._unneeded)
 
 
+def attempted(location: Any, attempt: Callable[[], T], *, retry: bool = True) -> T:
+    """``attempt()``: a run's opening of, or first write to, its ledger ``location``.
+
+    A ledger a run may fall back from (:func:`can_fall_back`) that took long to fail is not
+    tried again for a while (:mod:`greenprint._ledger_backoff`): its error is raised at once,
+    and the run falls back without waiting for it. ``retry``: see
+    :func:`greenprint._ledger_backoff.tried`.
+
+    Raises:
+        GreenprintError: ``attempt``'s, or the one the ledger failed with (not tried now).
+    """
+    url = _url(location)
+    if url is None or not can_fall_back(location):
+        return attempt()
+    return _ledger_backoff.tried(url, attempt, retry=retry)
+
+
 def is_fallback(ledger: Any) -> bool:
     """Whether ``ledger`` is a fallback file of this process."""
     path = getattr(ledger, "path", None)
@@ -221,6 +247,7 @@ def written_to(ledger: Ledger) -> None:
         return
     url = ledger.url_unmasked
     _know(url)
+    _ledger_backoff.answered(url)
     with _LOCK:
         _NEITHER_SAID.discard(url)
         fallback = _FALLBACKS.get(os.getpid(), {}).get(url)
@@ -228,6 +255,10 @@ def written_to(ledger: Ledger) -> None:
             return
         fallback.since_said = None
         fallback.told = fallback.runs
+        alone = not fallback.marked and not fallback.quiet  # said here, without a marker
+        fallback.marked = fallback.quiet = False
+    if not _fallback_said.unmark(fallback.path) and not alone:
+        return  # another process of the study said it
     logger.warning(
         "greenprint: ledger %s takes runs again; the %d run(s) made while it could not are in "
         "%s: %s puts them in it",
@@ -282,16 +313,35 @@ def fallback_ledger(location: Any, holder: Any, error: BaseException) -> Ledger:
         if say:  # the run it is for is counted as it starts there (:func:`counted`)
             fallback.since_said = fallback.runs
             fallback.told = fallback.runs + 1
+    if say:  # once per study: not by each of a Pool's workers
+        first = _fallback_said.first_to_say(fallback.path)
+        with _LOCK:
+            fallback.marked = first is True
+            fallback.quiet = first is False
+        say = first is not False
     if say:
         logger.warning(
             "greenprint: ledger %s cannot take runs (%s); they are saved in %s until it can "
-            "(the study goes on): %s puts them in it",
+            "(the study goes on%s): %s puts them in it",
             fallback.display,
             _reason(error),
             fallback.path,
+            _not_waited(url),
             fallback.command(),
         )
     return ledger
+
+
+def _not_waited(url: str) -> str:
+    """What the fallback's warning adds for a ledger that took long to fail: not waited for."""
+    waits = _ledger_backoff.retry_in(url)
+    if waits is None:
+        return ""
+    took_s, retry_s = waits
+    return (
+        f"; it took {took_s:.0f} s to fail, so the next runs go to the file without waiting "
+        f"for it, and it is tried again in {retry_s:.0f} s"
+    )
 
 
 def _user() -> int:
@@ -477,7 +527,9 @@ def _displays() -> list[str]:
 def _said_at_exit() -> None:
     """One line per fallback file of this process that took runs since it was last said of."""
     with _LOCK:
-        fallbacks = [f for f in _FALLBACKS.get(os.getpid(), {}).values() if f.runs > f.told]
+        fallbacks = [
+            f for f in _FALLBACKS.get(os.getpid(), {}).values() if f.runs > f.told and not f.quiet
+        ]
     for fallback in fallbacks:
         logger.warning(
             "greenprint: %d run(s) meant for ledger %s are saved in %s: %s puts them in it",

@@ -25,6 +25,7 @@ from greenprint._exceptions import ConfigError, GreenprintError
 from greenprint._lifecycle import interrupts_held, registry, status_for
 from greenprint._liveness import writer_identity
 from greenprint._run_fallback import (
+    attempted,
     can_fall_back,
     counted,
     fallback_ledger,
@@ -259,7 +260,7 @@ class RunLifecycle(RunState):
         refused (:mod:`greenprint._run_persistence`). Any other ledger's error is raised.
         """
         try:
-            ledger.start_run(self._base_record())
+            attempted(ledger, lambda: ledger.start_run(self._base_record()))
             if is_fallback(ledger):  # made there by _begin, or a part of a run made there
                 counted(ledger)
         except GreenprintError as e:
@@ -282,8 +283,11 @@ class RunLifecycle(RunState):
         from greenprint.hardware import detect_hardware
 
         if self._ledger is None and self._ledger_location is not None:
+            location = self._ledger_location
             try:  # before anything starts
-                self._ledger = _open_ledger(self._ledger_location, self)
+                self._ledger = attempted(
+                    location, lambda: _open_ledger(location, self), retry=False
+                )
             except GreenprintError as e:  # one this process wrote to, failing: its fallback
                 self._ledger = fallback_ledger(self._ledger_location, self, e)
         self.id = _new_run_id()
@@ -337,7 +341,6 @@ class RunLifecycle(RunState):
         self._status = "running"
         self._state = "running"
         if self._ledger is not None:
-            _write_unsaved(into=self._ledger)  # runs it could not take: room again?
             try:
                 self._start_in_ledger(self._ledger)
             except BaseException as e:  # a full disk, a locked or read-only ledger
@@ -351,6 +354,9 @@ class RunLifecycle(RunState):
                 except Exception:  # a meter set of the user's own: its close must not hide e
                     logger.exception("greenprint: closing run %s's meters failed", self.id[:8])
                 raise
+            # runs it could not take: room again? Once this run is in it: a ledger that
+            # hangs is not waited for twice (the run then falls back; they wait for it)
+            _write_unsaved(into=self._ledger)
             if self.parent_id is None:
                 self._continue_restarted()
         if self._guard is not None:

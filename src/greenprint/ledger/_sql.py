@@ -39,6 +39,7 @@ from greenprint.ledger import _schema
 from greenprint.ledger._fields import CorruptValueError
 from greenprint.ledger._layout import BUSY_TIMEOUT_S, RETRY_DEADLINE_S, check_layout
 from greenprint.ledger._marks import MARK_SEQS, MARKS_WORTH_READING
+from greenprint.ledger._pg_ping import bounded_ping
 from greenprint.ledger._rows import (
     METRIC_COLUMNS,
     REPEATED_COLUMNS,
@@ -84,10 +85,14 @@ def _create_engine(target: Target) -> Engine:
             connect_args = {}
             if "connect_timeout" not in url.query:
                 connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
-            return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+            engine = sa.create_engine(url, connect_args=connect_args)
         except (sa.exc.ArgumentError, ValueError) as e:
             # a message of SQLAlchemy's own may quote the whole URL: never its password
             raise LedgerPathError(f"bad ledger URL {target.display}: {type(e).__name__}") from e
+        # a pooled connection is pinged, its answer awaited as long as a new one's (a server
+        # that stops answering hung the next run for ever: greenprint.ledger._pg_ping)
+        bounded_ping(engine, url, CONNECT_TIMEOUT_S)
+        return engine
     if target.memory:
         engine = sa.create_engine(
             "sqlite://",
