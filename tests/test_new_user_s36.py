@@ -392,3 +392,48 @@ def test_the_compute_statement_gives_several_pues_as_it_gives_several_intensitie
             )  # fmt: skip
     statement = build_report(tmp_path / "l.db", "s").compute_statement
     assert f"a grid intensity of 400 g CO2-eq/kWh (unrecorded) and {said}; and" in statement
+
+
+def test_export_says_a_nested_run_is_contained_as_the_report_does(tmp_path, capsys):
+    """integrations.md's GridSearchCV: the report's rows read each trial and fold `contained`
+    true, the export null (the value recorded), so the rows whose `contained` is not true,
+    summed as docs/report.md says, gave 5.04 µWh against the price tag's 4.37 µWh."""
+    import csv
+    import io
+    import json
+
+    from greenprint.cli import main
+
+    plan = [  # name, parent, kWh
+        ("search", None, 10.0),
+        ("c0", "search", 4.0),
+        ("c0-fold0", "c0", 2.0),
+        ("c0-fold1", "c0", 1.5),
+        ("c1", "search", 3.0),
+        ("refit", "search", 1.0),
+    ]
+    with gp.Ledger(tmp_path / "l.db") as led:
+        for k, (name, parent, kwh) in enumerate(plan):
+            led.start_run(
+                gp.RunRecord(
+                    id=f"id-{name}", name=name, study="cv", status="finished",
+                    parent_id=None if parent is None else f"id-{parent}", started_at=T0 + k,
+                    duration_s=1.0, energy_kwh=kwh, emissions_kg=kwh * 0.4,
+                    params={"C": k} if parent == "search" else {},
+                    metrics=() if parent is None else (gp.MetricPoint("score", 0.5),),
+                )
+            )  # fmt: skip
+    report = build_report(tmp_path / "l.db", "cv")
+    assert report.price_tag.total.energy_kwh == 10.0
+    by_report = {row.name: row.contained for row in report.runs}
+    args = ["ledger", "export", "--ledger", str(tmp_path / "l.db"), "--study", "cv"]
+    assert main([*args, "--format", "json"]) == 0
+    items = json.loads(capsys.readouterr().out)["runs"]
+    assert {i["name"]: i["contained"] for i in items} == by_report
+    assert by_report == dict.fromkeys([n for n, _, _ in plan[1:]], True) | {"search": None}
+    assert sum(i["energy_kwh"] for i in items if i["contained"] is not True) == 10.0
+    assert main([*args, "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert {r["name"]: r["contained"] for r in rows} == {
+        n: str(c) if c is not None else "" for n, c in by_report.items()
+    }

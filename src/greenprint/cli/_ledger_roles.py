@@ -43,8 +43,9 @@ def roles_as_read(
     ``contained``: false exactly where the run's cost adds to the price tag's, outside every
     measurement above it (:attr:`~greenprint._forest.RunForest.adds_to_the_total`: a child given
     its parent's id on another host, a node adding to its job's head, a rank under a root rank
-    0), true for a job's run inside a reading above it (a rank under its node's meter, a rank
-    its job linked under its rank 0 inside a sweep's process tree), else the one recorded.
+    0), true for any other run read under a parent (inside a reading above it: a nested run,
+    a rank under its node's meter, a rank its job linked under its rank 0 inside a sweep's
+    process tree), as the report's rows say; for a root, the one recorded.
     """
     from greenprint._exceptions import AnalysisError
     from greenprint._metric_choice import pick_metric
@@ -64,10 +65,9 @@ def roles_as_read(
         read = resolve_roles(runs, metric=ranked)
         forest = read.forest
         by_parts = parts_scores(read, ranked) if scores else {}
-        kinds = forest.kinds or ("nested",) * len(forest.runs)
         adding = forest.adds_to_the_total
-        for pos, (run, role, inferred, parent, kind) in enumerate(
-            zip(forest.runs, read.roles, read.inferred, forest.parents, kinds, strict=True)
+        for pos, (run, role, inferred, parent) in enumerate(
+            zip(forest.runs, read.roles, read.inferred, forest.parents, strict=True)
         ):
             # the parent the report reads it under: a job's rank under its node's meter (its
             # cost inside it), another node's meter under the job's head (its cost adding)
@@ -75,9 +75,11 @@ def roles_as_read(
             contained = run.contained
             if parent is not None and adding[pos]:  # its cost adds to the price tag's
                 contained = False
-            elif parent is not None and (run.job_id or kind == "remote"):
-                # a rank inside its node meter's reading, or one its job linked under its
-                # training's rank 0 inside a sweep's process tree (in the sweep's reading)
+            elif parent is not None:
+                # inside a reading above it, as the report's row says: a nested run (a fold
+                # recorded in a joblib worker, which recorded none), a rank inside its node
+                # meter's reading, or one its job linked under its training's rank 0 inside a
+                # sweep's process tree (in the sweep's reading)
                 contained = True
             resolved[run.id] = (
                 role,
