@@ -148,6 +148,8 @@ os.close(_answers)
 os.chdir(_request["cwd"])
 os.environ.clear()
 os.environ.update(_request["env"])
+if "tempfile" in sys.modules:  # read from TMPDIR again: the server's imports may have read it
+    sys.modules["tempfile"].tempdir = None
 for _fd, (_path, _flags) in enumerate([
     (_request["stdin"], os.O_RDONLY),
     (_request["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC),

@@ -73,6 +73,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import tokenize
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -510,7 +511,7 @@ def run_block(
         stdin = instrument(block.code, block.line)
         if server is not None:
             argv = ["-c", str(ROOT / block.doc)]
-            return server.run(RUNNER, argv, stdin, cwd, example_env(), TIMEOUT_S)
+            return server.run(RUNNER, argv, stdin, cwd, example_env(cwd), TIMEOUT_S)
         command = [sys.executable, "-c", RUNNER, str(ROOT / block.doc)]
     else:
         command, stdin = ["bash", "-euxo", "pipefail", "-c", block.code], None
@@ -524,7 +525,7 @@ def run_block(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=cwd,
-        env=example_env(),
+        env=example_env(cwd),
         text=True,
         start_new_session=True,
     ) as process:
@@ -537,8 +538,12 @@ def run_block(
     return subprocess.CompletedProcess(command, process.returncode, out, err)
 
 
-def example_env() -> dict[str, str]:
+def example_env(cwd: Path | None = None) -> dict[str, str]:
     """The examples' environment: :func:`clean_env`, with one OpenMP thread unless it says.
+
+    An example run in ``cwd`` has a temporary folder of its own beside it (``TMPDIR``):
+    ledger.md's study whose ledger folder moves away left its fallback file in the machine's
+    ``/tmp/greenprint-<uid>/`` at each run of the suite (one more file each time).
 
     The suite runs its files in several workers on a machine of few cores (three on two for
     ``make test``). An example's torch (and OpenBLAS) then started a thread per core, and the
@@ -549,6 +554,10 @@ def example_env() -> dict[str, str]:
     """
     env = clean_env()
     env.setdefault("OMP_NUM_THREADS", "1")
+    if cwd is not None:
+        temp = cwd.with_name(f"{cwd.name}-tmp")
+        temp.mkdir(exist_ok=True)
+        env["TMPDIR"] = str(temp)
     return env
 
 
@@ -883,6 +892,19 @@ def test_claims_are_values_shown_after_top_level_expressions():
     lines = instrument(code, 40).splitlines()
     assert len(lines) == 40 + 11 and lines[40] == code.splitlines()[0]
     assert lines[41] == "__doc_claim__(42, 'c', '5', ('int', 5), (c))  # 5: the total"
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid"), reason="POSIX users")
+def test_the_fallback_example_leaves_nothing_in_the_machines_temporary_folder(tmp_path):
+    # before: its fallback file stayed in /tmp/greenprint-<uid>/, one more at each suite's run
+    (block,) = [b for b in BLOCKS["docs/ledger.md"] if "greenprint-unsaved" in b.code]
+    cwd = tmp_path / "ledger.md"
+    cwd.mkdir()
+    done = run_block(block, cwd)
+    assert done.returncode == 0, done.stderr
+    (fallback,) = (tmp_path / "ledger.md-tmp").glob("greenprint-*/greenprint-unsaved-*.db")
+    machines = Path(tempfile.gettempdir()) / f"greenprint-{os.getuid()}"
+    assert not (machines / fallback.name).exists()
 
 
 def test_runner_checks_claims_and_reports_the_markdown_lines(tmp_path):
