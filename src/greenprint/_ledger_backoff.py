@@ -17,15 +17,20 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
-from typing import TypeVar
 
 from greenprint._exceptions import GreenprintError
 from greenprint._forks import renew_after_fork
 
-__all__ = ["FIRST_RETRY_S", "LONGEST_RETRY_S", "SLOW_FAILURE_S", "answered", "retry_in", "tried"]
-
-T = TypeVar("T")
+__all__ = [
+    "FIRST_RETRY_S",
+    "LONGEST_RETRY_S",
+    "SLOW_FAILURE_S",
+    "answered",
+    "failed",
+    "retry_in",
+    "skipped",
+    "waiting",
+]
 
 #: A ledger's failure that took this long, in s, or more is not waited for again at once
 SLOW_FAILURE_S = 1.0
@@ -53,36 +58,34 @@ _LOCK = threading.Lock()
 renew_after_fork(globals(), "_LOCK")
 
 
-def tried(url: str, attempt: Callable[[], T], *, retry: bool = True) -> T:
-    """``attempt()`` (opening or writing the ledger at ``url``), unless it waits its retry.
+def waiting() -> bool:
+    """Whether any ledger waits its retry (read without the lock: a hint for the fast path)."""
+    return bool(_WAITING)
 
-    Only for a ledger a run may fall back from (:func:`greenprint._run_fallback.can_fall_back`):
-    its failure is timed, and a slow one starts (or lengthens) its wait. ``retry``: this
-    attempt is the retry when one is due (the other threads' runs meanwhile do not wait for
-    it); ``False`` for a step before it (opening a ledger already open costs nothing, and
-    the run's first write is the retry then).
 
-    Raises:
-        GreenprintError: ``attempt``'s error, or, while the ledger waits its retry, the one it
-            last failed with (nothing tried).
+def skipped(url: str, *, retry: bool = True) -> GreenprintError | None:
+    """The error the ledger at ``url`` last failed with while it waits its retry, else ``None``.
+
+    Only for a ledger a run may fall back from (:func:`greenprint._run_fallback.can_fall_back`).
+    ``None`` when it is to be tried: no wait, or its retry is due. ``retry``: the caller's
+    try is then the retry (the other threads' runs meanwhile do not wait for it either);
+    ``False`` for a step before it (opening a ledger already open costs nothing, and the
+    run's first write is the retry then).
     """
     with _LOCK:
-        waiting = _WAITING.get(url)
-        if waiting is not None:
-            now = time.monotonic()
-            if now < waiting.retry_at:
-                raise waiting.error.with_traceback(None)
-            if retry:  # this run retries; the others meanwhile do not wait for it either
-                waiting.retry_at = now + waiting.interval_s
-    began = time.monotonic()
-    try:
-        return attempt()
-    except GreenprintError as e:
-        _failed(url, e, time.monotonic() - began)
-        raise
+        wait = _WAITING.get(url)
+        if wait is None:
+            return None
+        now = time.monotonic()
+        if now < wait.retry_at:
+            return wait.error
+        if retry:
+            wait.retry_at = now + wait.interval_s
+        return None
 
 
-def _failed(url: str, error: GreenprintError, took_s: float) -> None:
+def failed(url: str, error: GreenprintError, took_s: float) -> None:
+    """The ledger at ``url`` failed with ``error`` after ``took_s``: a slow failure waits."""
     with _LOCK:
         before = _WAITING.pop(url, None)
         if took_s < SLOW_FAILURE_S:  # trying costs nothing: every run tries

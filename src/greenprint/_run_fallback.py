@@ -33,6 +33,7 @@ import hashlib  # here, not in _key: a process's first run would pay its import 
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -215,15 +216,28 @@ def attempted(location: Any, attempt: Callable[[], T], *, retry: bool = True) ->
     A ledger a run may fall back from (:func:`can_fall_back`) that took long to fail is not
     tried again for a while (:mod:`greenprint._ledger_backoff`): its error is raised at once,
     and the run falls back without waiting for it. ``retry``: see
-    :func:`greenprint._ledger_backoff.tried`.
+    :func:`greenprint._ledger_backoff.skipped`. The usual case (nothing waits, the attempt
+    succeeds) reads no URL.
 
     Raises:
         GreenprintError: ``attempt``'s, or the one the ledger failed with (not tried now).
     """
-    url = _url(location)
-    if url is None or not can_fall_back(location):
+    if _ledger_backoff.waiting():
+        url = _url(location)
+        if url is not None and can_fall_back(location):
+            error = _ledger_backoff.skipped(url, retry=retry)
+            if error is not None:
+                raise error.with_traceback(None)
+    began = time.monotonic()
+    try:
         return attempt()
-    return _ledger_backoff.tried(url, attempt, retry=retry)
+    except GreenprintError as e:
+        took_s = time.monotonic() - began
+        if took_s >= _ledger_backoff.SLOW_FAILURE_S or _ledger_backoff.waiting():
+            url = _url(location)
+            if url is not None and can_fall_back(location):
+                _ledger_backoff.failed(url, e, took_s)
+        raise
 
 
 def is_fallback(ledger: Any) -> bool:
