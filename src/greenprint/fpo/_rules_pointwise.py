@@ -48,7 +48,7 @@ def _first_arg_numel(args: tuple[Any, ...], out_shape: Any) -> int:
 
 _ONE = """
     mul div neg reciprocal abs sign sgn exp exp2 expm1 log log2 log10 log1p sqrt rsqrt sin cos
-    tan asin acos atan sinh cosh tanh asinh acosh atanh atan2 erf erfc erfinv pow floor
+    tan asin acos atan sinh cosh tanh asinh acosh atanh atan2 erf erfc erfinv floor
     ceil round trunc frac fmod remainder relu threshold eq ne lt le gt ge clamp_min clamp_max
     lgamma digamma polygamma igamma igammac heaviside copysign float_power true_divide
     floor_divide nan_to_num deg2rad rad2deg
@@ -61,6 +61,49 @@ register_rule(_ops(*_ONE.split()) + _ops(*_ONE_NO_INPLACE.split(), inplace=False
 register_rule(_ops("conj_physical") + _ops("_conj_physical", inplace=False))(
     _per_element(1, "the imaginary parts negated (complex tensors only; real ones are returned)")
 )
+
+
+def _reads_dtype(self: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """``half``: the first tensor argument is float16 (metadata: meta and fake tensors too)."""
+    import torch
+
+    tensor = (
+        self
+        if isinstance(self, torch.Tensor)
+        else next((a for a in args if isinstance(a, torch.Tensor)), None)
+    )
+    return {} if tensor is None else {"half": tensor.dtype == torch.float16}
+
+
+_reads_dtype.metadata_only = True  # type: ignore[attr-defined]
+
+
+@register_rule(_ops("pow"), reads=_reads_dtype)
+def pow_rule(
+    self: Any, exponent: Any = None, *, out_shape: Any = None, half: bool = False, **kw: Any
+) -> int:
+    """``pow`` as ATen's CPU kernels (``Pow.cpp``, ``cpu/PowKernel.cpp``) run it, per element.
+
+    A tensor to a number: exponent 0 fills ones and 1 copies (0); 3 is ``x * x * x`` and -2
+    ``(x * x).reciprocal()`` (2: ``pow_tensor_scalar_optimized_kernel``; float16 takes
+    ``std::pow``, 1); 2, 0.5, -0.5, -1 (``x * x``, sqrt, rsqrt, reciprocal) and any other 1. A
+    number to a tensor: a base of 1 fills ones (0), else 1; a tensor to a tensor 1. (It was 1
+    for all of them.)
+    """
+    n = numel(first_shape(out_shape))
+    if (
+        isinstance(self, tuple)
+        and isinstance(exponent, (int, float))
+        and not isinstance(exponent, bool)
+    ):
+        if exponent in (0, 1):
+            return 0
+        return (1 if half else 2) * n if exponent in (3, -2) else n
+    if isinstance(exponent, bool) and isinstance(self, tuple):
+        return 0  # pow(x, True) copies, pow(x, False) fills ones
+    if isinstance(self, (int, float)) and self == 1:
+        return 0
+    return n
 
 
 @register_rule([*_ops("add", "sub"), "aten.rsub"])
