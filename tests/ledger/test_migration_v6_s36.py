@@ -168,6 +168,7 @@ def _load_random_v5(url: str, operations: list[Any]) -> None:
         with engine.begin() as conn:
             conn.exec_driver_sql("DROP SCHEMA public CASCADE")
             conn.exec_driver_sql("CREATE SCHEMA public")
+            conn.exec_driver_sql("GRANT USAGE ON SCHEMA public TO PUBLIC")  # as a new database
             load_v5(conn)
             conn.execute(
                 sa.text("CREATE TEMP TABLE model AS SELECT * FROM runs WHERE id = :i"),
@@ -498,3 +499,59 @@ def test_a_big_postgresql_migration_is_said(
         _check_migrated(url)
     said = [r.getMessage() for r in caplog.records if "migrating ledger" in r.getMessage()]
     assert len(said) == 1 and "from schema 5 to 6 (1,500,000 metric points" in said[0], said
+
+
+@pytest.mark.postgres
+def test_a_role_granted_the_tables_is_told_that_their_owner_migrates(pg_server: Any) -> None:
+    """A team's schema 5 ledger, a writer role granted its tables (docs/ledger.md, Roles): the
+    writer's new greenprint may not migrate it (not the tables' owner): the one-line error says
+    who can and how, the ledger is left at schema 5; once the owner opened it, the writer writes
+    runs and their marks are kept (the trigger's function runs with its owner's rights)."""
+    import sqlalchemy as sa
+
+    url = pg_server.new_database()
+    _load_random_v5(url, [])
+    role = f"gp_v5_writer_{sa.engine.make_url(url).database}"  # one per database
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE ROLE {role} LOGIN")
+        conn.exec_driver_sql(
+            f"GRANT SELECT, INSERT, UPDATE ON runs, metrics, samples, schema_version TO {role}"
+        )
+        conn.exec_driver_sql(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role}")
+    writer = url.replace("://postgres:", f"://{role}:", 1)
+    assert writer != url
+    try:
+        with pytest.raises(gp.SchemaVersionError) as refused:
+            gp.Ledger(writer)
+        message = str(refused.value)
+        assert "\n" not in message
+        assert "from schema 5 to 6: must be owner of" in message
+        assert message.endswith(
+            "the ledger was left unchanged; only the role that owns its tables may migrate it: "
+            "open it once as that role with this greenprint (e.g. greenprint ledger ls --ledger "
+            "URL); until then the other roles keep the greenprint they had"
+        )
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT max(version) FROM schema_version").scalar() == 5
+        with gp.Ledger(url) as led:  # the owner
+            assert led.schema_version == 6
+        with gp.Ledger(writer, create=False) as led:
+            for k in range(20):
+                led.flush("r1", metrics=[gp.MetricPoint("loss", 1.0 / (k + 1), k, T0 + k)])
+            led.flush("r1", metrics=[gp.MetricPoint("loss", 0.5, None, T0 + 20)])
+        with engine.connect() as conn:
+            rows = conn.exec_driver_sql("SELECT seq, run_id, name, value, step FROM metrics").all()
+            marks = conn.exec_driver_sql(f"SELECT {_MARK_COLUMNS_SQL} FROM metric_marks").all()
+            assert (
+                conn.exec_driver_sql(
+                    "SELECT max_step FROM metric_marks WHERE run_id = 'r1'"
+                ).scalar()
+                == 19
+            )
+        _same(stored_marks(marks), brute_marks(rows))
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP OWNED BY {role}")
+            conn.exec_driver_sql(f"DROP ROLE {role}")
+        engine.dispose()

@@ -67,6 +67,7 @@ T = TypeVar("T")
 
 _ADVISORY_LOCK_KEY = 0x67726E70  # "grnp": serialises schema creation/migration on PostgreSQL
 _TRANSIENT_SQLSTATES = {"40001", "40P01"}  # serialization_failure, deadlock_detected
+_INSUFFICIENT_PRIVILEGE = "42501"  # PostgreSQL: "must be owner of relation metrics"
 _WRITE = "greenprint_write"
 
 #: A migration of a ledger of at least this many metric points (its largest ``seq``) is said
@@ -314,9 +315,19 @@ class SQLStore:
         try:
             return _schema.migrate(conn, version)
         except sa.exc.DBAPIError as e:
+            # a team's role granted the tables (docs/ledger.md, Roles) is not their owner: the
+            # first of them to upgrade greenprint could not use the ledger, told only why
+            owner = getattr(e.orig, "sqlstate", None) == _INSUFFICIENT_PRIVILEGE
             raise SchemaVersionError(
                 f"cannot migrate ledger {self.target.display} from schema {version} to "
                 f"{_schema.SCHEMA_VERSION}: {e.orig}; the ledger was left unchanged"
+                + (
+                    "; only the role that owns its tables may migrate it: open it once as that "
+                    "role with this greenprint (e.g. greenprint ledger ls --ledger URL); until "
+                    "then the other roles keep the greenprint they had"
+                    if owner
+                    else ""
+                )
             ) from e
 
     def close(self) -> None:
