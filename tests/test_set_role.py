@@ -110,7 +110,10 @@ def test_roles_given_afterwards_make_the_report_read_the_study_right(study):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["basline", "{baseline}"], "unknown run role 'basline'; roles: trial, part, baseline"),
+        (
+            ["basline", "{baseline}"],
+            "unknown run role 'basline'; did you mean 'baseline'? Roles: trial, part, baseline",
+        ),
         (["part", "{0.01}"], "has no parent: a part belongs to a run"),
         (["trial", "{0.01}", "--part-of", "{0.1}"], "--part-of gives role 'part', not 'trial'"),
         (["part", "{0.1}", "--part-of", "{0.1}"], "a run cannot be a part of itself"),

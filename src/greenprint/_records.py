@@ -58,11 +58,18 @@ def check_role(role: object) -> str | None:
     """``role`` if it is one of :data:`RUN_ROLES` (or ``None``: not given), else ConfigError.
 
     Raises:
-        ConfigError: an unknown role (the message lists the roles).
+        ConfigError: an unknown role (the message names the nearest role, if one is close, and
+            lists the roles).
     """
     if role is None or (isinstance(role, str) and role in RUN_ROLES):
         return role
-    raise ConfigError(f"unknown run role {role!r}; roles: {', '.join(RUN_ROLES)}")
+    from greenprint._suggest import nearest, suggestion
+
+    hint = suggestion(nearest(role, RUN_ROLES) if isinstance(role, str) else [])
+    roles = ", ".join(RUN_ROLES)
+    if hint:  # "...; did you mean 'trial'? Roles: ..." (one clause each, no "?;")
+        raise ConfigError(f"unknown run role {role!r}{hint} Roles: {roles}")
+    raise ConfigError(f"unknown run role {role!r}; roles: {roles}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ import click
 
 from greenprint._exceptions import ConfigError
 from greenprint._format import count_of
-from greenprint._records import RunRecord
+from greenprint._records import RunRecord, check_role
 from greenprint.cli._cells import MAX_CELL, open_ledger, safe
 from greenprint.cli._common import TEXT, ledger_option
 
@@ -160,6 +160,7 @@ def set_role_command(
     (an unknown role or run, a run still running, a part of another study's run or of itself,
     a part holding runs read as trials: they would read as its parts) nothing changes.
     """
+    check_role(role)  # a role typed wrong is named before the ledger is looked for
     with open_ledger(ledger) as led:
         records = [led.run(run_id) for run_id in run_ids]
         was = {record.id: record.role for record in records}
