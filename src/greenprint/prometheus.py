@@ -24,9 +24,11 @@ meter; sum the ``nested="false"`` series) and, per measured component, ``compone
 metric                                 type     meaning
 =====================================  =======  ===============================================
 ``greenprint_energy_joules_total``     counter  IT energy so far (before PUE), per component
+                                                (0 before the run's first meter sample)
 ``greenprint_power_watts``             gauge    mean IT power between the meter samples since
                                                 the previous scrape (the first: since the run
-                                                started), per component
+                                                started), per component (none before the
+                                                run's first sample)
 ``greenprint_emissions_grams_total``   counter  CO2-eq so far (PUE and grid intensity applied)
 ``greenprint_run_duration_seconds``    gauge    wall time so far
 ``greenprint_runs_active``             gauge    runs being measured by this process
@@ -151,11 +153,13 @@ class Collector:
                     joules = kwh * _JOULES_PER_KWH
                     key = (run.id, component)
                     seen.add(key)
-                    watts = self._power(key, joules, figures)
                     labels = _labels({**base, "component": component})
                     samples["greenprint_energy_joules_total"].append(
                         f"greenprint_energy_joules_total{labels} {_number(joules)}"
                     )
+                    if figures.unsampled:  # no power measured yet: no gauge, not 0 W
+                        continue
+                    watts = self._power(key, joules, figures)
                     samples["greenprint_power_watts"].append(
                         f"greenprint_power_watts{labels} {_number(max(watts, 0.0))}"
                     )
@@ -211,9 +215,20 @@ class _Figures:
         sample_t: when its energy was last sampled (s since the epoch), ``None`` when the run
             does not say (not a :class:`~greenprint.tracking.Run`).
         running: whether it is still measuring.
+        unsampled: a started run its meters have not sampled yet: ``energy_kwh`` holds each of
+            its components at 0, and no power has been measured.
     """
 
-    __slots__ = ("duration_s", "energy_kwh", "grams", "now", "running", "sample_t", "started_t")
+    __slots__ = (
+        "duration_s",
+        "energy_kwh",
+        "grams",
+        "now",
+        "running",
+        "sample_t",
+        "started_t",
+        "unsampled",
+    )
 
     def __init__(self, run: Any, now: float) -> None:
         self.now = now
@@ -221,6 +236,12 @@ class _Figures:
         self.grams = float(run.emissions_kg) * 1e3
         self.duration_s = float(run.duration_s)
         started = getattr(run, "_started_at", None)
+        self.unsampled = bool(started) and not self.energy_kwh
+        if self.unsampled:
+            # before the run's first meter sample: each component it measures at 0 J, as its
+            # CO2-eq reads 0 g, so that a sum over the energy counts the run from its start
+            meters = getattr(run, "_meters", None)
+            self.energy_kwh = dict.fromkeys(getattr(meters, "components", ()) or (), 0.0)
         sample = getattr(run, "_last_sample_t", None)
         self.started_t = float(started) if started else now - self.duration_s
         self.sample_t = float(sample) if started and sample is not None else None
