@@ -21,6 +21,7 @@ __all__ = [
     "fpo_none_counted",
     "json_safe",
     "percent_shares",
+    "run_time_text",
 ]
 
 
@@ -197,6 +198,19 @@ def format_duration(seconds: float) -> str:
     minutes, secs = divmod(int(round(seconds)), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h {minutes}m {secs}s" if hours else f"{minutes}m {secs}s"
+
+
+def run_time_text(seconds: float | None, *, unknown: str = "-") -> str:
+    """A run's time as :func:`format_duration` writes it; ``unknown`` when none was recorded.
+
+    None, NaN, a negative time and 0 are unknown: greenprint never records a run of no time
+    (the shortest ``greenprint run -- true`` takes 0.06 s), and a record built without a
+    duration (``RunRecord(duration_s=...)`` not given, as in a hand-made or merged ledger)
+    holds 0.0: it reads ``"-"``, never a made-up ``"0.0 s"``.
+    """
+    if seconds is None or not math.isfinite(seconds) or seconds <= 0:
+        return unknown
+    return format_duration(seconds)
 
 
 def count_of(count: int, noun: str) -> str:

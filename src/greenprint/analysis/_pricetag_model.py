@@ -21,6 +21,7 @@ from greenprint._format import (
     format_energy,
     format_fpo,
     fpo_none_counted,
+    run_time_text,
 )
 from greenprint.analysis._common import Mode, json_float
 from greenprint.analysis._final_run import FinalRun
@@ -312,7 +313,8 @@ class PriceTag:
         lines = [  # the units the reports write (25.8 mWh, not 2.58e-05 kWh)
             f"{count_of(t.trials, 'trial')}{statuses} in {count_of(t.runs, 'run')}",
             f"{format_energy(t.energy_kwh)}, {format_emissions(t.emissions_kg)}, {fpo}, "
-            f"{format_duration(t.duration_s)} of runs over {format_duration(self.elapsed_s)} "
+            f"{run_time_text(t.duration_s, unknown='unknown time')} of runs over "
+            f"{format_duration(self.elapsed_s)} "
             "elapsed",
         ]
         if self.final is not None:

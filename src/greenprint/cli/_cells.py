@@ -14,11 +14,11 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from greenprint._format import (
-    format_duration,
     format_emissions,
     format_energy,
     format_fpo,
     json_safe,
+    run_time_text,
 )
 from greenprint._records import RunRecord
 from greenprint._validate import FPO_MAX
@@ -147,10 +147,12 @@ def clock_zone(timestamp: float) -> str:
 
 
 def duration_text(seconds: float) -> str:
-    """A duration (s) as the price tag and the report write it: ``0.04 s``, ``1m 35s``."""
-    if not math.isfinite(seconds) or seconds < 0:
-        return "-"
-    return format_duration(seconds)
+    """A duration (s) as the price tag and the report write it: ``0.04 s``, ``1m 35s``.
+
+    ``-`` when unknown (:func:`~greenprint._format.run_time_text`): a record without one holds
+    0.0, which is no run of no time.
+    """
+    return run_time_text(seconds)
 
 
 def json_text(value: Any) -> str:

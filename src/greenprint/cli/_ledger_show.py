@@ -78,7 +78,9 @@ def show_command(run_id: str, ledger: str | None, as_json: bool) -> None:
     put("started", zoned_time(record.started_at))
     put("ended", zoned_time(record.ended_at))
     put("heartbeat", zoned_time(record.heartbeat_at))
-    put("duration", f"{duration_text(record.duration_s)} ({record.duration_s:.3f} s)")
+    known = duration_text(record.duration_s)
+    # none recorded: "-" alone (a record without one holds 0.0), not "- (0.000 s)"
+    put("duration", known if known == "-" else f"{known} ({record.duration_s:.3f} s)")
     section("where")
     put("host", record.host or "-")
     if record.job_id is not None:

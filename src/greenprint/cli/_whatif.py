@@ -48,7 +48,7 @@ def _offset(seconds: float) -> str:
 
 
 def _show(result: Any) -> None:
-    from greenprint._format import format_duration, format_emissions, format_energy
+    from greenprint._format import format_emissions, format_energy, run_time_text
     from greenprint.cli._cells import safe
 
     # for a run priced by an hourly series, whatif() gives the intensity that applied
@@ -59,7 +59,8 @@ def _show(result: Any) -> None:
     click.echo(
         f"run       {safe(result.run_name, limit=40)} ({result.run_id[:12]}): "
         f"{format_energy(result.energy_kwh)} x PUE {result.pue:g} = "
-        f"{format_energy(result.facility_energy_kwh)} over {format_duration(result.duration_s)}"
+        f"{format_energy(result.facility_energy_kwh)} over "
+        f"{run_time_text(result.duration_s, unknown='an unknown time')}"
     )
     click.echo(f"recorded  {format_emissions(result.emissions_kg)} at {intensity} ({source})")
     click.echo("")

@@ -27,6 +27,7 @@ from greenprint.report._plots import FigureRenderer, figure_file_name
 from greenprint.report._prediction import latex_section as prediction_section
 from greenprint.report._pruned import latex_section as pruned_section
 from greenprint.report._tables import (
+    edh_sentence,
     final_score_text,
     final_sentence,
     role_energy_shares,
@@ -176,7 +177,7 @@ def _price_tag_table(
                 _num(cost.energy_kwh, energy[0]),
                 _num(cost.emissions_kg, mass[0]),
                 fpo_cell,
-                _num(cost.duration_s, time_unit[0]),
+                _num(cost.duration_s or None, time_unit[0]),  # 0: none recorded
             ]
         )
     return (
@@ -232,7 +233,7 @@ def _runs_table(
                 if row.fpo is None
                 else (r"$\geq$" if row.fpo_lower_bound else "")  # a lower bound
                 + _num(float(row.fpo), fpo[0]),
-                _num(row.duration_s, time_unit[0]),
+                _num(row.duration_s or None, time_unit[0]),  # 0: none recorded
                 "-" if row.dataset_size is None else f"{row.dataset_size:,}".replace(",", "{,}"),
             ]
         )
@@ -332,6 +333,11 @@ def render_latex(report: Report, plots: FigureRenderer) -> str:
         "",
         _loose(final_sentence(report)),
         "",
+    ]
+    edh = edh_sentence(report)  # Green AI's Cost = E x D x H, as Markdown and HTML give it
+    if edh:
+        out += [_loose(edh), ""]
+    out += [
         "% one column of a two-column paper (scaled down only if it would not fit)",
         r"\begin{table}[t]",
         r"\centering\footnotesize\setlength{\tabcolsep}{3pt}",

@@ -8,16 +8,16 @@ from typing import Any
 
 from greenprint._format import (
     count_of,
-    format_duration,
     format_emissions,
     format_energy,
     format_fpo,
     format_multiple,
     format_share,
     percent_shares,
+    run_time_text,
 )
 from greenprint.report._model import Report, RunRow
-from greenprint.report._text import fpo_text, run_id_if_named_alike
+from greenprint.report._text import fpo_text, run_id_if_named_alike, run_time_of
 
 __all__ = [
     "RANK_HEADER",
@@ -118,7 +118,7 @@ def headline(report: Report) -> list[tuple[str, str]]:
             "trials",
             str(total.trials) + (f" (of {total.runs} runs)" if total.runs != total.trials else ""),
         ),
-        ("run time", format_duration(total.duration_s)),
+        ("run time", run_time_text(total.duration_s, unknown="unknown (no run recorded one)")),
         # under the label FPO: "unknown for 3 runs", not "FPO: FPO unknown for 3 runs"
         (
             "FPO",
@@ -177,7 +177,7 @@ def final_sentence(report: Report) -> str:
     text = (
         f"Final run {final.name} ({how}){score} cost {format_energy(final.energy_kwh)} of "
         f"energy, {format_emissions(final.emissions_kg)}, {fpo} and "
-        f"{format_duration(final.duration_s)} of run time"
+        f"{run_time_of(final.duration_s)}"
     )
     share = final.energy_share
     if share:
@@ -271,7 +271,7 @@ def price_tag_table(report: Report) -> tuple[list[str], list[list[str]]]:
                 format_energy(cost.energy_kwh),
                 format_emissions(cost.emissions_kg),
                 _fpo_cell(cost),
-                format_duration(cost.duration_s),
+                run_time_text(cost.duration_s),
             ]
         )
     return header, rows
@@ -318,7 +318,7 @@ def price_tag_role_table(report: Report) -> tuple[list[str], list[list[str]]] | 
                 format_energy(cost.energy_kwh),
                 format_emissions(cost.emissions_kg),
                 _fpo_cell(cost),
-                format_duration(cost.duration_s),
+                run_time_text(cost.duration_s),
                 share,
             ]
         )
@@ -392,7 +392,7 @@ def runs_table(
             format_emissions(row.emissions_kg).replace(" CO2-eq", ""),
             # not counted: "unknown", as the price tag and the totals write it (not "-")
             "unknown" if row.fpo is None else fpo_text(row.fpo, lower_bound=row.fpo_lower_bound),
-            format_duration(row.duration_s),
+            run_time_text(row.duration_s),  # "-": none recorded, not "0.0 s"
             "-" if row.dataset_size is None else f"{row.dataset_size:,}",
         ]
         if jobs:

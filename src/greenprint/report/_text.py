@@ -20,6 +20,7 @@ from greenprint._format import (
     format_share,
     fpo_none_counted,
     percent_shares,
+    run_time_text,
 )
 from greenprint._provenance import Provenance
 from greenprint._records import RunRecord
@@ -473,7 +474,7 @@ def compute_statement(
             f"The final model (run “{final.name}”{named}{score}) alone used "
             f"{format_energy(final.energy_kwh)} of energy, "
             f"{format_emissions(final.emissions_kg)}, {fpo_final} and "
-            f"{format_duration(final.duration_s)} of run time{share}."
+            f"{run_time_of(final.duration_s)}{share}."
         )
     text.append(f"Energy and emissions were recorded with greenprint {version}.")
     return " ".join(text)
@@ -493,12 +494,20 @@ def _machines(runs: Sequence[RunRecord], hardware: Sequence[str]) -> str:
     return f"{len(hosts)} machines: {text}" if len(hosts) > 1 else text
 
 
+def run_time_of(duration_s: float) -> str:
+    """``"1m 35s of run time"``, or ``"an unknown run time"`` where none was recorded."""
+    known = run_time_text(duration_s, unknown="")
+    return f"{known} of run time" if known else "an unknown run time"
+
+
 def _run_time(hours: float, duration_s: float, elapsed_s: float) -> str:
     """How long the runs ran, summed (parallel runs add up), beside the wall-clock span.
 
     In hours as papers report compute, from one hour; a shorter study in minutes and seconds
     (a study of 41 s read "0.0113 hours", one of seconds "9.7e-05 hours").
     """
+    if run_time_text(duration_s) == "-":  # no run recorded its time: not "0.0 s in total"
+        return "an unknown time (no run recorded its duration)"
     if hours >= 1:
         return (
             f"{hours:.3g} hours in total ({format_duration(duration_s)} of run time over "

@@ -3,9 +3,10 @@
 The study's energy is a fact; where it was drawn decides its CO2-eq. :func:`whatif_section`
 prices the study's facility energy (IT energy, counted once as in the price tag, times the
 runs' PUE weighted by energy) at the grid intensity of a few reference regions from the shipped
-tables (:data:`REPORT_REGIONS`), beside the CO2-eq the runs recorded, with the difference in kg
-and percent (see :func:`greenprint.greener.whatif` and ``greenprint whatif --run ID`` for one
-run, and for the best start hour of the day). The ``*_section`` functions render it for HTML,
+tables (:data:`REPORT_REGIONS`), beside the CO2-eq the runs recorded, with the saving against it
+in kg and percent (:data:`SAVING`; negative: more CO2-eq there; see
+:func:`greenprint.greener.whatif` and ``greenprint whatif --run ID`` for one run, and for the
+best start hour of the day). The ``*_section`` functions render it for HTML,
 Markdown and LaTeX; the JSON report holds :meth:`WhatIfSection.to_dict` under ``"whatif"``.
 """
 
@@ -25,6 +26,7 @@ from greenprint.report._escape import html_section_table
 
 __all__ = [
     "REPORT_REGIONS",
+    "SAVING",
     "WhatIfSection",
     "html_section",
     "latex_section",
@@ -37,11 +39,15 @@ __all__ = [
 #: ones, a low-carbon and a US cloud region).
 REPORT_REGIONS: tuple[str, ...] = tuple(r for r in DEFAULT_REGIONS if not r.startswith("gcp:"))
 
+#: The column of what a region saves against the CO2-eq recorded (negative: more CO2-eq there),
+#: named as ``greenprint whatif`` names it ("saving vs recorded"), in every format.
+SAVING = "Saving vs recorded"
+
 _EXPLAIN = (
     "The study's energy as recorded (with its PUE) priced at other grids' carbon intensity, from "
-    "the tables shipped with greenprint (no network). A positive difference is CO2-eq saved "
-    "there. For one run, and for the best start hour given an hourly intensity file: "
-    "greenprint whatif --run ID [--hourly CSV]."
+    "the tables shipped with greenprint (no network). The saving is against the CO2-eq "
+    "recorded; a negative one means more CO2-eq there. For one run, and for the best start "
+    "hour given an hourly intensity file: greenprint whatif --run ID [--hourly CSV]."
 )
 
 
@@ -75,7 +81,7 @@ class WhatIfSection:
 
     def table(self) -> tuple[list[str], list[list[str]]]:
         """Header and rows of the section's table (text, for every format)."""
-        header = ["Region", "g CO2-eq/kWh", "CO2-eq", "Difference", "Source"]
+        header = ["Region", "g CO2-eq/kWh", "CO2-eq", SAVING, "Source"]
         rows = []
         for r in self.regions:
             rows.append(
@@ -92,8 +98,8 @@ class WhatIfSection:
     def amount(self, kg: float) -> str:
         """CO2-eq (kg) as the table writes it: a zero in its neighbours' unit.
 
-        The recorded region's difference is zero: it read ``"0 mg CO2-eq"`` beside ``"4.51 ng
-        CO2-eq"``; it now reads ``"0 ng CO2-eq"`` (the unit of the largest difference, else of
+        The recorded region's saving is zero: it read ``"0 mg CO2-eq"`` beside ``"4.51 ng
+        CO2-eq"``; it now reads ``"0 ng CO2-eq"`` (the unit of the largest saving, else of
         the largest CO2-eq), as ``greenprint whatif`` prints it.
         """
         if kg != 0:
@@ -159,7 +165,7 @@ def html_section(section: WhatIfSection | None, esc: Callable[[str], str]) -> st
     if section is None:
         return ""
     header, rows = section.table()
-    # the figures (intensity, CO2-eq, difference) as in the report's other tables: right-aligned
+    # the figures (intensity, CO2-eq, saving) as in the report's other tables: right-aligned
     # and never wrapped; the region and the source are text
     table = html_section_table(header, rows, esc, numeric=lambda k: 0 < k < len(header) - 1)
     return (
@@ -197,6 +203,8 @@ def latex_section(section: WhatIfSection | None, esc: Callable[[str], str]) -> l
     def short(kg: float) -> str:
         return section.amount(kg).replace(" CO2-eq", "")
 
+    first, second = SAVING.rsplit(" ", 1)
+    saving = "\\begin{tabular}[b]{@{}r@{}}" + esc(first) + " \\\\ " + esc(second) + "\\end{tabular}"
     out = ["\\section*{What if it ran elsewhere?}", esc(_EXPLAIN), "", esc(section.sentence()), ""]
     out += [
         "\\begin{table}[h]\\centering\\footnotesize\\setlength{\\tabcolsep}{3pt}",
@@ -205,12 +213,14 @@ def latex_section(section: WhatIfSection | None, esc: Callable[[str], str]) -> l
         + esc(
             "What if it ran elsewhere: the study's energy priced at other grids' carbon "
             "intensity (g CO2-eq/kWh, tables shipped with greenprint), the CO2-eq it would "
-            "have emitted there and what that saves (negative: it would emit more)."
+            "have emitted there and the saving against the CO2-eq recorded (negative: it would "
+            "emit more)."
         )
         + "}",
         "\\begin{tabular}{@{}lrrr@{}}",
         "\\toprule",
-        " & ".join(esc(h) for h in ("Region", "g CO2-eq/kWh", "CO2-eq", "Saved")) + " \\\\",
+        # the column's name as in every format, on two lines: one paper column is narrow
+        " & ".join([*(esc(h) for h in ("Region", "g CO2-eq/kWh", "CO2-eq")), saving]) + " \\\\",
         "\\midrule",
     ]
     for r in section.regions:
