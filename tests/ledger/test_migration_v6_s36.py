@@ -319,7 +319,7 @@ def test_a_migration_killed_at_random_leaves_schema_5_as_it_was(tmp_path: Path) 
         shutil.copyfile(original, copy)
         process = _opener(copy)
         _wait_for_migration_start(process)
-        time.sleep(rng.uniform(0.0, 0.9) * duration)
+        time.sleep(rng.uniform(0.0, 0.6) * duration)  # the commit comes near its end
         process.send_signal(signal.SIGKILL)
         process.communicate()
         version, state = _state(copy)
@@ -555,3 +555,30 @@ def test_a_role_granted_the_tables_is_told_that_their_owner_migrates(pg_server: 
             conn.exec_driver_sql(f"DROP OWNED BY {role}")
             conn.exec_driver_sql(f"DROP ROLE {role}")
         engine.dispose()
+
+
+@pytest.mark.postgres
+def test_two_clients_opening_a_v5_postgresql_ledger_at_once_migrate_it_once(
+    pg_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Both see schema 5; the advisory lock lets one migrate, the other then reads schema 6."""
+    url = pg_server.new_database()
+    _load_random_v5(url, [("insert", [("r1", "loss", float(s % 3), s) for s in range(50)])])
+    barrier = threading.Barrier(2)
+    versions: list[int] = []
+
+    def open_it() -> None:
+        barrier.wait()
+        with gp.Ledger(url) as led:
+            versions.append(led.schema_version)
+
+    with caplog.at_level("INFO", logger="greenprint"):
+        threads = [threading.Thread(target=open_it) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert versions == [6, 6]
+    said = [r for r in caplog.records if "migrating ledger" in r.getMessage()]
+    assert len(said) == 1, [r.getMessage() for r in said]
+    _check_migrated(url)
