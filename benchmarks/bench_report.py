@@ -14,7 +14,7 @@ measured again with each run logging a loss and a learning rate at each of 20 st
 a run, as a training logged step by step), and 1,000 runs logging them at each of 2,000 steps (a
 long training: 4 million points); the SQLite driver's own fetch of every run and point is shown
 as the floor of any Python reader of them all (a report reads fewer: of each metric of a run,
-the five points its ``metric_marks`` row locates).
+the six points its ``metric_marks`` row locates since schema 6; five before).
 
 Peers (there is no tool that writes a study's price-tag report; these are the floors a report
 is compared with): a raw JSON dump of the same runs (``Ledger.runs`` + ``json.dumps``, what
