@@ -109,6 +109,27 @@ class IntRange(click.IntRange):
     name = "integer"
 
 
+class Choice(click.Choice):
+    """click's Choice, whose refusal names the nearest choice (one line, exit status 2).
+
+    ``greenprint run --role trail`` said only "'trail' is not one of 'trial', 'part', ...",
+    while ``ledger set-role trail`` and ``gp.track(role="trail")`` say "did you mean 'trial'?".
+    """
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter:
+            from greenprint._suggest import nearest, suggestion
+
+            choices = [str(c) for c in self.choices]
+            hint = suggestion(nearest(value, choices)) if isinstance(value, str) else ""
+            if not hint:
+                raise
+            listed = ", ".join(map(repr, choices))
+            self.fail(f"{value!r} is not one of {listed}{hint}", param, ctx)
+
+
 ledger_option = click.option(
     "--ledger",
     "ledger",

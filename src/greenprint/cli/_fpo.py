@@ -23,7 +23,7 @@ import click
 
 from greenprint._exceptions import FPOInputError, GreenprintError
 from greenprint._imports import require
-from greenprint.cli._common import IntRange
+from greenprint.cli._common import Choice, IntRange
 
 __all__ = ["command", "load_factory"]
 
@@ -130,7 +130,7 @@ def _first_line(error: BaseException) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
 @click.option(
     "--by",
-    type=click.Choice(["module", "op"]),
+    type=Choice(["module", "op"]),
     default="module",
     show_default=True,
     help="Table per module (nested) or per aten op.",

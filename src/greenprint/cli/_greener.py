@@ -20,7 +20,7 @@ import click
 
 from greenprint._exceptions import ConfigError, GreenprintError
 from greenprint._imports import require
-from greenprint.cli._common import IntRange, folder_out, ledger_option, pue_option
+from greenprint.cli._common import Choice, IntRange, folder_out, ledger_option, pue_option
 from greenprint.cli._fpo import load_factory
 
 __all__ = ["DEFAULT_VARIANTS", "KNOWN_VARIANTS", "command", "parse_variants"]
@@ -221,7 +221,7 @@ def _check_epochs_need_a_student(student_target: str | None) -> None:
 @click.option("--metric", default="accuracy", show_default=True, help="Name of the score.")
 @click.option(
     "--mode",
-    type=click.Choice(["max", "min"]),
+    type=Choice(["max", "min"]),
     default="max",
     show_default=True,
     help="Whether a higher (max) or lower (min) score is better.",

@@ -7,6 +7,8 @@ from typing import Any
 
 import click
 
+from greenprint.cli._common import Choice
+
 __all__ = ["command"]
 
 UNIT = "g CO2-eq/kWh"
@@ -142,7 +144,7 @@ def _show_resolved(as_json: bool, path: str | None = None) -> None:
 @click.option("--list", "list_", is_flag=True, help="List every known region.")
 @click.option(
     "--kind",
-    type=click.Choice(_KINDS),
+    type=Choice(_KINDS),
     default=None,
     help="With --list: only regions of this kind.",
 )

@@ -28,7 +28,7 @@ from greenprint.cli._cells import (
     safe,
     zoned_time,
 )
-from greenprint.cli._common import ledger_option, study_option
+from greenprint.cli._common import Choice, ledger_option, study_option
 from greenprint.cli._ledger_export import export_command
 from greenprint.cli._ledger_roles import roles_as_read, set_role_command
 from greenprint.cli._ledger_show import show_command
@@ -50,7 +50,7 @@ def command() -> None:
     "--status",
     "statuses",
     multiple=True,
-    type=click.Choice(RUN_STATUSES),
+    type=Choice(RUN_STATUSES),
     help="Only runs with this status (repeatable) [default: every status].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")

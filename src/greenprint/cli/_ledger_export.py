@@ -21,7 +21,7 @@ from greenprint._exceptions import ConfigError
 from greenprint._format import count_of, json_safe
 from greenprint._records import RunRecord
 from greenprint.cli._cells import json_text, open_ledger, record_dict
-from greenprint.cli._common import TEXT, applied_intensity, ledger_option, study_option
+from greenprint.cli._common import TEXT, Choice, applied_intensity, ledger_option, study_option
 from greenprint.cli._ledger_roles import roles_as_read
 
 __all__ = ["export_command"]
@@ -129,7 +129,7 @@ def _csv_cell(value: Any) -> Any:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["csv", "json"]),
+    type=Choice(["csv", "json"]),
     default="csv",
     show_default=True,
     help="CSV: one row per run, flattened columns. JSON: runs with metrics and power samples.",

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from greenprint._format import count_of
-from greenprint.cli._common import TEXT, folder_out, ledger_option
+from greenprint.cli._common import TEXT, Choice, folder_out, ledger_option
 from greenprint.report._formats import FORMATS  # the registry: no plotting library imported
 
 __all__ = ["DEFAULT_OUT", "command"]
@@ -43,7 +43,7 @@ _FORMAT_HELP = (
 )
 @click.option(
     "--mode",
-    type=click.Choice(["max", "min"]),
+    type=Choice(["max", "min"]),
     default=None,
     help="Whether a higher (max) or lower (min) metric is better [default: the direction "
     "the runs recorded (an Optuna study's objective, a scikit-learn scorer's), else min for a "
@@ -60,7 +60,7 @@ _FORMAT_HELP = (
 )
 @click.option(
     "--reduce",
-    type=click.Choice(["last", "best"]),
+    type=Choice(["last", "best"]),
     default="last",
     show_default=True,
     help="Score of a run: its last or its best logged value.",

@@ -25,6 +25,7 @@ from greenprint._exceptions import ConfigError
 from greenprint._records import RUN_ROLES
 from greenprint.cli._common import (
     TEXT,
+    Choice,
     IntRange,
     applied_intensity,
     drop_stream,
@@ -81,7 +82,7 @@ __all__ = ["command", "format_price_tag"]
 @pue_option
 @click.option(
     "--scope",
-    type=click.Choice(["process", "machine"]),
+    type=Choice(["process", "machine"]),
     default=None,
     help="Attribute energy to the command's process tree, or record the whole machine "
     "[default: process; machine for a node meter].",
@@ -112,7 +113,7 @@ __all__ = ["command", "format_price_tag"]
 )
 @click.option(
     "--role",
-    type=click.Choice(RUN_ROLES),
+    type=Choice(RUN_ROLES),
     default=None,
     help="What the run is in its study [default: inferred when the study is analysed].",
 )
