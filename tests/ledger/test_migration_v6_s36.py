@@ -594,3 +594,25 @@ def test_two_clients_opening_a_v5_postgresql_ledger_at_once_migrate_it_once(
     said = [r for r in caplog.records if "migrating ledger" in r.getMessage()]
     assert len(said) == 1, [r.getMessage() for r in said]
     _check_migrated(url)
+
+
+def test_a_merge_of_a_big_v5_file_says_no_migration(tmp_path: Path) -> None:
+    """``ledger merge`` reads an older input through a private copy migrated to schema 6: not
+    the migration of a ledger others wait for (the input stays schema 5), so not said."""
+    node, target = tmp_path / "node.db", tmp_path / "all.db"
+    shutil.copyfile(V5_PATH, node)
+    conn = sqlite3.connect(node)
+    conn.execute(
+        "INSERT INTO metrics (seq, run_id, name, step, value, time) "
+        f"VALUES ({_FAR_SEQ}, ?, 'val_loss', 30, 0.25, ?)",
+        (_MODEL_RUN, T0),
+    )
+    conn.commit()
+    conn.close()
+    before = node.read_bytes()
+    merged = _cli("ledger", "merge", str(target), str(node), cwd=tmp_path)
+    assert merged.returncode == 0, merged.stderr
+    assert merged.stderr == ""
+    assert merged.stdout.startswith("merged 1 ledger(s) into ")
+    assert node.read_bytes() == before
+    _marks_are_of_the_points(target)

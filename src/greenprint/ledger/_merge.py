@@ -336,7 +336,8 @@ def _read_input(source: str | os.PathLike[str] | BaseLedger) -> tuple[str, list[
     if target.path is not None:
         with _snapshot(target.path) as snap:
             try:
-                store = SQLStore(snap, create=False)  # migrates the copy if it is older
+                # migrates the copy if it is older (the input is left as it is: not said)
+                store = SQLStore(snap, create=False, migration_notice=False)
             except LedgerError as e:
                 raise _retarget(e, snap, shown) from e
             try:

@@ -142,8 +142,11 @@ def _is_transient(error: sa.exc.DBAPIError) -> bool:
 class SQLStore:
     """Tables, transactions and queries of one ledger database. Thread-safe."""
 
-    def __init__(self, target: Target, *, create: bool) -> None:
+    def __init__(self, target: Target, *, create: bool, migration_notice: bool = True) -> None:
         self.target = target
+        # False: a migration of a big ledger is not said on stderr (a merge's private snapshot
+        # of an input: neither waited for by other processes nor migrated once)
+        self._migration_notice = migration_notice
         self._engine = _create_engine(target)
         self._writer = self._engine.execution_options(**{_WRITE: True})
         # SQLite: the writers of one process queue here rather than in SQLite's busy handler;
@@ -303,7 +306,8 @@ class SQLStore:
         # ledger's writers waiting (4 million points: 5.3 s of CPU, 14 s at a load of 9 on 2
         # CPUs); a big one is said, so that nobody takes it for a hang
         points = conn.execute(sa.select(sa.func.max(metrics_t.c.seq))).scalar() or 0
-        log = logger.warning if points >= MIGRATION_NOTICE_POINTS else logger.info
+        big = self._migration_notice and points >= MIGRATION_NOTICE_POINTS
+        log = logger.warning if big else logger.info
         log(
             "greenprint: migrating ledger %s from schema %d to %d (%s metric points: its marks "
             "are computed again, once; other processes wait for it)",
