@@ -138,13 +138,14 @@ def port_forward(x, w, b, rm, rv, train, momentum, eps, threads):
 
 
 def _backward_kernel(g, x):
+    """``batch_norm_backward_cpu_template``: the kernel when both are contiguous in a format
+    and ``input.suggest_memory_format() == grad_out_.suggest_memory_format()`` (read from the
+    strides: a tensor contiguous in both formats, as (N, C, 1, 1), suggests channels last with
+    channels-last strides; s36), else the generic loops."""
+    from torch._prims_common import suggest_memory_format
+
     kernel = _kernel(x)
-
-    def fmt(t):
-        cl = {4: torch.channels_last, 5: torch.channels_last_3d}.get(t.dim())
-        return cl is not None and not t.is_contiguous() and t.is_contiguous(memory_format=cl)
-
-    if _kernel(g) == "generic" or fmt(g) != fmt(x):
+    if _kernel(g) == "generic" or suggest_memory_format(g) != suggest_memory_format(x):
         return "generic"
     return kernel
 

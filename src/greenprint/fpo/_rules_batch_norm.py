@@ -26,7 +26,9 @@ __all__: list[str] = []
 # channels-last format; the kernel takes its channels-last form for a channels-last input and
 # for a contiguous one of one position per channel and sample (``image_size == 1``: (N, C), as
 # BatchNorm1d on 2-D input, or (N, C, 1, 1)). Any other layout runs TensorIterator loops
-# ("generic"). The layout is read from the strides, which meta and fake tensors carry too.
+# ("generic"). The layout is read from the strides, which meta and fake tensors carry too. The
+# backward runs the kernel only when the gradient's ``suggest_memory_format()`` is the input's
+# (:func:`_memory_format`: from the strides, so an (N, C, 1, 1) tensor may suggest either).
 
 #: per channel, ``1 / sqrt(var + eps)`` of the running variance (eval): add, sqrt, divide
 _BN_INVSTD_RUNNING = 3
@@ -58,13 +60,18 @@ def _bn_kernel(x: Any) -> str:
     return "generic"
 
 
-def _memory_format(x: Any) -> str:
-    """ATen's ``suggest_memory_format`` for the layouts :func:`_bn_kernel` tells apart."""
-    torch = _torch_module()
-    fmt = {4: torch.channels_last, 5: torch.channels_last_3d}.get(x.dim())
-    if fmt is not None and not x.is_contiguous() and x.is_contiguous(memory_format=fmt):
-        return "channels_last"
-    return "contiguous"
+def _memory_format(x: Any) -> Any:
+    """ATen's ``x.suggest_memory_format()``, which ``batch_norm_backward_cpu_template`` compares.
+
+    Read from the strides (c10's ``is_channels_last_strides_2d/3d``, as torch's
+    ``_prims_common.suggest_memory_format`` ports it), not from ``is_contiguous``: a tensor
+    contiguous in both formats, as ``(N, C, 1, 1)`` or ``(N, 1, H, W)``, is channels-last for
+    ATen when its strides are channels-last ones (``(C, 1, C, C)``) and contiguous when they
+    are the default ones (``(C, 1, 1, 1)``), though both are contiguous.
+    """
+    from torch._prims_common import suggest_memory_format
+
+    return suggest_memory_format(x)
 
 
 def _reads_bn_layout(input: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -86,14 +93,15 @@ def _reads_bn_backward_layout(
 ) -> dict[str, Any]:
     """As :func:`_reads_bn_layout`, for ``batch_norm_backward_cpu_template``.
 
-    It runs the kernel only when the gradient is laid out as the input (else generic loops).
+    It runs the kernel only when both are contiguous in a format and the gradient's
+    ``suggest_memory_format()`` is the input's (see :func:`_memory_format`); else generic loops.
     """
     try:
         kernel = _bn_kernel(input)
         if _bn_kernel(grad_out) == "generic" or _memory_format(grad_out) != _memory_format(input):
             kernel = "generic"
         return {"kernel": kernel, "threads": int(_torch_module().get_num_threads())}
-    except (AttributeError, RuntimeError, TypeError):
+    except (AttributeError, ImportError, RuntimeError, TypeError, ValueError):
         return {}
 
 
