@@ -616,3 +616,108 @@ def test_a_merge_of_a_big_v5_file_says_no_migration(tmp_path: Path) -> None:
     assert merged.stdout.startswith("merged 1 ledger(s) into ")
     assert node.read_bytes() == before
     _marks_are_of_the_points(target)
+
+
+# ------------------------------------------------------------- a session holding the tables
+def _idle_in_transaction(url: str) -> Any:
+    """A session that read ``metrics`` and left its transaction open (a notebook, psql after
+    BEGIN): it holds the table's lock until it ends."""
+    import psycopg
+
+    holder = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1))
+    holder.execute("SELECT count(*) FROM metrics").fetchone()
+    return holder
+
+
+@pytest.mark.postgres
+def test_a_session_idle_in_transaction_delays_the_migration_not_the_team(
+    pg_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The migration waited for such a session with no limit, and every writer of the ledger
+    queued behind it (the previous greenprint's runs included). Now each try waits 2 s, the
+    writers go on between tries, the session is named once, and the ledger migrates when it
+    ends."""
+    import sqlalchemy as sa
+
+    url = pg_server.new_database()
+    _load_random_v5(url, [("insert", [("r1", "loss", 0.5, s) for s in range(5)])])
+    holder = _idle_in_transaction(url)
+    holder_pid = holder.info.backend_pid
+    releaser = threading.Timer(6.0, holder.close)
+    opened: list[float] = []
+
+    def migrate() -> None:
+        started = time.monotonic()
+        with gp.Ledger(url) as led:
+            assert led.schema_version == 6
+        opened.append(time.monotonic() - started)
+
+    engine = sa.create_engine(url)
+    try:
+        with caplog.at_level("WARNING", logger="greenprint"):
+            releaser.start()
+            migrator = threading.Thread(target=migrate)
+            migrator.start()
+            time.sleep(3.0)  # the migrator waits for the session
+            started = time.monotonic()
+            with engine.begin() as conn:  # a writer, as schema 5's greenprint writes a flush
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO metrics (run_id, name, step, value, time) "
+                        "VALUES ('r1', 'loss', 9, 0.1, 0)"
+                    )
+                )
+            wrote_s = time.monotonic() - started
+            migrator.join(timeout=60)
+        assert not migrator.is_alive() and opened
+        assert wrote_s < 2.5, wrote_s  # not until the session ended (3 s more)
+        assert opened[0] >= 5.0  # it waited for the session, then migrated
+        said = [r.getMessage() for r in caplog.records if "waiting to migrate" in r.getMessage()]
+        assert len(said) == 1, said
+        assert f"session {holder_pid} (user " in said[0]
+        assert "idle in transaction since " in said[0]
+        assert "'SELECT count(*) FROM metrics') holds its tables" in said[0]
+    finally:
+        releaser.cancel()
+        holder.close()
+        engine.dispose()
+    _check_migrated(url)
+
+
+@pytest.mark.postgres
+def test_a_migration_held_up_too_long_gives_up_naming_the_session(
+    pg_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the wait (120 s; 3 s here) the migration gives up in one line that names the
+    session and how to end it; the ledger stays at schema 5, usable by the previous greenprint."""
+    import sqlalchemy as sa
+
+    from greenprint.ledger import _pg_migration
+
+    monkeypatch.setattr(_pg_migration, "MIGRATION_WAIT_S", 3.0)
+    url = pg_server.new_database()
+    _load_random_v5(url, [])
+    holder = _idle_in_transaction(url)
+    holder_pid = holder.info.backend_pid
+    releaser = threading.Timer(30.0, holder.close)  # a bound, should it wait for ever again
+    releaser.start()
+    try:
+        with pytest.raises(gp.SchemaVersionError) as refused:
+            gp.Ledger(url)
+    finally:
+        releaser.cancel()
+        holder.close()
+    message = str(refused.value)
+    assert "\n" not in message
+    assert f"from schema 5 to 6: session {holder_pid} (user " in message
+    assert "idle in transaction since " in message
+    assert message.endswith(
+        "held its tables for 3 s; the ledger was left unchanged; end that transaction (COMMIT or "
+        "ROLLBACK in it, or SELECT pg_terminate_backend(PID)) and open the ledger again"
+    )
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT max(version) FROM schema_version").scalar() == 5
+    engine.dispose()
+    with gp.Ledger(url) as led:  # the session gone
+        assert led.schema_version == 6

@@ -35,7 +35,7 @@ from greenprint._imports import require
 from greenprint._lifecycle import write_section
 from greenprint._prediction import RESERVED_METRIC_PREFIX
 from greenprint._records import MetricPoint, PowerSample
-from greenprint.ledger import _schema
+from greenprint.ledger import _pg_migration, _schema
 from greenprint.ledger._fields import CorruptValueError
 from greenprint.ledger._layout import BUSY_TIMEOUT_S, RETRY_DEADLINE_S, check_layout
 from greenprint.ledger._marks import MARK_SEQS, MARKS_WORTH_READING
@@ -256,8 +256,44 @@ class SQLStore:
         if self.target.path is not None:
             self._set_wal()
         if version < _schema.SCHEMA_VERSION:
-            version = self.transaction(self._migrate, write=True)
+            version = self._migrate_when_free()
         return version
+
+    def _migrate_when_free(self) -> int:
+        """Migrate, trying again while other PostgreSQL sessions hold the tables.
+
+        Says so once, naming them, and gives up after a while with their description (see
+        :mod:`greenprint.ledger._pg_migration`). SQLite: one try, waiting as any write does.
+        """
+        deadline = time.monotonic() + _pg_migration.MIGRATION_WAIT_S
+        told = False
+        while True:
+            try:
+                return self.transaction(self._migrate, write=True)
+            except _pg_migration.TablesHeld as held:
+                who = _pg_migration.holders(self._engine)
+                if time.monotonic() >= deadline:
+                    raise SchemaVersionError(
+                        f"cannot migrate ledger {self.target.display} from schema "
+                        f"{held.from_version} to {_schema.SCHEMA_VERSION}: {who} held its tables "
+                        f"for {_pg_migration.MIGRATION_WAIT_S:.0f} s; the ledger was left "
+                        "unchanged; end that transaction (COMMIT or ROLLBACK in it, or SELECT "
+                        "pg_terminate_backend(PID)) and open the ledger again"
+                    ) from held
+                if not told:
+                    told = True
+                    logger.warning(
+                        "greenprint: ledger %s: waiting to migrate it from schema %d to %d: %s "
+                        "holds its tables; trying again for %.0f s (its other users wait "
+                        "%.0f s at most meanwhile)",
+                        self.target.display,
+                        held.from_version,
+                        _schema.SCHEMA_VERSION,
+                        who,
+                        _pg_migration.MIGRATION_WAIT_S,
+                        _pg_migration.LOCK_WAIT_S,
+                    )
+                time.sleep(random.uniform(0.5, 1.5))
 
     def _set_wal(self) -> None:
         if self.target.path is None:
@@ -302,6 +338,8 @@ class SQLStore:
         version = self._check_layout(tables, version)
         if version == _schema.SCHEMA_VERSION:
             return version
+        if conn.dialect.name == "postgresql":  # after the advisory lock: see _pg_migration
+            _pg_migration.bound_lock_waits(conn)
         # every migration to schema 6 computes every metric's marks from the points, the
         # ledger's writers waiting (4 million points: 5.3 s of CPU, 14 s at a load of 9 on 2
         # CPUs); a big one is said, so that nobody takes it for a hang
@@ -319,6 +357,8 @@ class SQLStore:
         try:
             return _schema.migrate(conn, version)
         except sa.exc.DBAPIError as e:
+            if getattr(e.orig, "sqlstate", None) == _pg_migration.LOCK_NOT_AVAILABLE:
+                raise _pg_migration.TablesHeld(version) from e
             # a team's role granted the tables (docs/ledger.md, Roles) is not their owner: the
             # first of them to upgrade greenprint could not use the ledger, told only why
             owner = getattr(e.orig, "sqlstate", None) == _INSUFFICIENT_PRIVILEGE
