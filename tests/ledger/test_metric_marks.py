@@ -454,11 +454,11 @@ def test_a_report_read_through_the_marks_equals_the_read_of_every_point(
 
 def marks_read(store: Any) -> bool:
     """Whether the store's score read goes through the marks."""
-    from greenprint.ledger import _sql, _sqlite, _sqlite_reads
+    from greenprint.ledger import _sql_reads, _sqlite, _sqlite_reads
 
     if isinstance(store, _sqlite.SQLiteStore):
         return bool(store.transaction(_sqlite_reads._marks_worth_reading, write=False))
-    return bool(store.transaction(_sql._marks_worth_reading, write=False))
+    return bool(store.transaction(_sql_reads._marks_worth_reading, write=False))
 
 
 def test_a_run_deleted_by_hand_marks_first_leaves_the_other_runs_marks(tmp_path: Path) -> None:

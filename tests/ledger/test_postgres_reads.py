@@ -1,4 +1,4 @@
-"""PostgreSQL reads through the driver's own cursor (``_sql._fetched``): the same runs as SQLite.
+"""PostgreSQL reads on the driver's own cursor (``_sql_reads._fetched``): the same runs as SQLite.
 
 A PostgreSQL read skips SQLAlchemy's processing of each value and runs on psycopg's cursor in
 binary format; the values are decoded by ``_rows``, as those ``sqlite3`` hands to

@@ -59,13 +59,13 @@ def _many_single_points(ledger: str) -> None:
 
 
 def _marks_read(ledger: str) -> bool:
-    from greenprint.ledger import _sql, _sqlite, _sqlite_reads
+    from greenprint.ledger import _sql_reads, _sqlite, _sqlite_reads
 
     with gp.Ledger(ledger) as led:
         store: Any = led._store
         if isinstance(store, _sqlite.SQLiteStore):
             return bool(store.transaction(_sqlite_reads._marks_worth_reading, write=False))
-        return bool(store.transaction(_sql._marks_worth_reading, write=False))
+        return bool(store.transaction(_sql_reads._marks_worth_reading, write=False))
 
 
 READS = [
