@@ -35,6 +35,7 @@ from greenprint.fpo import (
     _rules_quant,
     _rules_quantized,
     _rules_rnn,
+    _rules_sdpa,
     _rules_spectral,
 )
 from greenprint.fpo._registry import (
@@ -84,5 +85,6 @@ _FAMILIES = (
     _rules_quant,
     _rules_quantized,
     _rules_rnn,
+    _rules_sdpa,
     _rules_spectral,
 )  # loaded for effect
