@@ -13,7 +13,10 @@ one ended its parent's live run as ``interrupted`` in the ledger), and their cop
 stand still at the fork (no sampler thread), so the child's :func:`~greenprint.tracking.active_runs`
 and its study budgets, which read them as live runs of the process, counted the parent's runs at
 their cost at the fork instead of reading them from the ledger. The child's registry starts with its
-own runs only.
+own runs only. A process ``multiprocessing`` started (a pool's worker) has greenprint's SIGTERM
+handler only while it has runs of its own to end: between them, SIGTERM's default action ends it
+whatever its main thread waits on (:meth:`_Registry.release_sigterm`; ``Pool.terminate()`` hung
+on an idle worker whose Python handler never ran).
 
 SIGTERM landing while the main thread is inside a ledger write transaction (a run's flush, a run
 starting; any transaction of an in-memory ledger) is acted on when that transaction ends
@@ -172,6 +175,9 @@ class _Registry:
         self._lock = threading.RLock()
         self._installed = False
         self._sigterm_installed = False
+        # a run was added from a thread that is not the main one: the handler, which only the
+        # main thread installs, stays (:meth:`release_sigterm`)
+        self._threaded = False
         self._previous_sigterm: Any = None
         self._previous_excepthook: Any = None
         # the main thread's depth of ledger write transactions, and a SIGTERM held meanwhile
@@ -183,12 +189,18 @@ class _Registry:
         #: handler of the user's): what interpreter exit would do and a signal's death skips
         #: (:mod:`greenprint.tracking` saves apart the runs its ledger did not take)
         self.before_death: list[Callable[[], None]] = []
+        #: whether the process has something SIGTERM's handler does beyond ending its runs
+        #: (:mod:`greenprint.tracking`: runs kept unsaved, saved apart before a death): the
+        #: handler is kept installed meanwhile (:meth:`release_sigterm`)
+        self.keep_sigterm: list[Callable[[], bool]] = []
 
     def add(self, run: Stoppable) -> None:
         with self._lock:
             self._runs.append(run)
             self._owners[id(run)] = os.getpid()
             self._threads[id(run)] = threading.current_thread()
+            if threading.current_thread() is not threading.main_thread():
+                self._threaded = True
             if not self._installed:
                 self._install()
             self.install_sigterm()
@@ -307,6 +319,7 @@ class _Registry:
         self._runs = []
         self._owners = {}
         self._threads = {}
+        self._threaded = False
         self._writing = 0
         self._held_sigterm = None
         self._ending_since = None
@@ -331,11 +344,12 @@ class _Registry:
         sys.excepthook = self._excepthook
 
     def install_sigterm(self) -> None:
-        """SIGTERM's handler, installed once, from the main thread (elsewhere: nothing).
+        """SIGTERM's handler, installed from the main thread (elsewhere: nothing).
 
         Called when a run starts or ends in the main thread: a process whose first run was a
         worker thread's (a ``ThreadPoolExecutor`` of trials) had none, and SIGTERM left its
-        later main-thread runs ``lost`` instead of ``interrupted``.
+        later main-thread runs ``lost`` instead of ``interrupted``. In a pool's worker, put back
+        as it was once the worker has nothing left for it to end (:meth:`release_sigterm`).
         """
         if self._sigterm_installed or threading.current_thread() is not threading.main_thread():
             return
@@ -349,6 +363,42 @@ class _Registry:
         except (ValueError, OSError):  # not allowed here (embedded interpreter)
             self._previous_sigterm = None
         self._sigterm_installed = True
+
+    def release_sigterm(self) -> None:
+        """SIGTERM's handler as it was before greenprint's, while nothing is left for it to do.
+
+        From the main thread, when a run has ended there (the outermost hold's end) and the
+        process has no run of its own left, nor anything the handler would do before a death
+        (:attr:`keep_sigterm`): installed again by the next run. A ``multiprocessing`` pool's
+        idle worker kept greenprint's Python handler after its trials' runs, and Python runs a
+        Python handler only between two instructions of the main thread: the worker waits on
+        the pool's queue lock (``sem_wait``), and a SIGTERM that lands as that wait is woken
+        without the lock (the pool's ``terminate()`` takes it meanwhile) is noted by CPython's C
+        handler, but the wait goes on (woken, not interrupted: no ``EINTR``), and the Python
+        handler never runs. The worker lived on, and ``terminate()`` (``with Pool() as pool:``)
+        waited for it for good (10 of 90 studies of 8 fallback runs at load 2 on 2 cores). With
+        the default action the kernel ends the process, whatever it waits on. A handler the
+        user set after greenprint's is theirs and stays, as before.
+
+        Only in a process ``multiprocessing`` started (a pool's worker, any start method): one
+        whose end another process waits for. Elsewhere, and in a worker that made runs in other
+        threads, greenprint's stays as before: only the main thread can install it, and a
+        ``ThreadPoolExecutor``'s runs after a main-thread run read ``lost`` on SIGTERM without it.
+        """
+        if not self._sigterm_installed or threading.current_thread() is not threading.main_thread():
+            return
+        if not _multiprocessing_child() or self._threaded or self._own():
+            return
+        if any(keep() for keep in list(self.keep_sigterm)):
+            return
+        try:
+            if signal.getsignal(signal.SIGTERM) != self._on_sigterm:
+                return  # the user's, set since: theirs for good (greenprint's not set again)
+            previous = self._previous_sigterm
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+        except (ValueError, OSError):  # pragma: no cover - not allowed here (embedded)
+            return
+        self._sigterm_installed = False
 
     def _excepthook(
         self, exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
@@ -371,6 +421,12 @@ class _Registry:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGTERM)
         # SIG_IGN: the process goes on, as it would have without greenprint
+
+
+def _multiprocessing_child() -> bool:
+    """Whether ``multiprocessing`` started this process (read without importing it)."""
+    process = sys.modules.get("multiprocessing.process")
+    return process is not None and process.parent_process() is not None
 
 
 class _WriteSection:
@@ -475,6 +531,13 @@ class InterruptsHeld:
                 break
             except BaseException as exc:
                 self._held.append((None, exc))
+        # a run ended (or failed to start) and a pool's worker has none left: SIGTERM's default
+        # action again, which no wait of the main thread can hold back (a signal held here is
+        # delivered to greenprint's handler still, by deliver())
+        try:
+            registry.release_sigterm()
+        except BaseException as exc:  # a signal's handler ran meanwhile: as above
+            self._held.append((None, exc))
 
     def _restore(self) -> None:
         """Put back each handler :meth:`_swap` replaced (one replaced meanwhile is kept)."""

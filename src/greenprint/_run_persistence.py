@@ -605,6 +605,8 @@ def _unsaved_at_exit() -> None:
 atexit.register(_unsaved_at_exit)
 # SIGTERM's default action ends the process without running the exit handlers: saved apart then
 registry.before_death.append(_unsaved_at_exit)
+# ... and SIGTERM's handler stays installed while runs are kept (it saves them apart)
+registry.keep_sigterm.append(lambda: bool(_UNSAVED))
 renew_after_fork(globals(), "_UNSAVED_LOCK")
 if hasattr(os, "register_at_fork"):  # a forked child writes its own runs, not its parent's
     os.register_at_fork(after_in_child=_UNSAVED.clear)
