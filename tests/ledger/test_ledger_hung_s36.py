@@ -168,7 +168,7 @@ if __name__ == "__main__":
     print(pool.map(trial, range(1, 9), chunksize=1))
     os.rename("moved", "runs")  # and back
     print(pool.map(trial, range(9, 17), chunksize=1))
-    pool.close()  # not terminate(): SIGTERM to idle workers hangs the pool's end at times
+    pool.terminate()  # as `with Pool() as pool:` ends (idle workers hung on it before 707209d)
     pool.join()
 """
 
