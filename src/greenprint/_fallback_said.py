@@ -6,14 +6,18 @@ their exit). A marker beside the file (``greenprint-unsaved-<key>.said``, in the
 folder) is made with ``O_EXCL`` by the process that says it, and holds its process id: another
 process stays silent while that one lives in its process group (the workers of one study, which
 a shell starts in a group of its own), and says it otherwise (a later study, a study started
-beside it from another shell). The process that finds the ledger taking runs again removes the
-marker and says so, once. Where no marker can be made, each process says it, as before.
+beside it from another shell). A pool's worker that said it also leaves its parent's id: the
+workers of the study's later pools (the same parent, still alive) stay silent though it has
+exited (a study of 30 pools in a row said it 30 times). The process that finds the ledger taking
+runs again removes the marker and says so, once. Where no marker can be made, each process says
+it, as before.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from pathlib import Path
 
 __all__ = ["first_to_say", "marker", "unmark"]
@@ -53,8 +57,8 @@ def first_to_say(path: Path) -> bool | None:
             continue
         except OSError:  # a full or read-only folder: nothing to share, said here
             return None
-        with os.fdopen(fd, "w") as out:
-            out.write(str(os.getpid()))
+        with os.fdopen(fd, "w") as out:  # "pid", or "pid parent-pid" from a pool's worker
+            out.write(f"{os.getpid()} {os.getppid()}" if _pool_worker() else str(os.getpid()))
         return True
     return None
 
@@ -79,12 +83,18 @@ def _said_by_this_study(said: Path) -> bool:
     if not text:  # being written by the process that made it now
         return True
     try:
-        pid = int(text)
+        pid, *parent = (int(word) for word in text.split())
     except ValueError:
         return False
     if pid == os.getpid() or not hasattr(os, "getpgid"):
         return False
     try:
         return os.getpgid(pid) == os.getpgrp()
-    except OSError:  # gone
-        return False
+    except OSError:  # gone: a worker of an earlier pool of this study, if its parent is ours
+        return bool(parent) and _pool_worker() and parent[0] == os.getppid() != 1
+
+
+def _pool_worker() -> bool:
+    """Whether ``multiprocessing`` started this process (read without importing it)."""
+    process = sys.modules.get("multiprocessing.process")
+    return process is not None and process.parent_process() is not None

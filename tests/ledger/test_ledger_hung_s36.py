@@ -173,9 +173,11 @@ if __name__ == "__main__":
 """
 
 
-def _study(folder: Path, temp: Path, start: str) -> subprocess.CompletedProcess[str]:
+def _study(
+    folder: Path, temp: Path, start: str, script: str = POOL_STUDY
+) -> subprocess.CompletedProcess[str]:
     folder.mkdir()
-    (folder / "search.py").write_text(POOL_STUDY)
+    (folder / "search.py").write_text(script)
     done = subprocess.run(
         [sys.executable, "search.py", start],
         capture_output=True,
@@ -205,6 +207,42 @@ def test_a_pools_workers_say_the_fallback_once(tmp_path, start):
     assert "cannot take runs" in done.stderr and str(fallback) in done.stderr
     # a later study meets the same failure: it is said to it too
     again = _study(tmp_path / "second", temp, start)
+    assert len([x for x in again.stderr.splitlines() if "cannot take runs" in x]) == 1
+
+
+POOLS_IN_A_ROW = """
+import multiprocessing as mp, os, sys, time
+import greenprint as gp
+
+def trial(i):
+    with gp.track(f"t{i}", study="s", ledger="runs/gp.db") as run:
+        run.log(score=i)
+    time.sleep(0.1)
+    return i
+
+if __name__ == "__main__":
+    os.mkdir("runs")
+    with gp.track("t0", study="s", ledger="runs/gp.db"):
+        pass
+    os.rename("runs", "moved")  # the ledger's folder moved away mid-study
+    for k in range(3):  # a pool a round, as a search of rounds makes them
+        with mp.get_context(sys.argv[1]).Pool(2) as pool:
+            print(pool.map(trial, range(1 + 4 * k, 5 + 4 * k), chunksize=1))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork: Linux")
+def test_the_later_pools_of_a_study_do_not_say_it_again(tmp_path):
+    """Each pool's first worker said it (3 pools: 3 warnings): the worker that made the marker
+    had exited with its pool, and the next pool's workers took it as said by no one."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    done = _study(tmp_path / "rounds", temp, "fork", POOLS_IN_A_ROW)
+    assert len([x for x in done.stderr.splitlines() if "cannot take runs" in x]) == 1, done.stderr
+    (fallback,) = temp.glob("greenprint-*/greenprint-unsaved-*.db")
+    assert _names(fallback) == sorted(f"t{i}" for i in range(1, 13))  # nothing lost
+    # a later study of the same user, from the same parent, is told again
+    again = _study(tmp_path / "later", temp, "fork", POOLS_IN_A_ROW)
     assert len([x for x in again.stderr.splitlines() if "cannot take runs" in x]) == 1
 
 
