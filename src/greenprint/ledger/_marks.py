@@ -89,6 +89,23 @@ def _sqlite_row(r: str) -> str:
     )
 
 
+def _sqlite_extreme(seq: str, value: str, beats: str) -> str:
+    """The fold of an extreme mark (``high``, ``low``, ``max_step``), in SQLite.
+
+    ``value`` kept where the new one ``beats`` (``>``, ``<``) the stored one, and ``seq`` the
+    first point holding it (the lower seq on a tie).
+    """
+    return (
+        f"{seq} = CASE WHEN excluded.{value} IS NULL THEN {seq} "
+        f"WHEN {value} IS NULL OR excluded.{value} {beats} {value} "
+        f"OR (excluded.{value} = {value} AND excluded.{seq} < {seq}) THEN excluded.{seq} "
+        f"ELSE {seq} END, "
+        f"{value} = CASE WHEN excluded.{value} IS NULL THEN {value} "
+        f"WHEN {value} IS NULL OR excluded.{value} {beats} {value} THEN excluded.{value} "
+        f"ELSE {value} END"
+    )
+
+
 # Unqualified names are the stored marks, excluded.* the row folded in. Every result is a
 # minimum or a maximum over (value, seq) or (step, seq): folding rows in any order gives the
 # same marks. (SQLite's SET reads every column as it was before the update.)
@@ -96,26 +113,10 @@ _SQLITE_FOLD = (
     "ON CONFLICT (run_id, name) DO UPDATE SET "
     "first_seq = min(first_seq, excluded.first_seq), "
     "valid_seq = coalesce(min(valid_seq, excluded.valid_seq), valid_seq, excluded.valid_seq), "
-    "high_seq = CASE WHEN excluded.high IS NULL THEN high_seq "
-    "WHEN high IS NULL OR excluded.high > high "
-    "OR (excluded.high = high AND excluded.high_seq < high_seq) THEN excluded.high_seq "
-    "ELSE high_seq END, "
-    "high = CASE WHEN excluded.high IS NULL THEN high "
-    "WHEN high IS NULL OR excluded.high > high THEN excluded.high ELSE high END, "
-    "low_seq = CASE WHEN excluded.low IS NULL THEN low_seq "
-    "WHEN low IS NULL OR excluded.low < low "
-    "OR (excluded.low = low AND excluded.low_seq < low_seq) THEN excluded.low_seq "
-    "ELSE low_seq END, "
-    "low = CASE WHEN excluded.low IS NULL THEN low "
-    "WHEN low IS NULL OR excluded.low < low THEN excluded.low ELSE low END, "
+    f"{_sqlite_extreme('high_seq', 'high', '>')}, "
+    f"{_sqlite_extreme('low_seq', 'low', '<')}, "
     "last_seq = max(last_seq, excluded.last_seq), "
-    "step_seq = CASE WHEN excluded.max_step IS NULL THEN step_seq "
-    "WHEN max_step IS NULL OR excluded.max_step > max_step "
-    "OR (excluded.max_step = max_step AND excluded.step_seq < step_seq) THEN excluded.step_seq "
-    "ELSE step_seq END, "
-    "max_step = CASE WHEN excluded.max_step IS NULL THEN max_step "
-    "WHEN max_step IS NULL OR excluded.max_step > max_step THEN excluded.max_step "
-    "ELSE max_step END"
+    f"{_sqlite_extreme('step_seq', 'max_step', '>')}"
 )
 
 _INSERT_MARKS = "INSERT INTO metric_marks (run_id, name, " + ", ".join(MARK_COLUMNS) + ") "
@@ -184,6 +185,23 @@ _PG_AGGREGATE = (
 #: The marks of every row of ``metrics`` (a ledger migrated to schema 6).
 POSTGRESQL_FILL = _INSERT_MARKS + _PG_AGGREGATE + " GROUP BY run_id, name"
 
+
+def _pg_extreme(seq: str, value: str, beats: str) -> str:
+    """``seq``'s fold of an extreme mark (``high``, ``low``, ``max_step``), in PostgreSQL.
+
+    The first point holding the ``value`` the new one ``beats`` (``>``, ``<``) or ties with a
+    lower seq; the value itself is folded with GREATEST or LEAST.
+    """
+    return (
+        f"{seq} = CASE WHEN EXCLUDED.{value} IS NULL THEN metric_marks.{seq}\n"
+        f"                WHEN metric_marks.{value} IS NULL OR EXCLUDED.{value} {beats} "
+        f"metric_marks.{value}\n"
+        f"                OR (EXCLUDED.{value} = metric_marks.{value}\n"
+        f"                    AND EXCLUDED.{seq} < metric_marks.{seq}) THEN EXCLUDED.{seq}\n"
+        f"                ELSE metric_marks.{seq} END"
+    )
+
+
 _PG_NEW_FINITE = "NEW.value NOT IN ('NaN'::float8, 'Infinity'::float8, '-Infinity'::float8)"
 _PG_FUNCTION = f"""
 CREATE OR REPLACE FUNCTION greenprint_metric_marks() RETURNS trigger LANGUAGE plpgsql
@@ -211,24 +229,12 @@ BEGIN
         ) ON CONFLICT (run_id, name) DO UPDATE SET
             first_seq = LEAST(metric_marks.first_seq, EXCLUDED.first_seq),
             valid_seq = LEAST(metric_marks.valid_seq, EXCLUDED.valid_seq),
-            high_seq = CASE WHEN EXCLUDED.high IS NULL THEN metric_marks.high_seq
-                WHEN metric_marks.high IS NULL OR EXCLUDED.high > metric_marks.high
-                OR (EXCLUDED.high = metric_marks.high
-                    AND EXCLUDED.high_seq < metric_marks.high_seq) THEN EXCLUDED.high_seq
-                ELSE metric_marks.high_seq END,
+            {_pg_extreme("high_seq", "high", ">")},
             high = GREATEST(metric_marks.high, EXCLUDED.high),
-            low_seq = CASE WHEN EXCLUDED.low IS NULL THEN metric_marks.low_seq
-                WHEN metric_marks.low IS NULL OR EXCLUDED.low < metric_marks.low
-                OR (EXCLUDED.low = metric_marks.low
-                    AND EXCLUDED.low_seq < metric_marks.low_seq) THEN EXCLUDED.low_seq
-                ELSE metric_marks.low_seq END,
+            {_pg_extreme("low_seq", "low", "<")},
             low = LEAST(metric_marks.low, EXCLUDED.low),
             last_seq = GREATEST(metric_marks.last_seq, EXCLUDED.last_seq),
-            step_seq = CASE WHEN EXCLUDED.max_step IS NULL THEN metric_marks.step_seq
-                WHEN metric_marks.max_step IS NULL OR EXCLUDED.max_step > metric_marks.max_step
-                OR (EXCLUDED.max_step = metric_marks.max_step
-                    AND EXCLUDED.step_seq < metric_marks.step_seq) THEN EXCLUDED.step_seq
-                ELSE metric_marks.step_seq END,
+            {_pg_extreme("step_seq", "max_step", ">")},
             max_step = GREATEST(metric_marks.max_step, EXCLUDED.max_step);
     END IF;
     RETURN NULL;
