@@ -149,7 +149,7 @@ def _path() -> str:
 
 # -- a Pool's workers fall back together ----------------------------------------------------
 
-POOL_STUDY = """
+POOL_TRIAL = """
 import multiprocessing as mp, os, sys, time
 import greenprint as gp
 
@@ -158,7 +158,11 @@ def trial(i):
         run.log(score=i)
     time.sleep(0.1)  # each worker takes trials
     return i
+"""
 
+POOL_STUDY = (
+    POOL_TRIAL
+    + """
 if __name__ == "__main__":
     os.mkdir("runs")
     with gp.track("t0", study="s", ledger="runs/gp.db"):
@@ -171,6 +175,7 @@ if __name__ == "__main__":
     pool.terminate()  # as `with Pool() as pool:` ends (idle workers hung on it before 707209d)
     pool.join()
 """
+)
 
 
 def _study(
@@ -210,16 +215,9 @@ def test_a_pools_workers_say_the_fallback_once(tmp_path, start):
     assert len([x for x in again.stderr.splitlines() if "cannot take runs" in x]) == 1
 
 
-POOLS_IN_A_ROW = """
-import multiprocessing as mp, os, sys, time
-import greenprint as gp
-
-def trial(i):
-    with gp.track(f"t{i}", study="s", ledger="runs/gp.db") as run:
-        run.log(score=i)
-    time.sleep(0.1)
-    return i
-
+POOLS_IN_A_ROW = (
+    POOL_TRIAL
+    + """
 if __name__ == "__main__":
     os.mkdir("runs")
     with gp.track("t0", study="s", ledger="runs/gp.db"):
@@ -229,6 +227,7 @@ if __name__ == "__main__":
         with mp.get_context(sys.argv[1]).Pool(2) as pool:
             print(pool.map(trial, range(1 + 4 * k, 5 + 4 * k), chunksize=1))
 """
+)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork: Linux")
