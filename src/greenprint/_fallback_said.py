@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 from pathlib import Path
+
+from greenprint._forks import multiprocessing_child
 
 __all__ = ["first_to_say", "marker", "unmark"]
 
@@ -57,8 +58,9 @@ def first_to_say(path: Path) -> bool | None:
             continue
         except OSError:  # a full or read-only folder: nothing to share, said here
             return None
+        said_by = f"{os.getpid()} {os.getppid()}" if multiprocessing_child() else str(os.getpid())
         with os.fdopen(fd, "w") as out:  # "pid", or "pid parent-pid" from a pool's worker
-            out.write(f"{os.getpid()} {os.getppid()}" if _pool_worker() else str(os.getpid()))
+            out.write(said_by)
         return True
     return None
 
@@ -91,10 +93,4 @@ def _said_by_this_study(said: Path) -> bool:
     try:
         return os.getpgid(pid) == os.getpgrp()
     except OSError:  # gone: a worker of an earlier pool of this study, if its parent is ours
-        return bool(parent) and _pool_worker() and parent[0] == os.getppid() != 1
-
-
-def _pool_worker() -> bool:
-    """Whether ``multiprocessing`` started this process (read without importing it)."""
-    process = sys.modules.get("multiprocessing.process")
-    return process is not None and process.parent_process() is not None
+        return bool(parent) and multiprocessing_child() and parent[0] == os.getppid() != 1

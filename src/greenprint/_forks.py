@@ -1,4 +1,4 @@
-"""Module locks that a forked child makes anew.
+"""Module locks that a forked child makes anew; whether `multiprocessing` started this process.
 
 A thread of the parent may hold a module's lock at the moment another thread forks: the child
 gets the lock held by a thread it does not have, and its first use of it waits for good.
@@ -9,11 +9,12 @@ in the child (the module's functions read the global when they run, so they take
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
-__all__ = ["renew_after_fork"]
+__all__ = ["multiprocessing_child", "renew_after_fork"]
 
 
 def renew_after_fork(
@@ -35,3 +36,12 @@ def renew_after_fork(
             namespace[name] = make()
 
         os.register_at_fork(after_in_child=renew)
+
+
+def multiprocessing_child() -> bool:
+    """Whether ``multiprocessing`` started this process (a pool's worker, any start method).
+
+    Read without importing ``multiprocessing``: a process it started has imported it.
+    """
+    process = sys.modules.get("multiprocessing.process")
+    return process is not None and process.parent_process() is not None

@@ -60,6 +60,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from greenprint._exceptions import BudgetExceeded
+from greenprint._forks import multiprocessing_child
 from greenprint._records import RunStatus
 
 __all__ = [
@@ -387,7 +388,7 @@ class _Registry:
         """
         if not self._sigterm_installed or threading.current_thread() is not threading.main_thread():
             return
-        if not _multiprocessing_child() or self._threaded or self._own():
+        if not multiprocessing_child() or self._threaded or self._own():
             return
         if any(keep() for keep in list(self.keep_sigterm)):
             return
@@ -421,12 +422,6 @@ class _Registry:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGTERM)
         # SIG_IGN: the process goes on, as it would have without greenprint
-
-
-def _multiprocessing_child() -> bool:
-    """Whether ``multiprocessing`` started this process (read without importing it)."""
-    process = sys.modules.get("multiprocessing.process")
-    return process is not None and process.parent_process() is not None
 
 
 class _WriteSection:
