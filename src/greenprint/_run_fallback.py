@@ -16,7 +16,7 @@ ledger lacks the file's runs (:func:`waiting`).
 
 A ledger never written by this process that cannot be opened is the user's input (a path that
 is a directory, a missing folder, a file that is not a ledger, a wrong URL): its specific
-error is raised, as before (:func:`greenprint._run_persistence._ledger_location`).
+error is raised, as before (:func:`greenprint._run_options._ledger_location`).
 
 Every place a run is made (``gp.track``, each integration's callbacks and wrappers, ``greenprint
 run``) goes through :meth:`greenprint._run_lifecycle.RunLifecycle.start`, which is the one

@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import json
 import logging
-import numbers
 import os
-from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
 from greenprint import _lineage
 from greenprint._exceptions import GreenprintError
@@ -26,51 +24,11 @@ from greenprint._run_state import RunState
 if TYPE_CHECKING:  # pragma: no cover
     from typing_extensions import Self
 
-    from greenprint.carbon import PUE, Intensity
 
 __all__ = ["RunLineage"]
 
 #: The run's messages keep the logger name they had in one module: "greenprint.tracking".
 logger = logging.getLogger("greenprint.tracking")
-
-
-def _carbon_given(options: Mapping[str, Any]) -> dict[str, str]:
-    """The ``intensity``, ``region`` and ``pue`` options given, as text a child can resolve.
-
-    A number as Python writes a float (a NumPy scalar's too); a file's path (an hourly CSV)
-    absolute, so that a child in another folder finds it.
-    """
-    given = {}
-    for key in ("intensity", "region", "pue"):
-        value = options.get(key)
-        if value is None:
-            continue
-        if isinstance(value, os.PathLike) or (
-            key == "intensity" and isinstance(value, str) and os.path.isfile(value)
-        ):
-            value = os.path.abspath(os.fspath(value))
-        if isinstance(value, numbers.Real) and not isinstance(value, bool):
-            value = repr(float(value))  # numpy's repr is 'np.float64(56.0)', no number
-        given[key] = str(value)
-    return given
-
-
-_T = TypeVar("_T", "Intensity", "PUE")
-
-
-def _inherited_setting(resolve: Callable[..., _T], *args: Any, **kwargs: Any) -> _T | None:
-    """``resolve(*args, **kwargs)`` of what the enclosing run was given, its source saying so.
-
-    ``None`` (with a warning) when it cannot be resolved here (a CSV the child cannot read, a
-    value the parent's greenprint wrote differently): the run then resolves its own, never
-    raising for its parent's setting.
-    """
-    try:
-        setting = resolve(*args, **kwargs)
-    except GreenprintError as e:
-        logger.warning("greenprint: the enclosing run's carbon setting does not apply here: %s", e)
-        return None
-    return replace(setting, source=f"parent run -> {setting.source}")
 
 
 class RunLineage(RunState):

@@ -21,7 +21,6 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from greenprint import _lineage
 from greenprint._exceptions import GreenprintError
 from greenprint._forks import renew_after_fork
 from greenprint._lifecycle import registry
@@ -29,7 +28,6 @@ from greenprint._records import PowerSample
 from greenprint._run_fallback import (
     counted,
     fallback_ledger,
-    known_good,
     merge_command,
     password_masked,
     written_to,
@@ -38,7 +36,6 @@ from greenprint._run_state import RunState
 
 if TYPE_CHECKING:  # pragma: no cover
     from greenprint._records import RunRecord
-    from greenprint._types import LedgerLike
     from greenprint.ledger import Ledger
 
 __all__ = ["RunPersistence"]
@@ -57,33 +54,6 @@ _FINAL_WRITE_S = 5.0
 #: Longest wait, in s, at the interpreter's exit for the ledger to take every run kept unwritten;
 #: a run not written by then is saved in a ledger file of its own (:meth:`Run._spill`).
 _EXIT_WRITE_S = 3.0
-
-
-def _ledger_location(ledger: LedgerLike, configured: str) -> Ledger | str | os.PathLike[str] | None:
-    """Where the run will write: an open ledger, a path or URL, or ``None`` (no ledger).
-
-    A path is checked as opening it would (a directory, a missing parent, a file that is not a
-    ledger), but a missing ledger file is not created yet. A ledger this process already wrote a
-    run to is not refused: the run falls back as it starts (:mod:`greenprint._run_fallback`).
-
-    Raises:
-        LedgerPathError, NotALedgerError: the path cannot be a ledger.
-    """
-    if ledger is False:
-        return None
-    from greenprint.ledger import Ledger
-    from greenprint.ledger._target import resolve_target
-
-    if ledger is None:
-        ledger = _lineage.inherited_ledger() or configured
-    if isinstance(ledger, Ledger):
-        return ledger
-    try:
-        resolve_target(ledger).prepare(create=True, dry_run=True)
-    except GreenprintError:
-        if not known_good(ledger):  # the user's input; one this process wrote to failing
-            raise  # mid-study is a measurement's failure: the run falls back as it starts
-    return ledger
 
 
 def _open_ledger(location: Ledger | str | os.PathLike[str], run: RunState) -> Ledger:

@@ -54,7 +54,6 @@ import contextvars
 import functools
 import inspect
 import logging
-import numbers
 import os
 import sys
 import threading
@@ -63,21 +62,23 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar, overload
 
 from greenprint import _lineage
 from greenprint._accounting import CostAccount
-from greenprint._budget import Budget, BudgetGuard, OnExceed
-from greenprint._config import load_config
+from greenprint._budget import Budget, OnExceed
 from greenprint._exceptions import BudgetExceeded, ConfigError
 from greenprint._jobs import JobInfo
 from greenprint._lifecycle import registry, status_for
 from greenprint._prediction import Predictor
-from greenprint._records import MetricPoint, PowerSample, check_role
+from greenprint._records import MetricPoint, PowerSample
 from greenprint._run_budgets import RunBudgets
 from greenprint._run_lifecycle import RunLifecycle
 from greenprint._run_lifecycle import _new_run_id as _new_run_id  # re-exported: tests use it
-from greenprint._run_lineage import RunLineage, _carbon_given, _inherited_setting
+from greenprint._run_lineage import RunLineage
 from greenprint._run_listeners import RunListeners
 from greenprint._run_metrics import RunMetrics, _NeverStarted
+from greenprint._run_options import _OPTIONS, checked
+from greenprint._run_options import DEFAULT_FLUSH_INTERVAL_S as DEFAULT_FLUSH_INTERVAL_S
+from greenprint._run_options import default_flush_interval_s as default_flush_interval_s
 from greenprint._run_persistence import _UNSAVED as _UNSAVED  # re-exported: tests read it
-from greenprint._run_persistence import RunPersistence, _ledger_location
+from greenprint._run_persistence import RunPersistence
 from greenprint._run_persistence import _write_unsaved as _write_unsaved  # re-exported
 from greenprint._run_predictions import RunPredictions
 from greenprint._run_provenance import RunProvenance
@@ -86,7 +87,6 @@ from greenprint._run_pruning import RunPruning
 from greenprint._run_sampler import RunSampler
 from greenprint._run_tree import RunNode
 from greenprint._suggest import did_you_mean
-from greenprint._validate import finite_number, mapping_of_names, optional_text, stored_count
 
 if TYPE_CHECKING:  # pragma: no cover
     from greenprint._types import IntensityLike, LedgerLike, MeterSetLike, PUELike
@@ -97,49 +97,10 @@ __all__ = ["PARENT_ENV", "Run", "active_runs", "current_run", "track"]
 #: The runs' logger: the modules of Run's concerns (listed in greenprint._run_state) log here too.
 logger = logging.getLogger(__name__)
 
-#: Seconds between two ledger writes of a run when none is given (and its sample interval is
-#: shorter: a longer sample interval is the flush interval then).
-DEFAULT_FLUSH_INTERVAL_S = 10.0
-
-
-def default_flush_interval_s(sample_interval_s: float) -> float:
-    """The flush interval (s) of a run given none: 10 s, or its sample interval when longer.
-
-    A flush writes what the last sample read, so it cannot come more often than samples do.
-    """
-    return max(DEFAULT_FLUSH_INTERVAL_S, sample_interval_s)
-
 
 #: Environment variable through which a child process inherits its parent run (see _lineage).
 PARENT_ENV = _lineage.PARENT_ENV
 
-#: The keyword options of :func:`track` (and :class:`Run`).
-_OPTIONS = frozenset(
-    {
-        "study",
-        "ledger",
-        "region",
-        "intensity",
-        "pue",
-        "params",
-        "dataset_size",
-        "parent",
-        "scope",
-        "pid",
-        "command",
-        "sample_interval_s",
-        "flush_interval_s",
-        "meters",
-        "budget_kwh",
-        "budget_kg",
-        "budget_fpo",
-        "budget_s",
-        "on_exceed",
-        "budget",
-        "role",
-        "node_meter",
-    }
-)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -397,111 +358,34 @@ class Run(
     Live figures (``energy_kwh``, ``emissions_kg``, ``duration_s``...) can be read while the run
     goes and keep their final values after it ends. A run is started once.
 
-    Its concerns are mixins, one module each (listed in :mod:`greenprint._run_state`); the
-    checks of its arguments and settings, and its parent, are here.
+    Its concerns are mixins, one module each (listed in :mod:`greenprint._run_state`); its
+    arguments and settings are checked in :mod:`greenprint._run_options`, its parent here.
     """
 
     def __init__(self, name: str | None = None, **options: Any) -> None:
         # Every argument and setting is checked before the ledger is opened, so a bad one
-        # leaves no ledger file behind (greenprint run inherits this).
-        unknown = set(options) - _OPTIONS
-        if unknown:
-            raise ConfigError(
-                f"unknown option(s) {sorted(unknown)} for a run{did_you_mean(unknown, _OPTIONS)}"
-            )
+        # leaves no ledger file behind (greenprint run inherits this): _run_options.checked
+        settings = checked(name, options, run_class=Run)
         self._options = dict(options)
-        optional_text("name", name)
-        optional_text("study", options.get("study"))
-        optional_text("command", options.get("command"))
-        optional_text("region", options.get("region"))
-        scope = options.get("scope")
-        node_meter = options.get("node_meter")
-        if node_meter is not None and not isinstance(node_meter, bool):
-            raise ConfigError(f"node_meter must be True, False or None, not {node_meter!r}")
-        if node_meter and scope == "process":
-            raise ConfigError(
-                "a node meter records the whole machine: scope='process' contradicts it"
-            )
-        self._scope_given = scope is not None
-        scope = "process" if scope is None else scope
-        if scope not in ("process", "machine"):
-            raise ConfigError(f"scope must be 'process' or 'machine', not {scope!r}")
-        sample_s = finite_number(
-            "sample_interval_s",
-            options.get("sample_interval_s", 1.0),
-            low=0.0,
-            low_open=True,
-            unit="s",
-            text=False,
-        )
-        flush_given = options.get("flush_interval_s")
-        flush_s = finite_number(
-            "flush_interval_s (at least sample_interval_s)",
-            default_flush_interval_s(sample_s) if flush_given is None else flush_given,
-            low=sample_s,
-            unit="s",
-            text=False,
-        )
-        guard = BudgetGuard.from_options(options, study="")
-        if guard is not None and guard.needs_study and options.get("ledger") is False:
-            raise ConfigError("a study budget needs a ledger to read the study's cost from")
-        params = options.get("params")
-        params = {} if params is None else mapping_of_names("params", params)
-        dataset_size = options.get("dataset_size")
-        if dataset_size is not None:
-            dataset_size = stored_count("dataset_size", dataset_size)
-        _check_parent(options.get("parent"))
-        role = check_role(options.get("role"))
-        _check_pid(options.get("pid"))
-        from greenprint.carbon import resolve_intensity, resolve_pue
-        from greenprint.meters._estimate import configured_cpu_tdp
-
-        config = load_config()
-        given = _carbon_given(options)
-        # the enclosing run's settings fill what this run was not given (an intensity or region;
-        # a PUE)
-        complete = "pue" in given and bool(given.keys() & {"intensity", "region"})
-        from_parent = None if complete else _lineage.inherited_carbon()
-        intensity = pue = None
-        if from_parent and not given.keys() & {"intensity", "region"}:
-            # a run given no intensity or region takes its enclosing run's, as its study
-            taken = {k: v for k, v in from_parent.items() if k in ("intensity", "region")}
-            if taken:
-                intensity = _inherited_setting(
-                    resolve_intensity,
-                    intensity=taken.get("intensity"),
-                    region=taken.get("region"),
-                    config=config,
-                )
-                if intensity is not None:
-                    given.update(taken)
-        if from_parent and "pue" not in given and "pue" in from_parent:
-            pue = _inherited_setting(resolve_pue, from_parent["pue"], config=config)
-            if pue is not None:
-                given["pue"] = from_parent["pue"]
-        self._intensity = intensity or resolve_intensity(
-            intensity=options.get("intensity"), region=options.get("region"), config=config
-        )
-        self._pue = pue or resolve_pue(options.get("pue"), config=config)
+        self._scope_given = settings.scope_given
+        self._intensity = settings.intensity
+        self._pue = settings.pue
         #: the intensity, region and PUE given (or taken from the enclosing run), as text: what
         #: runs inside it take when given none (``_lineage.inherited_carbon``)
-        self._carbon_given: dict[str, str] = given
-        configured_cpu_tdp(config)  # a bad cpu_tdp_w is refused now, not when meters start
+        self._carbon_given: dict[str, str] = settings.carbon_given
         # the ledger is checked now (nothing is created) and opened when the run starts, so
         # decorating a function at import time writes nothing
-        self._ledger_location = _ledger_location(options.get("ledger"), config.ledger)
+        self._ledger_location = settings.ledger_location
         self._ledger: Ledger | None = None
-        self._study = (
-            options.get("study") or _lineage.inherited_study() or config.get("study") or "default"
-        )
+        self._study = settings.study
         self._explicit_name = name
         self.name = name or _default_name()
-        self._scope: str = scope
-        self._sample_s = sample_s
-        self._flush_s = flush_s
-        self._params: dict[str, Any] = params
-        self._dataset_size: int | None = dataset_size
-        self._role: str | None = role
+        self._scope: str = settings.scope
+        self._sample_s = settings.sample_s
+        self._flush_s = settings.flush_s
+        self._params: dict[str, Any] = settings.params
+        self._dataset_size: int | None = settings.dataset_size
+        self._role: str | None = settings.role
         self._fpo: int | None = None
         #: ops the FPO recorded from count results could not count in full (a lower bound)
         self._fpo_unknown_ops: dict[str, int] = {}
@@ -524,10 +408,8 @@ class Run(
         self._status = "new"
         self._prune_requested = False
         self._pruned_notes: dict[str, str] = {}  # where and why it was pruned (prune(step=...))
-        self._guard = guard
+        self._guard = settings.guard  # its study is the run's
         self._stop_owned = False  # check_budgets() was called: the caller stops, nothing raises
-        if guard is not None:
-            guard.study = self._study
         self._predictor: Predictor | None = None
         self._total_steps: int | None = None
         self._steps = 0
@@ -683,27 +565,6 @@ def active_runs() -> Iterator[Run]:
     are the parent's, measured and written there (the child reads them from the ledger).
     """
     return iter([run for run in registry.active() if isinstance(run, Run)])
-
-
-def _check_parent(parent: Any) -> None:
-    """A parent is a :class:`Run`, a run id (non-empty text) or ``None``."""
-    if parent is None or isinstance(parent, Run) or (isinstance(parent, str) and parent):
-        return
-    raise ConfigError(
-        f"parent must be a Run, a run id (a non-empty string) or None, not {parent!r}"
-    )
-
-
-def _check_pid(pid: Any) -> None:
-    """A pid to attribute is a positive int naming a process that exists now."""
-    if pid is None:
-        return
-    if isinstance(pid, bool) or not isinstance(pid, numbers.Integral) or pid <= 0:
-        raise ConfigError(f"pid must be a positive integer (a process id), not {pid!r}")
-    import psutil
-
-    if not psutil.pid_exists(int(pid)):
-        raise ConfigError(f"pid {pid}: no such process")
 
 
 def _default_name() -> str:
