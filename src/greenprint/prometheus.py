@@ -522,8 +522,20 @@ class MetricsServer:
     def __init__(self, port: int, host: str = "127.0.0.1") -> None:
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ConfigError(f"a port is an integer from 0 to 65535, not {port!r}")
+        if not isinstance(host, str):
+            raise ConfigError(
+                f"host must be an address or host name such as '127.0.0.1', not {host!r}"
+            )
         try:
+            # socket encodes a name as IDNA before any lookup: "bad..host" (an empty label) or
+            # a label over 63 characters raised UnicodeError from deep inside getaddrinfo
+            host.encode("idna")
             self._server = _server_class(host, port)((host, port), _Handler)
+        except UnicodeError as e:
+            raise ConfigError(
+                f"cannot serve Prometheus metrics on {host}:{port}: {host!r} is not a valid "
+                "address or host name"
+            ) from e
         except OSError as e:
             raise ConfigError(
                 f"cannot serve Prometheus metrics on {host}:{port}: {e.strerror or e}"
@@ -574,7 +586,8 @@ def serve(port: int, host: str = "127.0.0.1") -> MetricsServer:
         The running server; :meth:`MetricsServer.close` (or ``with``) stops it.
 
     Raises:
-        ConfigError: a bad port, or the address cannot be bound (in use, not permitted).
+        ConfigError: a bad port, a host that is not a string or not a valid name
+            (``"bad..host"``), or the address cannot be bound (in use, not permitted).
     """
     return MetricsServer(port, host)
 
