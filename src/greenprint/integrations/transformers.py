@@ -10,154 +10,36 @@
     trainer.train()
     cb.create_model_card(trainer)   # README.md with the co2_eq_emissions block
 
-What it records:
+What it records, in short (docs/integrations.md, "Hugging Face Trainer", says it in full, with
+the measurements behind it):
 
-* one run per ``trainer.train()``: ``finished``. With ``attach(trainer)``, which wraps that
-  trainer's ``train`` method, the run spans the whole call: it starts at the call, before the
-  Trainer makes the model (``model_init``: for a real model, its loading from disk and onto the
-  GPU), sets a search trial's hyper-parameters, frees memory (a garbage collection, 0.2 s in a
-  process holding torch and transformers) and builds the data loader and the optimizer, and
-  ends when ``train`` returns (or raises). Without ``attach`` the callback hears of a training
-  only at ``on_train_begin`` and of its end at ``on_train_end``: the run misses that time
-  (in a 3-trial tiny-BERT search, 2.7 % of the search's wall time was in the trials' runs, 35 %
-  attached). The Trainer has no exception hook, so a crash is caught two ways: the wrapped
-  ``train`` ends the run ``failed`` (``interrupted`` for Ctrl-C, ``pruned`` for
-  ``TrialPruned``) before re-raising, a ``model_init`` that raises included; without
-  ``attach``, an exception that ends the program still ends the run ``failed`` through
-  greenprint's own ``sys.excepthook`` (an exception caught by your code would leave the run to
-  end ``finished`` at exit, and one raised before ``on_train_begin`` leaves no run, hence
-  ``attach``);
-* at every ``on_log``, ``greenprint/energy_kwh``, ``greenprint/emissions_kg`` (totals so far) and
-  ``greenprint/power_w`` (mean over the last half second or more) are added to the logs dict
-  (not to an evaluation's, which is the metrics dict ``evaluate()`` returns and a search's
-  objective is computed from), and the numeric logs (loss, learning rate...) are copied to the
-  run (greenprint's figures are
-  the run's own fields, not metrics). Callbacks run in list order and
-  the Trainer puts its reporters (W&B, MLflow, TensorBoard) before yours, so ``attach(trainer)``
-  moves this callback first for those reporters to see the figures;
-* the metrics of each ``on_evaluate``, into the run, and those of the trainer's evaluations
-  after ``train()`` returned (``trainer.evaluate()``, ``trainer.predict()``'s ``test_*``), into
-  the ended run at its last step; with ``load_best_model_at_end``, the best
-  checkpoint's evaluation again at the end of training, so that the run's last values are those
-  of the model ``train()`` returns (and the params ``load_best_model_at_end`` and
-  ``metric_for_best_model``); a value that is not finite is logged as NaN (no score);
-* each ``trainer.evaluate()`` and ``trainer.predict()`` outside a training as a run of its own,
-  ``<name>-evaluate`` (``-predict``), with the training's params and the call's metrics, so
-  that the study's price tag counts what evaluating cost (as Lightning's ``validate``/``test``/
-  ``predict``). Of the model a known run trained (this trainer's last training, else the last
-  training of that model object in this process) it is a ``part`` of that run, recorded
-  ``contained`` false (it ran after it, outside its measurement: the price tag adds it once);
-  else a top-level ``part`` (counted, never a trial), or the role given to the callback when
-  that is ``final`` or ``baseline`` (an evaluation's), and the next ``train()`` of that model
-  object in this process takes it as its part (the untrained model evaluated first). Inside a
-  run of yours, a part of that run. Attached, the wrapped ``evaluate``/``predict`` measure the
-  whole call; not attached, the run starts at the end of the first evaluation batch
-  (``on_prediction_step``) and ends at ``on_evaluate``/``on_predict``: it misses the time
-  before (the data loader's and the model's preparation, the first batch), and one that
-  raises ends ``failed`` at the next evaluation or training of the callback, or when the
-  program ends (``failed`` when that exception ends it). An
-  evaluation inside ``train()`` is in the training's run. In ``trainer.hyperparameter_search``
-  with no evaluation during a trial's training, the search evaluates the trial after its
-  ``train()`` to compute its objective: that evaluation is ``<trial>-evaluate``, a ``part`` of
-  the trial's run (``contained`` false), with the trial's params: the trial's cost includes
-  its objective's, and the search keeps its trials. With several processes, one meter per node
-  as for training: the node's local process 0 records the evaluation's run (the launcher's
-  process tree), each other process a part of it with no energy of its own
-  (``<name>-evaluate-rank<k>``); an evaluation before the training is then a part of the
-  node's training run (``eval_on_start=True`` evaluates inside ``train()``: in its run);
-* with ``count_fpo=True``, the FPO of the training (``run.fpo``): the forward and backward of
-  each micro-batch trained (each micro-batch of a gradient accumulation; the gradient clipping
-  and the optimizer are not counted, as for Lightning), as :func:`greenprint.count_fpo` counts
-  the model's forward and the backward of what it computed. Counted live: a forward pre-hook on
-  the model sees each training micro-batch; at the first of each input shape (and of whether
-  each ``*mask*`` input pads) an :class:`~greenprint.FPOCounter` is entered, and it counts
-  until that micro-batch's backward is done, so nothing runs twice (the counter's dispatch
-  overhead on that micro-batch is the whole cost); later micro-batches of the shape take its
-  count, so padded batches of different lengths are each counted as they ran. Evaluation
-  forwards are not counted; a training that raises inside a counted micro-batch leaves the
-  counter (with :meth:`~GreenprintCallback.attach`, else at the next ``train()``). In several
-  processes each counts its own micro-batches; collectives count 0. An op with no rule makes
-  the FPO a lower bound (the run's provenance says so); a count whose rule fails, and a model
-  compiled (``torch_compile``) or copied onto several GPUs of one process (the hook sees no
-  training forward): a warning, and the run keeps no FPO;
-* the run's params: learning rate, batch size, epochs (``num_train_epochs``) or, when it is
-  set and so overrides them, ``max_steps``, seed, weight decay, gradient accumulation, and
-  your ``params``;
-* ``trainer.hyperparameter_search``: each trial is its own run, ``role="trial"``, named after
-  the trial (``hp_name``, else ``trial-<number>`` with ``attach``), with the trial's
-  hyper-parameters as params; with ``attach``, a trial the Optuna pruner stops ends ``pruned``
-  and one that raises ends ``failed``, and each value of the search's objective (what
-  ``compute_objective`` returned, as the Trainer reports it to the search) is logged on the
-  trial as the metric ``objective`` when the search maximised it, ``objective_loss`` when it
-  minimised it (``direction``; several directions: ``objective_0``, ``objective_1_loss``...).
-  ``greenprint report`` ranks by that metric (its name says the direction) before the
-  evaluation metrics logged as often; later trainings of the same trainer (the retrain with
-  the best hyper-parameters) log the objective of their evaluations too, so they rank with the
-  trials. A later training whose ``args`` hold exactly the search's best hyper-parameters (Hugging
-  Face's recipe: each of ``best.hyperparameters`` set on ``trainer.args``, then
-  ``trainer.train()``), with no run of yours around it and no ``role`` given, is the retrain:
-  ``role="final"``, not one more trial. Without ``attach`` the callback cannot see the
-  objective, and warns. What the search does between its trials' ``train()`` calls is in no
-  trial: after each trial's objective, Hugging Face releases the trial's model and memory (two
-  garbage collections: most of a small search's time), then Optuna's sampler and storage
-  pick the next trial. Run the search inside ``gp.track(..., role="sweep")`` (the trials
-  become its children, the price tag counts it once) to measure the whole search: 99.7 % of
-  the wall time in the 3-trial search above. Ray Tune's backend pickles the trainer with
-  its callbacks and its wrapped methods: each worker's copy of the callback is attached to
-  its copy of the trainer and records the worker's trial the same way.
-
-Budgets (``budget_kwh``, ``budget_kg``, ``budget_fpo`` with ``count_fpo=True``, ``budget_s``,
-``budget=gp.Budget(...)``): with ``on_exceed="stop"`` the callback stops training the way
-Hugging Face's own ``EarlyStoppingCallback`` does, ``control.should_training_stop = True``, at
-the end of the optimizer step in which the limit was found crossed (checked at every step's
-end, log and evaluation; a micro-batch of a gradient accumulation that crosses an FPO budget
-stops training after that step's last micro-batch); with
-``save_strategy`` ``"steps"`` or ``"epoch"`` that step is saved as a checkpoint too.
-``trainer.train()`` then returns normally, the model trained so far in ``trainer.model``, and the
-run ends ``interrupted`` with ``"BudgetExceeded: <reason>"`` as its error: no exception reaches
-your code. ``"warn"`` only warns (once) and a callable is called; training goes on. With several
-processes they decide together at every step's end (one all-reduce of a flag, only when a
-``"stop"`` budget is set): any process over its budget stops them all at the same step, so
-none is left waiting for the others.
-
-Training resumed from a checkpoint (``trainer.train(resume_from_checkpoint=...)`` after a crash,
-in a new process or not) is one training: the callback writes ``greenprint_run.json`` (the
-run's id) into each checkpoint folder saved (``output_dir/checkpoint-<step>``, main process,
-not search trials), and the resumed run takes that run as a ``part``, with its status, error
-and cost (``interrupted`` if its process died without a last write), recorded ``contained``
-false (it ran before: the price tag adds it once); never a second trial. No such file, or a run
-not in this ledger or study: the resumed run is one of its own, as before (a debug log says).
-
-Inside ``trainer.hyperparameter_search`` (Optuna), an attached callback puts each trial's run
-id on the Optuna trial (user attribute ``greenprint_run_id``, when the trial starts). The
-Trainer never resumes a trial from its checkpoint: a search killed in the middle of a trial
-and run again on the same storage (``storage=..., load_if_exists=True``) leaves the killed
-trial ``RUNNING`` in Optuna and its run ``interrupted`` (SIGTERM, Ctrl-C) or ``lost``
-(``kill -9``) with its cost, one trial each, as Optuna counts them. With Optuna's
-``RetryFailedTrialCallback`` on a heartbeat storage, the killed trial is retried as a new trial
-with its params (and its user attributes): that trial's run takes the killed attempt's run as
-a ``part`` (``interrupted`` if it was ``lost``, its cost added once), one configuration one
-trial, where Optuna lists the killed attempt ``FAIL`` and the retry as another trial.
-
-A second ``trainer.train()`` of the same model object in this process (two-stage fine-tuning: a
-new Trainer on the model the first trained) trains the weights the first left: its run takes
-the earlier training's run as a ``part`` (``contained`` false), one training, not a trial per
-stage: top-level runs of one study and of one name and of your own ``params`` (the
-``TrainingArguments``, a fine-tune's other learning rate, epochs, seed or output folder, left
-out: how it trains, not what), no role given (or the same ``trial``, ``final`` or
-``baseline`` given to both), no search (a ``model_init`` makes a new model
-each time: a training of its own). A loop that re-uses one model object across learning
-rates continues one training, as the weights do. With several processes
-(``torchrun``, ``accelerate launch``) the same on each node: the node's earlier training run,
-its other processes' runs still its parts, becomes a part of the node's later training run.
+* one run per ``trainer.train()``; with ``attach(trainer)`` the whole call (the model's making
+  by ``model_init`` included) and an exception ends it ``failed`` (``interrupted`` for Ctrl-C,
+  ``pruned`` for ``TrialPruned``); without, from ``on_train_begin`` to ``on_train_end``;
+* greenprint's figures (``greenprint/energy_kwh``, ``emissions_kg``, ``power_w``) added to the
+  Trainer's logs at every ``on_log`` (not an evaluation's), the numeric logs and evaluation
+  metrics copied to the run, the best checkpoint's evaluation last with
+  ``load_best_model_at_end``;
+* each ``trainer.evaluate()``/``predict()`` outside a training as a run of its own
+  (``<name>-evaluate``, ``-predict``), a ``part`` of the run that trained that model when
+  one is known;
+* with ``count_fpo=True``, the FPO of each micro-batch trained, counted live once per input
+  shape (:class:`~greenprint.FPOCounter`), the optimizer not counted;
+* the training arguments a study varies and your ``params`` as the run's params;
+* ``trainer.hyperparameter_search``: a run per trial (``role="trial"``), with the search's
+  objective (``objective``, ``objective_loss``) when attached, and the retrain with the best
+  hyper-parameters as ``role="final"``; a killed trial that Optuna retries is a ``part`` of
+  its retry's run;
+* budgets with ``on_exceed="stop"``: training stopped as ``EarlyStoppingCallback`` does,
+  ``trainer.train()`` returning normally and the run ``interrupted``;
+* a training resumed from a checkpoint (``greenprint_run.json`` beside it), and a second
+  ``train()`` of the same model object, take the earlier training's run as a ``part``: one
+  training, not two trials;
+* with several processes (``torchrun``, ``accelerate launch``), one meter per node: the node's
+  local process 0 meters, the others record parts of its run.
 
 The model card gets ``co2_eq_emissions`` (in grams, as the Hugging Face Hub wants) through
 :meth:`GreenprintCallback.create_model_card`, or :func:`model_card_co2` for any run.
-
-Multi-process training (``torchrun``, ``accelerate launch``): one meter per node, as for
-Lightning: the node's local process 0 attributes the energy of the launcher's process tree, and
-the other processes record parts of its run (no energy of their own). The same for an
-``evaluate()``/``predict()`` outside training, which every process runs.
 """
 
 from __future__ import annotations
@@ -243,14 +125,14 @@ class GreenprintCallback(  # type: ignore[misc]
     _FPOCounts,
     _transformers.TrainerCallback,  # type: ignore[name-defined]
 ):
-    """Record ``Trainer.train`` as a greenprint run (see the module docstring).
+    """Record ``Trainer.train`` as a greenprint run (see the module docstring and the docs).
 
     Args:
         name: the run's name (default: ``args.run_name`` when you set it, else the model's
             class name; a search trial is named after the trial).
         count_fpo: count the FPO (floating-point operations) of each micro-batch trained,
             forward and backward, live as it trains, once per input shape, and add them to the
-            run (see the module docstring); the optimizer is not counted.
+            run (docs/integrations.md, "FPO"); the optimizer is not counted.
         log_figures: add greenprint's figures to the Trainer's logs at each ``on_log``.
         **track_options: keyword options of :func:`greenprint.track` (``study``, ``ledger``,
             ``region``, ``pue``, ``params``, ``role``, ``sample_interval_s``, ``meters``...);
@@ -328,7 +210,7 @@ class GreenprintCallback(  # type: ignore[misc]
         whole call, the model's making (``model_init``) included, and an exception ends the
         run ``failed`` (``pruned`` for a pruned search trial) before it propagates,
         ``trainer.hyperparameter_search`` so that each trial records the search's objective
-        (``objective`` maximised, ``objective_loss`` minimised; see the module docstring), and
+        (``objective`` maximised, ``objective_loss`` minimised; see docs/integrations.md), and
         ``trainer.evaluate`` and ``trainer.predict`` so that one called outside a training is
         measured from its call to its return (its run ``<name>-evaluate``, ``-predict``).
 
