@@ -62,7 +62,10 @@ def _show(result: Any) -> None:
         f"{format_energy(result.facility_energy_kwh)} over "
         f"{run_time_text(result.duration_s, unknown='an unknown time')}"
     )
-    click.echo(f"recorded  {format_emissions(result.emissions_kg)} at {intensity} ({source})")
+    if math.isfinite(result.emissions_kg):
+        click.echo(f"recorded  {format_emissions(result.emissions_kg)} at {intensity} ({source})")
+    else:  # NaN in the ledger: unknown, and so is every saving against it
+        click.echo("recorded  unknown CO2-eq (none recorded: the savings below are unknown)")
     click.echo("")
     width = max([len(r.region) for r in result.regions] + [6])
     click.echo(f"{'region':<{width}}  {UNIT:>13}  {'CO2-eq':>17}  {'saving vs recorded':>26}  name")
@@ -81,19 +84,23 @@ def _show(result: Any) -> None:
         click.echo("")
         click.echo(f"hourly profile: {safe(result.hourly_source, limit=100)}")
         if result.timezone != "UTC":
-            click.echo(f"time zone   {zone} ({_offset(result.utc_offset_s)} when the run started)")
+            when = "when the run started" if result.actual_start_hour is not None else "now"
+            click.echo(f"time zone   {zone} ({_offset(result.utc_offset_s)} {when})")
         click.echo(
             f"best start  {_start(best.start_hour, result)}: "
             f"{format_emissions(best.emissions_kg)} "
             f"(mean {best.mean_g_per_kwh:.1f} {UNIT} over the run)"
         )
-        click.echo(
-            f"actual      {_hour(result.actual_start_hour, zone)}: "
-            f"{format_emissions(result.actual_start_emissions_kg)}; saving "
-            # a zero saving (the run started at the best hour) in the unit of the figures beside
-            f"{_saving(result.hour_saving_kg, result.hour_saving_pct, best.emissions_kg)} by "
-            f"starting at {_hour(best.start_hour, zone)}"
-        )
+        if result.actual_start_hour is None or result.hour_saving_kg is None:
+            click.echo("actual      unknown: the run recorded no start time")
+        else:
+            click.echo(
+                f"actual      {_hour(result.actual_start_hour, zone)}: "
+                f"{format_emissions(result.actual_start_emissions_kg)}; saving "
+                # a zero saving (the run started at the best hour) in the unit of the figures
+                f"{_saving(result.hour_saving_kg, result.hour_saving_pct, best.emissions_kg)} "
+                f"by starting at {_hour(best.start_hour, zone)}"
+            )
     for note in result.notes:
         click.echo(f"note: {safe(note)}")
 
@@ -136,7 +143,7 @@ def command(
     """Price a run's recorded energy in other regions and at the best start hour.
 
     The run's energy (with its PUE) at each region's grid intensity from the tables shipped
-    with greenprint, beside the CO2-eq it recorded, with the saving in CO2-eq (mg, g, kg or t
+    with greenprint, beside the CO2-eq it recorded, with the saving in CO2-eq (ng to t
     as it fits; kg with --json) and percent. With --hourly, the run's energy spread over its
     duration is integrated against the file's mean intensity of each UTC hour of the day, for
     every start hour: the best one and the saving against the run's actual start time. Hours

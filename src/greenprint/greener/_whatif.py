@@ -36,6 +36,7 @@ import dataclasses
 import datetime as _dt
 import math
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -176,9 +177,12 @@ class WhatIf:
         hourly_source: the provenance of the hourly profile, or ``None`` without one.
         hours: the run started at each hour 0-23 of ``timezone``'s clock under the profile
             (empty without one).
-        actual_start_emissions_kg: the run at its actual start time under the profile, kg.
+        actual_start_emissions_kg: the run at its actual start time under the profile, kg;
+            ``None`` when the run recorded no start time (``started_at`` 0, the default of a
+            :class:`~greenprint.RunRecord` built by hand).
         best: the hour with the least CO2-eq (the earliest on ties), or ``None``.
-        hour_saving_kg: ``actual_start_emissions_kg - best.emissions_kg``, kg.
+        hour_saving_kg: ``actual_start_emissions_kg - best.emissions_kg``, kg (``None``
+            without an actual start).
         hour_saving_pct: that saving in percent of ``actual_start_emissions_kg``.
         notes: caveats (a profile built from a partial day, a PUE kept for cloud regions...).
         timezone: the zone whose clock the hours are on: ``"UTC"`` or an IANA name.
@@ -208,13 +212,20 @@ class WhatIf:
     utc_offset_s: float = 0.0
 
     @property
-    def actual_start_hour(self) -> float:
-        """The run's actual start on ``timezone``'s clock, hours since midnight (13.5: 13:30)."""
+    def actual_start_hour(self) -> float | None:
+        """The run's actual start on ``timezone``'s clock, hours since midnight (13.5: 13:30).
+
+        ``None`` when the run recorded no start time (not midnight of 1 January 1970).
+        """
+        if not start_known(self.started_at):
+            return None
         return ((self.started_at + self.utc_offset_s) % _DAY_S) / _HOUR_S
 
     @property
-    def actual_start_hour_utc(self) -> float:
-        """The run's actual start in UTC, hours since midnight."""
+    def actual_start_hour_utc(self) -> float | None:
+        """The run's actual start in UTC, hours since midnight (``None``: no start recorded)."""
+        if not start_known(self.started_at):
+            return None
         return (self.started_at % _DAY_S) / _HOUR_S
 
     def to_dict(self) -> dict[str, Any]:
@@ -250,7 +261,15 @@ class WhatIf:
 
 
 def _pct(part: float, whole: float) -> float | None:
-    return None if whole <= 0 else 100.0 * part / whole
+    # an unknown (NaN) recorded CO2-eq gives no percentage: None, never "nan %"
+    if not (math.isfinite(part) and math.isfinite(whole)) or whole <= 0:
+        return None
+    return 100.0 * part / whole
+
+
+def start_known(started_at: float) -> bool:
+    """Whether a run's ``started_at`` is a start time: 0 (a record built by hand) is none."""
+    return math.isfinite(started_at) and started_at > 0
 
 
 def saving_text(
@@ -259,11 +278,14 @@ def saving_text(
     """A saving as text, e.g. ``"1.2 g CO2-eq (45 %)"``, as reports and the CLI show it.
 
     Args:
-        kg: the saving, kg CO2-eq (negative: more CO2-eq there, shown with a minus).
+        kg: the saving, kg CO2-eq (negative: more CO2-eq there, shown with a minus); NaN
+            (the recorded CO2-eq unknown) is ``"unknown"``.
         pct: the saving in percent, or ``None`` (not shown): whole numbers from 10 %, one
             decimal below (``"0.1 %"``, never ``"0 %"``).
         emissions: how an amount in kg is written (default: ``format_emissions``).
     """
+    if not math.isfinite(kg):
+        return "unknown"
     sign = "-" if kg < 0 else ""
     shown = f"{sign}{emissions(abs(kg))}"
     if pct is None:
@@ -360,6 +382,7 @@ def whatif(
         ConfigError: a run that is neither a record nor an id, an empty region list, an
             unknown time zone or one this machine has no data for.
         AnalysisError: a run with no energy to price (its energy or PUE is missing, NaN,
+            infinite or negative), or, with ``hourly``, no duration to spread it over (NaN,
             infinite or negative); the message names the run and its status.
     """
     from greenprint._records import RunRecord
@@ -367,7 +390,11 @@ def whatif(
     zone, zone_name = resolve_timezone(timezone)
     record = run if isinstance(run, RunRecord) else _read_run(run, ledger)
     _check_priceable(record)
-    offset_s, changes = _offset_s(zone, record.started_at)
+    if hourly is not None:
+        _check_duration(record)
+    started = start_known(record.started_at)
+    # no start recorded: the zone's offset now (that of 1970 is no better a guess)
+    offset_s, changes = _offset_s(zone, record.started_at if started else time.time())
     facility = record.energy_kwh * record.pue
     codes = DEFAULT_REGIONS if regions is None else regions
     if isinstance(codes, str):
@@ -417,8 +444,9 @@ def whatif(
     profile, profile_notes = hourly_profile(series)
     notes.extend(profile_notes)
     if changes:
+        when = "when the run started" if started else "now (the run recorded no start time)"
         notes.append(
-            f"hours are on the {zone_name} clock at its offset when the run started "
+            f"hours are on the {zone_name} clock at its offset {when} "
             f"({_clock(offset_s)}); the offset changes during the year"
         )
     hours = []
@@ -426,8 +454,20 @@ def whatif(
         start_utc_s = h * _HOUR_S - offset_s
         kg, mean = profile_emissions_kg(profile, start_utc_s, record.duration_s, facility)
         hours.append(HourOption(start_hour=h, mean_g_per_kwh=mean, emissions_kg=kg))
-    actual_kg, _ = profile_emissions_kg(profile, record.started_at, record.duration_s, facility)
     best = min(hours, key=lambda o: (o.emissions_kg, o.start_hour))
+    if not started:  # no actual start to compare with: not "00:00 UTC, saving 0"
+        notes.append(
+            f"run {record.name!r} recorded no start time: the best start hour is shown, with "
+            "no saving against when it ran"
+        )
+        return dataclasses.replace(
+            result,
+            hourly_source=series.source,
+            hours=tuple(hours),
+            best=best,
+            notes=tuple(notes),
+        )
+    actual_kg, _ = profile_emissions_kg(profile, record.started_at, record.duration_s, facility)
     saving = actual_kg - best.emissions_kg
     return dataclasses.replace(
         result,
@@ -438,6 +478,31 @@ def whatif(
         hour_saving_kg=saving,
         hour_saving_pct=_pct(saving, actual_kg),
         notes=tuple(notes),
+    )
+
+
+def _check_duration(record: RunRecord) -> None:
+    """Refuse to place in the day a run whose duration is no figure (NaN, infinite, < 0).
+
+    Its energy is spread over its duration under the hourly profile; a NaN duration raised
+    ``ValueError: cannot convert float NaN to integer`` from the profile's arithmetic.
+
+    Raises:
+        AnalysisError: the duration is missing, NaN, infinite or negative.
+    """
+    value = record.duration_s
+    if value is not None and math.isfinite(value) and value >= 0:
+        return
+    if value is None:
+        what = "was not recorded"
+    elif math.isnan(value):
+        what = "is NaN (not recorded)"
+    else:
+        what = f"is {value:g} s"
+    raise AnalysisError(
+        f"run {record.id[:12]} ({record.name!r}, {record.status}) has no duration to place in "
+        f"the day: its duration {what}; the best start hour spreads its energy over how long "
+        f"it ran (greenprint ledger show {record.id[:12]} shows its record)"
     )
 
 
