@@ -44,6 +44,7 @@ from greenprint.fpo._op_args import (
     _reads_metadata,
     _shapes,
 )
+from greenprint.fpo._optimizer_steps import _OptimizerSteps
 from greenprint.fpo._registry import ASSUMED, Rule, merged_rules
 from greenprint.fpo._result import PHASES, FPOResult
 from greenprint.fpo._rules_quantized_base import QNNPACK_INT8, QNNPACK_INT8_COUNTED
@@ -77,7 +78,7 @@ class _OpInfo:
     decompose: bool
 
 
-class FPOCounter(_ModuleChains):
+class FPOCounter(_ModuleChains, _OptimizerSteps):
     """Count the FPO of everything that runs inside a ``with`` block (a context manager).
 
     Works on real, meta and FakeTensor tensors. Not re-entrant; entering again starts a new
@@ -333,7 +334,6 @@ class FPOCounter(_ModuleChains):
     _matmul: int
     _recompute: int  # backward FPO that re-ran forward ops (activation checkpointing)
     _forced_phase: int | None
-    _optimizer_depth: int
     _before: dict[str, Any] | None  # what a reads_before rule read for the op running now
     _fft_libraries: set[str]  # the FFT libraries the counted FFT ops ran on
     _cudnn_grid_sampler: bool  # whether cuDNN's grid sampler (counted as ATen's CUDA one) ran
@@ -382,43 +382,6 @@ class FPOCounter(_ModuleChains):
                 if p.requires_grad or not trainable:
                     seen[id(p)] = p.numel()
         return sum(seen.values())
-
-    # -- optimizer steps ----------------------------------------------------------------------
-
-    def _optimizer_pre_hook(
-        self, optimizer: Any, args: Any, kwargs: Any
-    ) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
-        self._optimizer_depth += 1
-        # A closure (LBFGS, ``optimizer.step(closure)``) runs the forward, the loss and the
-        # backward inside the step: they are counted as such, charged to the modules, and only
-        # the optimizer's own arithmetic as the optimizer's.
-        # (``args`` begins with the optimizer itself: ``step`` is a method)
-        args = tuple(args)
-        if "closure" in kwargs:
-            closure = kwargs["closure"]
-        else:
-            closure = args[1] if len(args) > 1 else None
-        if not callable(closure):
-            return None
-        wrapped = self._outside_optimizer(closure)
-        if "closure" in kwargs:
-            return args, {**kwargs, "closure": wrapped}
-        return (args[0], wrapped, *args[2:]), dict(kwargs)
-
-    def _outside_optimizer(self, closure: Any) -> Any:
-        """``closure`` run as code outside the optimizer step (forward and backward)."""
-
-        def run(*args: Any, **kwargs: Any) -> Any:
-            depth, self._optimizer_depth = self._optimizer_depth, 0
-            try:
-                return closure(*args, **kwargs)
-            finally:
-                self._optimizer_depth = depth
-
-        return run
-
-    def _optimizer_post_hook(self, optimizer: Any, args: Any, kwargs: Any) -> None:
-        self._optimizer_depth = max(0, self._optimizer_depth - 1)
 
     # -- counting -----------------------------------------------------------------------------
 
