@@ -271,10 +271,10 @@ def test_a_signal_at_any_point_of_a_run_leaves_it_ended_and_nothing_behind(
 SIGNAL_IN_THE_HOLDS_SET_UP = """
 import inspect, json, linecache, signal, sys, threading
 import greenprint as gp
-from greenprint import _lifecycle
+from greenprint import _interrupts, _lifecycle
 
-FUNCTIONS = {gp.Run.stop.__code__, _lifecycle.interrupts_held.__code__}
-FUNCTIONS |= {getattr(_lifecycle.InterruptsHeld, name).__code__
+FUNCTIONS = {gp.Run.stop.__code__, _interrupts.interrupts_held.__code__}
+FUNCTIONS |= {getattr(_interrupts.InterruptsHeld, name).__code__
               for name in ("__init__", "__enter__", "_swap")}
 FUNCTIONS.add(_lifecycle.registry.install_sigterm.__func__.__code__)
 stop = gp.Run.stop.__code__
@@ -326,7 +326,7 @@ for at in range(1, lines + 1):
             run.stop("interrupted", "KeyboardInterrupt")
         continue  # not reached, or before the hold's first line (no code can hold it there)
     tried += 1
-    if run.status == "running" or gp.current_run() is not None or _lifecycle._holding:
+    if run.status == "running" or gp.current_run() is not None or _interrupts._holding:
         left_behind.append(where[-1])
         run.stop()
 print(json.dumps({"tried": tried, "left_behind": left_behind,

@@ -35,13 +35,7 @@ interpreter's exit handlers: the registry's ``before_death`` hooks run first ins
 (:mod:`greenprint.tracking` saves apart the runs whose ledger did not take them, as at exit).
 
 Ctrl-C (SIGINT) and SIGTERM landing while a run starts or ends are held until it has started
-or ended (:func:`interrupts_held`): Python raises ``KeyboardInterrupt`` between any two
-instructions of the main thread, and one raised half-way through a run's start left the run
-written ``running`` and never ended (read ``lost``), its context (``gp.current_run()``, the
-parent of every later run) and its sampler thread left behind; half-way through its end, the
-run read ``lost`` too (60 Ctrl-C's at random points of 60 short runs: 7 lost, 45 later runs
-nested in runs the ledger never had). SIGTERM in a run's start, before the run was registered,
-killed the process with the run written ``running`` (11 of 25 such kills read ``lost``).
+or ended: :mod:`greenprint._interrupts`, a floor above this one.
 
 The registry knows runs only as :class:`Stoppable` (anything with ``stop(status, error)``), so
 this module sits below :mod:`greenprint.tracking`, which lists its runs with ``active_runs()``.
@@ -64,9 +58,7 @@ from greenprint._forks import multiprocessing_child
 from greenprint._records import RunStatus
 
 __all__ = [
-    "InterruptsHeld",
     "Stoppable",
-    "interrupts_held",
     "registry",
     "status_for",
     "write_section",
@@ -194,6 +186,9 @@ class _Registry:
         #: (:mod:`greenprint.tracking`: runs kept unsaved, saved apart before a death): the
         #: handler is kept installed meanwhile (:meth:`release_sigterm`)
         self.keep_sigterm: list[Callable[[], bool]] = []
+        #: called in a forked child before the SIGTERM handler gives way
+        #: (:mod:`greenprint._interrupts`: a hold of the signals the fork copied ends there)
+        self.in_forked_child: list[Callable[[], None]] = []
 
     def add(self, run: Stoppable) -> None:
         with self._lock:
@@ -324,10 +319,8 @@ class _Registry:
         self._writing = 0
         self._held_sigterm = None
         self._ending_since = None
-        global _holding
-        if _holding is not None:  # forked while a run started or ended: the handlers back
-            _holding.__exit__()
-        _holding = None
+        for hook in list(self.in_forked_child):  # a hold the fork copied ends (_interrupts)
+            hook()
         if self._sigterm_installed:
             self._sigterm_installed = False
             try:
@@ -449,132 +442,6 @@ class _WriteSection:
         if held is not None and not registry._writing:
             registry._held_sigterm = None
             registry._on_sigterm(*held)
-
-
-class InterruptsHeld:
-    """Around a run's start or end in the main thread: SIGINT's and SIGTERM's handlers after it.
-
-    While held, each signal's Python handler (``KeyboardInterrupt`` for SIGINT by default,
-    greenprint's for SIGTERM, or the user's) is replaced by one that notes the signal;
-    :meth:`deliver`, called once the run has started or ended, runs the handlers then, in the
-    order the signals came. Nothing is held in other threads (Python runs signal handlers in the
-    main thread only), for a signal without a Python handler (ignored, or the default action),
-    or inside another hold (the outer one delivers).
-    """
-
-    __slots__ = ("_previous", "_held", "_active", "_raised")
-
-    def __init__(self) -> None:
-        self._previous: dict[int, Any] = {}
-        self._held: list[tuple[int | None, Any]] = []
-        self._active = False
-        self._raised: BaseException | None = None
-
-    def __enter__(self) -> InterruptsHeld:
-        global _holding
-        if _holding is not None or threading.current_thread() is not threading.main_thread():
-            return self
-        # A signal's handler may run before its signal is swapped (Ctrl-C while this runs): its
-        # KeyboardInterrupt (SystemExit...) escaped here, so that the run's end never ran and the
-        # run stayed 'running' and current. It is kept instead, raised by deliver(), and the
-        # swap is finished (a handler that raises again is kept the same way: a few signals).
-        try:
-            self._active = True  # first: __exit__ then puts back whatever was swapped
-            _holding = self
-            for _ in range(4):
-                try:
-                    self._swap()
-                    break
-                except BaseException as exc:
-                    if self._raised is None:
-                        self._raised = exc
-        except BaseException:  # before the loop took it: nothing left held, the caller ends it
-            self.__exit__()
-            raise
-        return self
-
-    def _swap(self) -> None:
-        """Replace each held signal's handler by :meth:`_note`, keeping the previous one first.
-
-        A signal between the two loses nothing: the handler is then swapped at a retry.
-        """
-        registry.install_sigterm()  # first, so that it never takes this hold's as the previous
-        for signum in _HELD_SIGNALS:
-            try:
-                previous = signal.getsignal(signum)
-                if callable(previous) and previous != self._note:
-                    self._previous[signum] = previous
-                    signal.signal(signum, self._note)
-            except (ValueError, OSError):  # not allowed here (an embedded interpreter)
-                pass
-
-    def _note(self, signum: int, frame: Any) -> None:
-        self._held.append((signum, frame))
-
-    def __exit__(self, *exc: object) -> None:
-        global _holding
-        if not self._active:
-            return
-        self._active = False
-        _holding = None
-        # A signal whose handler is back runs it at once: SIGINT's KeyboardInterrupt between
-        # two signals put back came out of the run's start, the run begun but never ended. It
-        # is kept after the held ones for deliver(), and the others are put back.
-        for _ in range(4):
-            try:
-                self._restore()
-                break
-            except BaseException as exc:
-                self._held.append((None, exc))
-        # a run ended (or failed to start) and a pool's worker has none left: SIGTERM's default
-        # action again, which no wait of the main thread can hold back (a signal held here is
-        # delivered to greenprint's handler still, by deliver())
-        try:
-            registry.release_sigterm()
-        except BaseException as exc:  # a signal's handler ran meanwhile: as above
-            self._held.append((None, exc))
-
-    def _restore(self) -> None:
-        """Put back each handler :meth:`_swap` replaced (one replaced meanwhile is kept)."""
-        for signum, previous in self._previous.items():
-            try:
-                if signal.getsignal(signum) == self._note:
-                    signal.signal(signum, previous)
-            except (ValueError, OSError):
-                pass
-
-    def deliver(self) -> None:
-        """Run the handlers of the signals that came while held, in their order.
-
-        SIGINT's raises ``KeyboardInterrupt`` by default; greenprint's SIGTERM ends the runs,
-        then the process.
-        """
-        raised, self._raised = self._raised, None
-        if raised is not None:  # a handler that ran before the hold took: it came first
-            self._held = []
-            raise raised
-        held, self._held = self._held, []
-        for signum, frame in held:
-            if signum is None:  # a handler that ran as its signal was put back: its exception
-                raise frame
-            self._previous[signum](signum, frame)
-
-
-#: The signals a run's start and end hold (those that end a run when they interrupt it).
-_HELD_SIGNALS: tuple[int, ...] = tuple(
-    int(getattr(signal, name)) for name in ("SIGINT", "SIGTERM") if hasattr(signal, name)
-)
-
-#: Whether the main thread is inside an :class:`InterruptsHeld` (only the outermost holds).
-_holding: InterruptsHeld | None = None
-
-
-def interrupts_held() -> InterruptsHeld:
-    """A context manager that holds SIGINT and SIGTERM while a run starts or ends.
-
-    See :class:`InterruptsHeld`.
-    """
-    return InterruptsHeld()
 
 
 def write_section() -> _WriteSection:

@@ -5,7 +5,7 @@ run's first record and starts the sampler thread (:mod:`greenprint._run_sampler`
 stops the sampler, takes a final sample, checks the budgets once more, decides the status and
 writes the final record, waiting :data:`~greenprint._run_persistence._FINAL_WRITE_S` at most
 (:mod:`greenprint._run_persistence`). A ``SIGINT`` or ``SIGTERM`` half-way through either is
-held until it is done (:func:`greenprint._lifecycle.interrupts_held`), so that a run is never
+held until it is done (:func:`greenprint._interrupts.interrupts_held`), so that a run is never
 left written ``running`` by its own start or end. See :mod:`greenprint.tracking` for how a
 run ends; :mod:`greenprint._lifecycle` holds the process's registry of live runs.
 """
@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Literal
 from greenprint import _lineage
 from greenprint._accounting import CostAccount
 from greenprint._exceptions import ConfigError, GreenprintError
-from greenprint._lifecycle import interrupts_held, registry, status_for
+from greenprint._interrupts import interrupts_held
+from greenprint._lifecycle import registry, status_for
 from greenprint._liveness import writer_identity
 from greenprint._run_fallback import (
     attempted,
