@@ -41,13 +41,27 @@ def learning_curve_figure(inputs: FigureInputs) -> tuple[Figure | None, str | No
     sizes = forest.column("dataset_size")
     given = inputs.price_tag.roles
     roles = (given or resolve_roles(forest, metric=inputs.metric or None)).roles
-    # with those given the role inside a trial (run_learning_curve in a trial's run)
-    chosen = [
-        p
-        for p in curve_points(forest, roles)
-        if sizes[p] and "learning-curve" in (roles[p], forest.runs[p].role)
-    ]
-    source = "runs with role 'learning-curve'"
+    # with those given the role inside a trial (run_learning_curve in a trial's run); a
+    # learning-curve run of no size of its own around runs of a size each (a script that
+    # tracks one run per training-set size, run as `greenprint run --role learning-curve`):
+    # those runs, its parts, are the curve's points
+    chosen, inside = [], 0
+    for p in curve_points(forest, roles):
+        if "learning-curve" not in (roles[p], forest.runs[p].role):
+            continue
+        if sizes[p]:
+            chosen.append(p)
+        else:
+            sized_parts = [c for c in forest.children[p] if sizes[c]]
+            chosen += sized_parts
+            inside += len(sized_parts)
+    source = (
+        "runs with role 'learning-curve'"
+        if not inside
+        else "runs inside a run with role 'learning-curve'"
+        if inside == len(chosen)
+        else "runs with role 'learning-curve' or inside one"
+    )
     if len({sizes[p] for p in chosen}) < 2:
         children = forest.children
         sized = [  # neither a part nor a container (a sweep, a greener comparison)
