@@ -1,5 +1,6 @@
-"""Lightning under DDP: a second ``fit`` of one module (session 30), and what ran before a fit
-(session 29, moved here from ``test_carryovers_s29.py``: one DDP launch for both).
+"""Lightning under DDP: a second ``fit`` of one module (session 30), what ran before a fit
+(session 29, moved here from ``test_carryovers_s29.py``) and a learning-rate finder before a fit
+(session 26, moved here from ``test_integrations_s26.py``): one DDP launch for all three.
 
 Session 30: a second Lightning ``fit`` of one module under DDP, as a user met it.
 
@@ -28,24 +29,29 @@ from integrations._ddp_reads import (
     runs_by_name,
 )
 from integrations._frameworks import need_installed
+from tracking._meters import READ_LAG_S
 
 #: The constant power, in W, of the test meters.
 WATTS = 100.0
 
 #: Two CPU ranks, ``strategy="ddp"`` (Lightning starts rank 1 as a new run of this script),
-#: each rank's meter the test meter; one epoch of 2 batches per rank and fit. Two studies in one
-#: launch (each rank imports Lightning once, about 8 s of CPU):
+#: each rank's meter the test meter; one epoch of 2 batches per rank and fit (the finder's fit: 8
+#: batches). Three studies in one launch (each rank imports Lightning once, about 8 s of CPU: a
+#: launch of their own cost the finder's study about 16 s of CPU and 18 s in the suite):
 #:
 #: * ``pre`` (session 29): ``validate`` and ``test`` before a module's fit by its Trainer, a
 #:   ``test`` after it by another Trainer; another module's ``fast_dev_run`` fit, then its fit.
 #: * ``refit``: one module fitted by a Trainer, fine-tuned by another, then fitted again by that
 #:   Trainer for one more epoch on more data; another module (another configuration) fitted by
 #:   a third Trainer.
+#: * ``ddp`` (session 26): ``Tuner(trainer).lr_find`` (6 steps) then ``fit`` by that Trainer
+#:   (``ddp_spawn`` and ``ddp_fork`` fail inside Lightning 2.6's ``lr_find``).
 SCRIPT = """
 import os, sys
 sys.path.insert(0, @METERS@)
 import torch
 import lightning.pytorch as pl
+from lightning.pytorch.tuner import Tuner
 from torch.utils.data import DataLoader, TensorDataset
 from greenprint.integrations.lightning import GreenprintCallback
 from _meters import ConstantProcessPower
@@ -101,6 +107,12 @@ if __name__ == "__main__":
     tuner.fit_loop.max_epochs = 2
     tuner.fit(model, more)  # one more epoch on more data, the same Trainer
     trainer("other", "refit").fit(M(lr=0.01), data)  # another configuration: its own training
+
+    torch.manual_seed(0)
+    data = DataLoader(TensorDataset(torch.randn(64, 4), torch.randn(64, 1)), batch_size=4)
+    finds, model = trainer("ddp", "ddp"), M(lr=0.01)
+    Tuner(finds).lr_find(model, data, min_lr=1e-4, max_lr=1e-2, num_training=6)
+    finds.fit(model, data)
     torch.distributed.destroy_process_group()
 """
 
@@ -201,3 +213,31 @@ def test_lightning_under_ddp_what_ran_before_a_fit_is_a_part_of_the_nodes_fit(
     tag = price_tag(runs)
     assert set(tag.by_role) == {"trial"} and (tag.total.trials, tag.total.runs) == (2, len(runs))
     assert tag.total.energy_kwh == pytest.approx(sum(r.energy_kwh for r in runs), rel=1e-9)
+
+
+@pytest.mark.slow  # the launch (the module's fixture)
+def test_lightning_lr_find_under_ddp_is_a_part_of_the_fit_metered_once_per_node(
+    ddp_ledger: Path,
+) -> None:
+    """Before: under DDP the finder's training made no run (``setup`` returned with several
+    processes): its cost was in no price tag. Now it is measured as the fit is: local rank 0's
+    ``ddp-lr_find`` meters the node, a ``part`` of the node's fit (``contained`` false: added
+    once), rank 1's ``ddp-lr_find-rank1`` a part of it with no energy of its own; one trial.
+    (Session 26, moved from ``test_integrations_s26.py``: its launch is this module's.)"""
+    records = gp.Ledger(ddp_ledger).runs(study="ddp")
+    runs = {r.name: r for r in records}
+    assert set(runs) == {"ddp", "ddp-rank1", "ddp-lr_find", "ddp-lr_find-rank1"}  # was 2
+    fit, finder, rank1 = runs["ddp"], runs["ddp-lr_find"], runs["ddp-lr_find-rank1"]
+    assert (fit.status, fit.role, fit.parent_id) == ("finished", None, None)
+    assert (finder.status, finder.role) == ("finished", "part")
+    assert (finder.parent_id, finder.contained) == (fit.id, False)
+    assert finder.ended_at <= fit.started_at
+    # measured: the node's test meter's power x the finder's time
+    assert finder.energy_kwh > 0
+    measured_j = finder.energy_kwh * 3.6e6
+    assert measured_j == pytest.approx(WATTS * finder.duration_s, abs=WATTS * READ_LAG_S)
+    assert (rank1.status, rank1.role, rank1.parent_id) == ("finished", "part", finder.id)
+    assert rank1.energy_kwh == 0  # one meter per node
+    tag = price_tag(records)
+    assert (tag.total.runs, tag.total.trials) == (4, 1)
+    assert tag.total.energy_kwh == pytest.approx(fit.energy_kwh + finder.energy_kwh, rel=1e-9)
