@@ -31,6 +31,7 @@ from greenprint.analysis._common import (
     RunForest,
     check_logged,
     check_mode,
+    check_statuses,
     frozen_array,
     json_float,
 )
@@ -144,7 +145,7 @@ def learning_curve(
         metric: the score's metric name.
         mode: ``"max"`` or ``"min"`` (used by ``reduce="best"``).
         reduce: ``"last"`` or ``"best"`` logged value of each run's metric.
-        statuses: statuses to use (``None``: all).
+        statuses: statuses to use (``None``: all; one status may be a string).
         scores: each run's score by run id, when it is not the one read here (its own logged
             value, else the mean of its parts'); a run not in it, or NaN there, is scored as
             read here.
@@ -155,11 +156,12 @@ def learning_curve(
     Raises:
         AnalysisError: ``metric`` is a name none of ``runs`` logged while they logged others
             (the message lists them, the nearest first), no run carries both a dataset size
-            and a score, a score is infinite,
-            two runs share an id or parents form a cycle.
-        ConfigError: an unknown ``mode`` or ``reduce``.
+            and a score (when runs that do were left out by ``statuses``, it names their
+            statuses), a score is infinite, two runs share an id or parents form a cycle.
+        ConfigError: an unknown ``mode``, ``reduce`` or status in ``statuses``.
     """
     mode = check_mode(mode)
+    check_statuses(statuses)
     runs = list(runs)
     if scores is None:  # a name typed wrong: not "set run.set(dataset_size=...)"
         check_logged(runs, metric)
@@ -228,25 +230,37 @@ def curve_of(
     Raises:
         AnalysisError: no run carries both a dataset size and a score, or a score is infinite.
     """
-    keep = None if statuses is None else set(statuses)
+    keep = check_statuses(statuses)
     fpo = forest.fpo_sums  # RunForest's rules, as the price tag's: one reading of a cost
     costs = [forest.cost_sums(name) for name in ("energy_kwh", "emissions_kg", "duration_s")]
     groups: dict[int, list[tuple[float, ...]]] = {}
     skipped = 0
+    left_out: dict[str, int] = {}  # runs with a size and a score whose status is not kept
     for pos in positions:
         run = forest.runs[pos]
-        if keep is not None and run.status not in keep:
-            continue
         score = float(scores[pos])  # NaN: no score (never logged, diverged to NaN or inf)
-        if run.dataset_size is None or run.dataset_size <= 0 or math.isnan(score):
+        size = run.dataset_size if run.dataset_size is not None else 0
+        sized = size > 0 and not math.isnan(score)
+        if keep is not None and run.status not in keep:
+            if sized:
+                left_out[run.status] = left_out.get(run.status, 0) + 1
+            continue
+        if not sized:
             skipped += 1
             continue
         known_fpo = float(fpo.inclusive[pos]) if fpo.complete[pos] else math.nan
         energy, emissions, duration = (float(c[pos]) for c in costs)
-        groups.setdefault(int(run.dataset_size), []).append(
-            (score, energy, emissions, known_fpo, duration)
-        )
+        groups.setdefault(int(size), []).append((score, energy, emissions, known_fpo, duration))
     if not groups:
+        if left_out:  # they have sizes and scores: their status is what left them out
+            # "no run carries" opens both messages: the report reads it as "no curve to draw"
+            kept = " or ".join(sorted(keep or ()))
+            found = ", ".join(f"{n} {status}" for status, n in sorted(left_out.items()))
+            raise AnalysisError(
+                f"no run carries both a dataset_size and a value of metric {metric!r} among "
+                f"those with status {kept}; runs of other statuses do: {found} "
+                "(statuses=None keeps every status)"
+            )
         raise AnalysisError(
             f"no run carries both a dataset_size and a value of metric {metric!r}: "
             "set run.set(dataset_size=...) when tracking"

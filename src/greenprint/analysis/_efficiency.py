@@ -26,6 +26,7 @@ from greenprint.analysis._common import (
     RunForest,
     check_logged,
     check_mode,
+    check_statuses,
     json_float,
     run_score,
 )
@@ -196,7 +197,7 @@ def efficiencies(
         metric: the score's metric name.
         mode: ``"max"`` or ``"min"`` (used by ``reduce="best"``).
         reduce: ``"last"`` or ``"best"`` logged value.
-        statuses: statuses to keep (``None`` keeps all).
+        statuses: statuses to keep (``None`` keeps all; one status may be a string).
 
     Returns:
         One :class:`Efficiency` per kept run that has a score of ``metric``.
@@ -205,9 +206,10 @@ def efficiencies(
         AnalysisError: an infinite score, two runs sharing an id or a parent cycle, or
             ``metric`` logged by none of ``runs`` while they logged others (a name typed
             wrong: the message lists them; runs that logged no metric give an empty list).
-        ConfigError: an unknown ``mode`` or ``reduce``.
+        ConfigError: an unknown ``mode``, ``reduce`` or status in ``statuses``.
     """
     mode = check_mode(mode)
+    keep = check_statuses(statuses)
     runs = list(runs)
     check_logged(runs, metric)
     study = study_trials(RunForest.build(runs), metric=metric, mode=mode, reduce=reduce)
@@ -215,7 +217,6 @@ def efficiencies(
     fpo = forest.fpo_sums  # RunForest's rules, as the price tag's: one reading of a cost
     energy = forest.cost_sums("energy_kwh")
     emissions = forest.cost_sums("emissions_kg")
-    keep = None if statuses is None else set(statuses)
     out = []
     for pos, run in enumerate(forest.runs):
         role = study.roles.roles[pos]

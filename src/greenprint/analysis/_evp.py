@@ -34,13 +34,14 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from greenprint._exceptions import AnalysisError
-from greenprint._records import RunRecord
+from greenprint._records import RUN_STATUSES, RunRecord
 from greenprint.analysis._common import (
     Mode,
     Reduce,
     RunForest,
     check_choice,
     check_mode,
+    check_statuses,
     finite_or_raise,
     frozen_array,
     json_float,
@@ -427,7 +428,8 @@ def evp_by_budget(
         budgets: trial counts n at which to evaluate (default 1..N).
         nan_policy: ``"worst"``, ``"omit"`` (also drops those trials' cost) or ``"raise"``.
         fill_value: score of a trial without one under ``"worst"``.
-        scored_statuses: statuses whose logged score counts.
+        scored_statuses: statuses whose logged score counts (``None``: every status; one
+            status may be a string).
         group_by: families of trials, one curve each: with runs a dotted path
             (``"params.model"``) or a function of a run; with scores one label per score. A
             trial without a score counts as the worst of all families' scores (or
@@ -481,16 +483,20 @@ def evp_by_budget(
         if not positions:
             raise AnalysisError("no finished or ended trial to build the curve from")
         trials = [forest.runs[p] for p in positions]
-        scored = set(scored_statuses)
+        scored = check_statuses(scored_statuses, "scored_statuses")
         scores = np.array(
             [
-                study.scores[p].score if forest.runs[p].status in scored else math.nan
+                study.scores[p].score
+                if scored is None or forest.runs[p].status in scored
+                else math.nan
                 for p in positions
             ]
         )
         from_parts = np.array([study.scores[p].source == "parts" for p in positions], dtype=bool)
         if np.isnan(scores).all():
-            raise AnalysisError(_no_value_of(metric, items, scored))
+            raise AnalysisError(
+                _no_value_of(metric, items, RUN_STATUSES if scored is None else scored)
+            )
         if isinstance(costs, str):
             key = check_choice(costs.lower(), "costs", BUDGET_UNITS)
             attribute, label = BUDGET_UNITS[key]
