@@ -15,6 +15,7 @@ wrong:
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from datetime import datetime, timezone
@@ -115,3 +116,12 @@ def test_an_unknown_recorded_co2_gives_unknown_savings_not_nan_percent(tmp_path:
     rows = [line for line in out.splitlines() if line.startswith(("FR ", "DE "))]
     assert len(rows) == 2 and all("unknown" in row for row in rows), out
     assert "112 g CO2-eq" in rows[0]  # 2 kWh x 56.039 g/kWh
+    # --json is strict JSON (a bare NaN is not: jq and JSON.parse refuse it)
+    args = ["whatif", "--run", "beef", "--ledger", str(path), "--regions", "FR", "--json"]
+    assert main(args) == 0
+    data = json.loads(capsys.readouterr().out, parse_constant=_refuse)
+    assert data["emissions_kg"] == "NaN" and data["regions"][0]["saving_pct"] is None
+
+
+def _refuse(name: str) -> None:
+    raise AssertionError(f"not strict JSON: {name}")

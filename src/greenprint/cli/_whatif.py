@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
@@ -175,6 +174,9 @@ def command(
             raise ConfigError(f"--timezone: {e}") from e
     result = whatif(run_id, regions=codes, hourly=hourly, ledger=ledger, timezone=zone)
     if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=2))
+        from greenprint.cli._cells import json_text
+
+        # a NaN recorded CO2-eq (and its savings) as "NaN": strict JSON, as `ledger show` writes
+        click.echo(json_text(result.to_dict()))
     else:
         _show(result)
