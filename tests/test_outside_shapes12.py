@@ -16,7 +16,9 @@ then merged (``greenprint ledger merge a.db b.db c.db``, twice) and read by ``gr
 report`` and ``greenprint ledger export``. The price tag is checked against the exported rows
 summed here, not by greenprint. Before: the learning curve, whose points are the parts of the
 ``learning-curve`` run (it has no ``dataset_size`` of its own), was not drawn ("no learning
-curve: no run carries both a dataset_size and a value of metric 'accuracy'").
+curve: no run carries both a dataset_size and a value of metric 'accuracy'"); and the final
+run was the search's refit (inside its sweep, scored by cross-validation) when machine C's
+held-out retrain had started before it ("the last started of the 2 runs with role 'final'").
 """
 
 from __future__ import annotations
@@ -150,12 +152,13 @@ def thesis(tmp_path_factory):
     _ok(run_in(home, *run, "--ledger", "a.db", "--role", "baseline", "--", sys.executable,
                "baseline.py"))  # fmt: skip
     _ok(run_in(home, sys.executable, "search_optuna.py"))
+    # machine C's retrain started before machine B's search (and its refit)
+    _ok(run_in(home, sys.executable, "final.py"))
     # machine B
     _ok(run_in(home, sys.executable, "search_sklearn.py"))
     _ok(run_in(home, *run, "--ledger", "b.db", "--role", "learning-curve", "--name",
                "learning-curve", "--", sys.executable, "lc.py"))  # fmt: skip
     # machine C
-    _ok(run_in(home, sys.executable, "final.py"))
     killed = run_in(home, sys.executable, "killed.py")
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     slow = subprocess.Popen([*run, "--ledger", "c.db", "--param", "alpha=0.01", "--name",
@@ -224,6 +227,8 @@ def test_three_ledgers_merged_price_the_study_as_the_sum_of_its_root_rows(thesis
     by_name = {r["name"]: r for r in rows}
     final = by_name["final-retrain"]
     assert (tag["final"]["run_id"], tag["final"]["role"]) == (final["id"], "final")
+    rule = "the one not inside a sweep of the 2 runs with role 'final', none with a value of "
+    assert tag["final"]["rule_text"] == rule + "'accuracy'"
     refit = next(r for r in rows if r["name"].endswith("-refit"))
     assert tag["by_role"]["final"]["energy_kwh"] == pytest.approx(
         _sums([final, refit], "energy_kwh"), rel=1e-9

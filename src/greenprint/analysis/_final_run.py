@@ -246,8 +246,10 @@ def _best_final(trials: StudyTrials, finals: Sequence[int]) -> tuple[int, str]:
 
     The finished one with the best score by the metric and its direction (a study of two
     model families, each retrained: the better retrain, not the last one run); of a tie, or
-    when none has a score, the last started. When none finished, the last started (whose
-    fate :func:`choose_final` words). The text has no brackets: the report writes it in some.
+    when none has a score, the last started (when none has a score, of those not inside a
+    sweep if some are: a search's refit beside the study's own retrain). When none finished,
+    the last started (whose fate :func:`choose_final` words). The text has no brackets: the
+    report writes it in some.
     """
     runs = trials.forest.runs
     n = len(finals)
@@ -269,6 +271,14 @@ def _best_final(trials: StudyTrials, finals: Sequence[int]) -> tuple[int, str]:
     if metric is None or not scored:
         that = " that finished" if len(finished) < n else ""
         none = "" if metric is None else f", none with a value of {metric!r}"
+        # a final run inside a sweep is that search's refit (track_search's, scored by its
+        # cross-validation); one run on its own is the study's retrain: that one, whichever
+        # started last (merged ledgers of several machines start in no order of meaning)
+        parents = trials.forest.parents
+        alone = [p for p in finished if parents[p] is None]
+        if alone and len(alone) < len(finished):
+            which = "the one" if len(alone) == 1 else "the last started"
+            return latest(alone), f"{which} not inside a sweep {of}{that}{none}"
         return latest(finished), f"the last started {of}{that}{none}"
     sign = 1.0 if trials.mode == "max" else -1.0
     top = max(sign * trials.scores[p].score for p in scored)
