@@ -121,3 +121,17 @@ def test_one_status_as_a_string_is_that_status():
 def test_an_unknown_status_is_a_config_error_listing_the_known_ones(call):
     with pytest.raises(ConfigError, match="finished"):
         call()
+
+
+@pytest.mark.parametrize("metric", [None, 5, ""])
+@pytest.mark.parametrize("name", ["pareto_runs", "efficiencies", "learning_curve", "price_tag"])
+def test_a_metric_that_is_no_name_is_a_config_error(name: str, metric: object):
+    """``pareto_runs(runs, metric=None)`` raised AttributeError ('NoneType' object has no
+    attribute 'casefold'), ``price_tag(runs, metric=5)`` TypeError from a regular expression."""
+    from greenprint import analysis
+
+    if name == "price_tag" and metric is None:
+        assert analysis.price_tag(RUNS).final is None  # no metric: a price tag without a final
+        return
+    with pytest.raises(ConfigError, match="metric must be a metric name"):
+        getattr(analysis, name)(RUNS, metric=metric)

@@ -52,6 +52,7 @@ __all__ = [
     "TimeGroup",
     "check_choice",
     "check_logged",
+    "check_metric_name",
     "check_mode",
     "check_statuses",
     "finite_or_raise",
@@ -66,6 +67,19 @@ __all__ = [
     "score_of",
     "stretch_shares",
 ]
+
+
+def check_metric_name(metric: object, *, optional: bool = False) -> None:
+    """Refuse a ``metric`` that is no metric name (``None`` too, unless ``optional``).
+
+    Raises:
+        ConfigError: not a non-empty string (``metric=5`` raised TypeError from a regular
+            expression, ``metric=None`` AttributeError).
+    """
+    if metric is None and optional:
+        return
+    if not isinstance(metric, str) or not metric.strip():
+        raise ConfigError(f"metric must be a metric name such as 'accuracy', not {metric!r}")
 
 
 def check_statuses(statuses: object, name: str = "statuses") -> frozenset[str] | None:
@@ -136,7 +150,9 @@ def check_logged(runs: Sequence[RunRecord], metric: str) -> None:
     Raises:
         AnalysisError: no run logged ``metric``; the message lists the metrics they logged,
             the nearest one first as "did you mean".
+        ConfigError: ``metric`` is not a non-empty string (``None``: an AttributeError).
     """
+    check_metric_name(metric)
     if not runs or any(metric in run.metric_names for run in runs):
         return
     logged = [  # greenprint's own (its predictions) are never a score

@@ -39,6 +39,7 @@ from greenprint.analysis._common import (
     Reduce,
     RunForest,
     check_choice,
+    check_metric_name,
     infinite_last,
     resolve_mode,
     score_of,
@@ -222,8 +223,9 @@ def study_trials(
 
     Raises:
         AnalysisError: an infinite score, duplicate ids or a parent cycle.
-        ConfigError: an unknown ``mode`` or ``reduce``.
+        ConfigError: an unknown ``mode`` or ``reduce``, or a ``metric`` that is no name.
     """
+    check_metric_name(metric, optional=True)
     resolved_mode, note = resolve_mode(metric, mode)
     reduce = "last" if check_choice(reduce, "reduce", ("last", "best")) == "last" else "best"
     if isinstance(runs, StudyRoles):
