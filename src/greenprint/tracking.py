@@ -555,7 +555,34 @@ def current_run() -> Run | None:
     thread's, but it does not log into them by accident).
     """
     run = _lineage.innermost()
-    return run if isinstance(run, Run) else None
+    if isinstance(run, Run):
+        return run
+    _say_run_elsewhere()
+    return None
+
+
+#: Whether :func:`current_run` said, in this process, that its enclosing run is another's.
+_elsewhere_said = False
+
+
+def _say_run_elsewhere() -> None:
+    """Say once why :func:`current_run` is ``None`` in a process run inside another's run.
+
+    A script under ``greenprint run`` inherits the command's run, measured by that process:
+    ``gp.current_run().log(...)`` failed on ``None`` (or, guarded, lost the score unsaid).
+    """
+    global _elsewhere_said
+    parent = _lineage.inherited_parent()
+    if _elsewhere_said or parent is None or any(True for _ in active_runs()):
+        return
+    _elsewhere_said = True
+    logger.warning(
+        "greenprint: gp.current_run() is None: this process runs inside run %s (greenprint "
+        "run's, or its parent process's), which another process measures and records. Log a "
+        'score in a run of this process: `with gp.track("fit") as run: run.log(accuracy=...)` '
+        'nests in that run, as a part (docs/cli.md, "The command\'s score")',
+        parent[:8],
+    )
 
 
 def active_runs() -> Iterator[Run]:
