@@ -125,3 +125,32 @@ def test_an_unknown_recorded_co2_gives_unknown_savings_not_nan_percent(tmp_path:
 
 def _refuse(name: str) -> None:
     raise AssertionError(f"not strict JSON: {name}")
+
+
+def test_a_start_between_whole_hours_cleaner_than_all_of_them_is_said_so(tmp_path: Path, capsys):
+    """1.5 h from 00:30 UTC (0.5 h at 100 g/kWh, 1 h at 50) emits 66.7 g per kWh; the best
+    whole hour, 00:00 (1 h at 100, 0.5 h at 50), 83.3 g. The text read 'saving -16.7 g CO2-eq
+    (-25 %) by starting at 00:00 UTC': a "best" start that saves a negative amount."""
+    values = [100.0, 50.0, 900.0] + [1000.0] * 21
+    csv = tmp_path / "hourly.csv"
+    rows = [f"{DAY + 3600 * k:.0f},{values[k % 24]}" for k in range(48)]
+    csv.write_text("timestamp,g_per_kwh\n" + "\n".join(rows) + "\n")
+    run = RunRecord(
+        id="cafe1234ab", name="train", status="finished", energy_kwh=1.0, emissions_kg=0.4,
+        started_at=DAY + 86400 + 1800, duration_s=5400.0,
+    )  # fmt: skip
+    result = whatif(run, regions=["DE"], hourly=csv)
+    assert result.best is not None and result.best.start_hour == 0
+    assert result.best.emissions_kg == pytest.approx(0.125 / 1.5)  # (100 + 25) g / 1.5 h
+    assert result.actual_start_emissions_kg == pytest.approx(0.1 / 1.5)  # (50 + 50) g / 1.5 h
+    assert result.hour_saving_kg == pytest.approx(-0.025 / 1.5)
+    path = tmp_path / "runs.db"
+    with Ledger(path) as led:
+        led.start_run(run)
+    args = ["whatif", "--run", "cafe", "--ledger", str(path), "--regions", "DE"]
+    assert main([*args, "--hourly", str(csv)]) == 0
+    (actual,) = [x for x in capsys.readouterr().out.splitlines() if x.startswith("actual ")]
+    assert actual == (
+        "actual      00:30 UTC: 66.7 g CO2-eq; cleaner than every whole-hour start: the best "
+        "of them, 00:00 UTC, emits 16.7 g CO2-eq (25 % more)"
+    )

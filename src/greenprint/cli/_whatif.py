@@ -92,6 +92,24 @@ def _show(result: Any) -> None:
         )
         if result.actual_start_hour is None or result.hour_saving_kg is None:
             click.echo("actual      unknown: the run recorded no start time")
+        elif result.hour_saving_kg < -1e-9 * best.emissions_kg:
+            # a run of 1.5 h started at 00:30 can beat every whole-hour start: its start lies
+            # between them; "saving -16.7 g (-25 %) by starting at 00:00" read as a contradiction
+            more = format_emissions(-result.hour_saving_kg)
+            pct = -result.hour_saving_pct if result.hour_saving_pct is not None else None
+            share = (
+                ""
+                if pct is None
+                else f" ({pct:.0f} % more)"
+                if pct >= 10
+                else f" ({pct:.1f} % more)"
+            )
+            click.echo(
+                f"actual      {_hour(result.actual_start_hour, zone)}: "
+                f"{format_emissions(result.actual_start_emissions_kg)}; cleaner than every "
+                f"whole-hour start: the best of them, {_hour(best.start_hour, zone)}, emits "
+                f"{more}{share}"
+            )
         else:
             click.echo(
                 f"actual      {_hour(result.actual_start_hour, zone)}: "
