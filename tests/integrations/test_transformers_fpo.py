@@ -460,12 +460,55 @@ for name in ("attached", "bare"):
         trainer.add_callback(cb)
     trainer.evaluate()  # the untrained model, before its training
     trainer.train()
+
+
+# (session 30) a model trained by a Trainer, then fine-tuned by another Trainer (the same model
+# object, the same arguments); another model (another configuration) trained by a third Trainer
+def retrainer(name, model):
+    cb = GreenprintCallback(name, study="retrain", ledger="gp.db",
+                            meters=ConstantProcessPower({watts!r}), sample_interval_s=0.05,
+                            flush_interval_s=0.1)
+    return Trainer(model=model, args=args, train_dataset=examples[:16], callbacks=[cb])
+
+
+model = tiny_bert()
+retrainer("tune", model).train()
+retrainer("tune", model).train()  # stage 2: the same model, another Trainer
+retrainer("other", tiny_bert()).train()  # another model: a training of its own
 """
+
+
+@pytest.fixture(scope="module")
+def torchrun_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder :data:`DDP_SCRIPT` ran in, once, under torchrun with two CPU processes: the
+    studies ``ddp`` and ``pre`` below, and ``retrain`` (session 30's, moved here from
+    ``test_transformers_retrain_ddp_s30.py``: one launch of two processes importing
+    transformers instead of two)."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as free:  # a port for the processes' rendezvous (loopback only)
+        free.bind(("127.0.0.1", 0))
+        port = str(free.getsockname()[1])
+
+    home = tmp_path_factory.mktemp("hf-torchrun")
+    here = Path(__file__).parent
+    script = DDP_SCRIPT.format(tests=str(here.parent), integrations=str(here), watts=WATTS)
+    (home / "ddp.py").write_text(script)
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+         "--master_addr", "127.0.0.1", "--master_port", port, "ddp.py"],
+        capture_output=True, text=True, timeout=240, cwd=home,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return home
 
 
 @pytest.mark.slow
 def test_two_processes_count_their_micro_batches_and_collectives_count_nothing(
-    tmp_path: Path,
+    torchrun_home: Path,
 ) -> None:
     """torchrun, two CPU processes (gloo), DDP: each process counts its own micro-batches as
     they train, its gradients' all-reduce inside the counted backward counts 0 FPO and is no
@@ -475,25 +518,9 @@ def test_two_processes_count_their_micro_batches_and_collectives_count_nothing(
     before training them: each evaluation is a part of its training (before: a top-level part
     beside it)."""
     import json
-    import socket
-    import subprocess
-    import sys
 
-    with socket.socket() as free:  # a port for the processes' rendezvous (loopback only)
-        free.bind(("127.0.0.1", 0))
-        port = str(free.getsockname()[1])
-
-    here = Path(__file__).parent
-    script = DDP_SCRIPT.format(tests=str(here.parent), integrations=str(here), watts=WATTS)
-    (tmp_path / "ddp.py").write_text(script)
-    done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-         "--master_addr", "127.0.0.1", "--master_port", port, "ddp.py"],
-        capture_output=True, text=True, timeout=240, cwd=tmp_path,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    every = gp.Ledger(tmp_path / "gp.db").runs(study="ddp")
+    home = torchrun_home
+    every = gp.Ledger(home / "gp.db").runs(study="ddp")
     runs: dict[str, list[gp.RunRecord]] = {}
     for record in sorted(every, key=lambda r: r.started_at):
         runs.setdefault(record.name, []).append(record)
@@ -508,7 +535,7 @@ def test_two_processes_count_their_micro_batches_and_collectives_count_nothing(
     }
     records = {name: each[0] for name, each in runs.items()}
     for rank, name in enumerate(("ddp", "ddp-rank1")):
-        seen = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        seen = json.loads((home / f"rank{rank}.json").read_text())
         assert seen["world"] == 2 and len(seen["alone"]) == 2
         assert records[name].fpo == sum(seen["alone"]) + 2 * seen["params"]
         assert "fpo" not in records[name].provenance  # no op without a rule: exact
@@ -538,7 +565,7 @@ def test_two_processes_count_their_micro_batches_and_collectives_count_nothing(
     # evaluation run is a part of the node's training run (contained false: it ran before it,
     # added once), the other process's its part; the study is its trainings, each costing its
     # evaluation too. (Before: a top-level part beside the training, by_role had "part".)
-    before = gp.Ledger(tmp_path / "gp.db").runs(study="pre")
+    before = gp.Ledger(home / "gp.db").runs(study="pre")
     by_name = {r.name: r for r in before}
     assert sorted(by_name) == sorted(
         f"{name}{suffix}"
@@ -557,6 +584,49 @@ def test_two_processes_count_their_micro_batches_and_collectives_count_nothing(
     assert tag.by_role["trial"].energy_kwh == pytest.approx(
         sum(r.energy_kwh for r in before), rel=1e-9
     )
+
+
+@pytest.mark.slow  # the module's torchrun launch
+def test_under_torchrun_a_model_trained_again_is_one_trial_costing_both_trainings(
+    torchrun_home: Path,
+) -> None:
+    """(Session 30, moved from ``test_transformers_retrain_ddp_s30.py``: this module's launch.)
+    A second Hugging Face ``trainer.train()`` of one model under DDP, as a user met it:
+    two-stage fine-tuning (``Trainer(model=model, ...).train()``, then another Trainer's
+    ``train()`` of the same model) under ``torchrun`` with 2 CPU processes (gloo). In one
+    process the later training's run takes the earlier one's as a ``part``; with several
+    processes each ``train()`` stayed a trial of its own (``trained_again`` was told not to
+    link), so the study read a trial per stage. Now: two trainings of one model (two
+    Trainers) and one of another are two trials. The second training's node run is the
+    model's trial, the first's node run its part (``contained`` false: it ran before, added
+    once); each training's rank 1 run a part of its own training's node run with no energy of
+    its own; the other model's training a trial of its own. The price tag's total is the sum
+    of every row's measured energy, and the model's trial costs both node runs. Before: three
+    trials, the fine-tuned model's at a fraction of what training it cost."""
+    from integrations._ddp_reads import (
+        assert_ranks_are_parts_of_their_nodes,
+        assert_two_trials_the_stages_one,
+        runs_by_name,
+    )
+
+    runs = gp.Ledger(torchrun_home / "gp.db").runs(study="retrain")
+    by_name = runs_by_name(runs)
+    assert {name: len(each) for name, each in by_name.items()} == {
+        "tune": 2,
+        "tune-rank1": 2,
+        "other": 1,
+        "other-rank1": 1,
+    }
+    assert all(r.status == "finished" for r in runs)
+    first, last = by_name["tune"]
+    assert (last.role, last.parent_id) == (None, None)
+    assert (first.role, first.parent_id, first.contained) == ("part", last.id, False)
+    (other,) = by_name["other"]
+    assert (other.role, other.parent_id) == (None, None)
+    # each training's rank 1 is a part of that training's node run, metered by it alone
+    ranks = [*by_name["tune-rank1"], *by_name["other-rank1"]]
+    assert_ranks_are_parts_of_their_nodes([first, last, other], ranks, WATTS)
+    assert_two_trials_the_stages_one(runs, last)  # was one trial a stage
 
 
 def test_the_arithmetic_of_the_models_own_forward_is_counted(tmp_path: Path) -> None:
