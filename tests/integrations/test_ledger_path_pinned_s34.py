@@ -11,20 +11,19 @@ Hugging Face callbacks now pin a relative SQLite path, the default ledger includ
 directory they were made in. A callback given no ledger still writes inside a run of the
 user's into that run's ledger, as a run given none does.
 
-Each script runs in an empty directory with a clean environment, as a new user runs it.
+Each script runs in an empty directory with a clean environment, as a new user runs it. The
+Hugging Face search on Ray Tune's backend is tested in ``test_ray_scripts.py``, whose one driver
+and local cluster run it beside the other Ray Tune scripts (a cluster of its own: about 20 s).
 """
 
 from __future__ import annotations
 
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 
 import greenprint as gp
-from _clean_env import clean_env
 from _report_cli import cli_report as _report
 from _report_cli import empty_home as _empty
 from _report_cli import run_in
@@ -202,59 +201,3 @@ def test_transformers_training_in_another_folder_stays_in_the_default_ledger(tmp
     assert sorted(runs) == ["bert-tiny", "bert-tiny-evaluate"]
     assert runs["bert-tiny-evaluate"].parent_id == runs["bert-tiny"].id
     assert runs["bert-tiny"].status == "finished"
-
-
-#: docs/integrations.md's search with Ray Tune's backend: Ray runs each trial in a working
-#: folder of its own (``.../working_dirs/_objective_<id>/``), where the pickled callback opened
-#: ``greenprint.db`` before: no run reached the ledger the script named.
-HF_RAY_SCRIPT = """
-import sys
-import ray
-import torch
-from ray import tune
-from transformers import (AutoModelForSequenceClassification, BertConfig, Trainer,
-                          TrainingArguments)
-
-from greenprint.integrations.transformers import GreenprintCallback
-
-torch.manual_seed(0)
-config = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                    intermediate_size=64, num_labels=2)
-data = [{"input_ids": torch.randint(1, 100, (16,)), "labels": torch.tensor(i % 2)}
-        for i in range(32)]
-args = TrainingArguments(output_dir="bert-ray", report_to="none", use_cpu=True, max_steps=2,
-                         per_device_train_batch_size=16, eval_strategy="steps", eval_steps=2,
-                         save_strategy="no", disable_tqdm=True)
-trainer = Trainer(model_init=lambda: AutoModelForSequenceClassification.from_config(config),
-                  args=args, train_dataset=data, eval_dataset=data[:16])
-GreenprintCallback(study="hf-ray", ledger="greenprint.db").attach(trainer)
-ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
-         _temp_dir=sys.argv[1], log_to_driver=False)
-best = trainer.hyperparameter_search(
-    hp_space=lambda t: {"learning_rate": tune.loguniform(1e-4, 1e-2)}, backend="ray",
-    n_trials=1, direction="minimize", resources_per_trial={"cpu": 1})
-print(best.objective)
-"""
-
-
-def test_transformers_search_on_ray_writes_its_trials_to_the_named_ledger(tmp_path_factory):
-    """Before: each trial's run in a greenprint.db under Ray's session folder, none here."""
-    need_installed("transformers", "transformers")
-    need_installed("ray.tune", "ray")
-    home = _empty(tmp_path_factory, "hf-ray-moves")
-    (home / "search.py").write_text(HF_RAY_SCRIPT, encoding="utf-8")
-    ray_home = tmp_path_factory.mktemp("ray-home")  # Ray's dashboard then probes no cloud
-    (ray_home / "ray_bootstrap_config.yaml").write_text("{}\n")
-    env = {**clean_env(), "HOME": str(ray_home), "RAY_USAGE_STATS_ENABLED": "0"}
-    env["RAY_USAGE_STATS_REPORT_URL"] = "http://127.0.0.1:9/"
-    scratch = tempfile.mkdtemp(prefix="gp-ray-")  # short: Ray's socket paths
-    try:
-        done = run_in(home, sys.executable, "search.py", scratch, env=env)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert _ledgers(home) == ["greenprint.db"]
-    runs = gp.Ledger(home / "greenprint.db").runs(study="hf-ray")
-    assert [(r.role, r.status) for r in runs] == [("trial", "finished")]
-    best = float(done.stdout.strip().splitlines()[-1])
-    assert min(r.metric("objective_loss") for r in runs) == pytest.approx(best)

@@ -416,6 +416,35 @@ if __name__ == "__main__":
                       for r in results]))
 """
 
+# ------------------------------------------- Hugging Face Trainer search on Ray Tune's backend
+#: (ledger path pinned, s34) docs/integrations.md's search with Ray Tune's backend: Ray runs each
+#: trial in a working folder of its own (``.../working_dirs/_objective_<id>/``), where the
+#: pickled callback opened ``greenprint.db`` before: no run reached the ledger the script named.
+HF_RAY_SCRIPT = """
+import torch
+from ray import tune
+from transformers import (AutoModelForSequenceClassification, BertConfig, Trainer,
+                          TrainingArguments)
+
+from greenprint.integrations.transformers import GreenprintCallback
+
+torch.manual_seed(0)
+config = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                    intermediate_size=64, num_labels=2)
+data = [{"input_ids": torch.randint(1, 100, (16,)), "labels": torch.tensor(i % 2)}
+        for i in range(32)]
+args = TrainingArguments(output_dir="bert-ray", report_to="none", use_cpu=True, max_steps=2,
+                         per_device_train_batch_size=16, eval_strategy="steps", eval_steps=2,
+                         save_strategy="no", disable_tqdm=True)
+trainer = Trainer(model_init=lambda: AutoModelForSequenceClassification.from_config(config),
+                  args=args, train_dataset=data, eval_dataset=data[:16])
+GreenprintCallback(study="hf-ray", ledger="greenprint.db").attach(trainer)
+best = trainer.hyperparameter_search(
+    hp_space=lambda t: {"learning_rate": tune.loguniform(1e-4, 1e-2)}, backend="ray",
+    n_trials=1, direction="minimize", resources_per_trial={"cpu": 1})
+print(best.objective)
+"""
+
 #: Each study's folder and script.
 SCRIPTS = {
     "dup": DUP_NAMES_SCRIPT,
@@ -425,6 +454,7 @@ SCRIPTS = {
     "studies": STUDIES_SCRIPT,
     "folds": FOLDS_SCRIPT,
     "power": POWER_SCRIPT.replace("@WATTS@", repr(WATTS)),
+    "hf-ray": HF_RAY_SCRIPT,
 }
 
 
@@ -780,3 +810,18 @@ def test_asha_stopped_trials_are_pruned_and_their_cost_counted(asha_study):
     _in_every_format(home, f"comprised 4 trials ({4 - n} finished, {n} pruned) in 5 runs")
     _price_tag_lines_have_units(_text(home, "md"))
     _export_reads_as_the_report(home, "asha", report)
+
+
+# ------------------------------------------- Hugging Face Trainer search on Ray Tune's backend
+def test_transformers_search_on_ray_writes_its_trials_to_the_named_ledger(studies):
+    """(ledger path pinned, s34) A relative ledger path names the ledger where the callback was
+    made. Before: each trial's run in a greenprint.db under Ray's session folder, none in the
+    script's folder. (Its own driver and cluster before: moved here from
+    ``test_ledger_path_pinned_s34.py``.)"""
+    need_installed("transformers", "transformers")
+    home, printed = _ran(studies, "hf-ray")
+    assert sorted(str(p.relative_to(home)) for p in home.rglob("*.db")) == ["greenprint.db"]
+    runs = gp.Ledger(home / "greenprint.db").runs(study="hf-ray")
+    assert [(r.role, r.status) for r in runs] == [("trial", "finished")]
+    best = float(printed)
+    assert min(r.metric("objective_loss") for r in runs) == pytest.approx(best)
