@@ -135,3 +135,18 @@ def test_a_metric_that_is_no_name_is_a_config_error(name: str, metric: object):
         return
     with pytest.raises(ConfigError, match="metric must be a metric name"):
         getattr(analysis, name)(RUNS, metric=metric)
+
+
+@pytest.mark.parametrize("replacement", ["no", "False", None, 0.0])
+def test_a_replacement_that_is_no_bool_is_a_config_error_not_taken_as_true(replacement: object):
+    # replacement="no" read as true: Dodge et al.'s estimator, not the one asked for
+    runs = [_trial(0, "finished", 0.1, 0.5), _trial(1, "finished", 0.2, 0.7)]
+    calls = (
+        lambda: gp.analysis.expected_max_performance([0.5, 0.7], replacement=replacement),
+        lambda: evp_by_budget(runs, "energy_kwh", metric="acc", replacement=replacement),
+    )
+    for call in calls:
+        with pytest.raises(ConfigError, match=r"replacement must be True or False, not"):
+            call()
+    exact = gp.analysis.expected_max_performance([0.5, 0.7], replacement=np.bool_(False))
+    assert exact.mean.tolist() == pytest.approx([0.6, 0.7])  # numpy's bool is a bool

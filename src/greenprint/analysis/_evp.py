@@ -33,7 +33,7 @@ from typing import Any, Literal, overload
 import numpy as np
 from numpy.typing import ArrayLike
 
-from greenprint._exceptions import AnalysisError
+from greenprint._exceptions import AnalysisError, ConfigError
 from greenprint._records import RUN_STATUSES, RunRecord
 from greenprint.analysis._common import (
     Mode,
@@ -219,7 +219,7 @@ def expected_max_performance(
     Raises:
         AnalysisError: no scores, an infinite score, a NaN under ``"raise"``, no finite score
             under ``"worst"`` without ``fill_value``, or a budget outside 1..N.
-        ConfigError: an unknown ``mode`` or ``nan_policy``.
+        ConfigError: an unknown ``mode`` or ``nan_policy``, a ``replacement`` not a bool.
 
     Example:
         >>> scores = [0.71, 0.80, 0.78, float("nan")]  # the NaN (a failed trial) counts as 0.71
@@ -289,6 +289,8 @@ def _evp(
 ) -> EVPCurve:
     mode = check_mode(mode)
     policy = check_choice(nan_policy, "nan_policy", ("worst", "omit", "raise"))
+    if not isinstance(replacement, (bool, np.bool_)):  # "no" would be taken as True
+        raise ConfigError(f"replacement must be True or False, not {replacement!r}")
     values = finite_or_raise(scores, "scores")
     if values.size == 0:
         raise AnalysisError("no scores: expected maximum performance needs at least one trial")
