@@ -475,15 +475,41 @@ model = tiny_bert()
 retrainer("tune", model).train()
 retrainer("tune", model).train()  # stage 2: the same model, another Trainer
 retrainer("other", tiny_bert()).train()  # another model: a training of its own
+
+# (budgets: moved from test_budget_integrations.py) only local rank 0 meters energy (the other
+# records a part with none): only it crosses its budget, and both processes stop together
+from transformers import AutoModelForSequenceClassification, BertConfig
+
+config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                    intermediate_size=32, max_position_embeddings=16, num_labels=2)
+gen = torch.Generator().manual_seed(0)
+data = [{{"input_ids": torch.randint(0, 50, (8,), generator=gen), "labels": torch.tensor(i % 2)}}
+        for i in range(64)]
+args = TrainingArguments(output_dir="out-budget", report_to="none", use_cpu=True,
+                         max_steps=100_000, per_device_train_batch_size=8, logging_steps=3,
+                         save_strategy="no", disable_tqdm=True)
+trainer = Trainer(model=AutoModelForSequenceClassification.from_config(config), args=args,
+                  train_dataset=data)
+cb = GreenprintCallback("ddp", study="budget", ledger=os.path.abspath("gp.db"), budget_kwh=1e-12,
+                        on_exceed="stop", sample_interval_s=0.05, flush_interval_s=0.1)
+out = cb.attach(trainer) and trainer.train()
+# a file per rank: on the ranks' shared stdout a line could be cut by the other's log line
+with open(f"steps-{{args.process_index}}", "w") as f:
+    f.write(str(out.global_step))
+# as torch's docs ask of every distributed script: without it, gloo's threads can outlive the
+# interpreter and abort the process at exit ("terminate called without an active exception",
+# pytorch/pytorch#190489)
+torch.distributed.destroy_process_group()
 """
 
 
 @pytest.fixture(scope="module")
 def torchrun_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The folder :data:`DDP_SCRIPT` ran in, once, under torchrun with two CPU processes: the
-    studies ``ddp`` and ``pre`` below, and ``retrain`` (session 30's, moved here from
-    ``test_transformers_retrain_ddp_s30.py``: one launch of two processes importing
-    transformers instead of two)."""
+    studies ``ddp`` and ``pre`` below, ``retrain`` (session 30's, moved here from
+    ``test_transformers_retrain_ddp_s30.py``) and ``budget`` (moved here from
+    ``test_budget_integrations.py``): one launch of two processes importing transformers
+    instead of three."""
     import socket
     import subprocess
     import sys
@@ -627,6 +653,20 @@ def test_under_torchrun_a_model_trained_again_is_one_trial_costing_both_training
     ranks = [*by_name["tune-rank1"], *by_name["other-rank1"]]
     assert_ranks_are_parts_of_their_nodes([first, last, other], ranks, WATTS)
     assert_two_trials_the_stages_one(runs, last)  # was one trial a stage
+
+
+@pytest.mark.slow  # the module's torchrun launch
+def test_hf_processes_stop_together_when_one_is_over_its_budget(torchrun_home: Path) -> None:
+    """Rank 0 alone crosses its energy budget; both stop at the same step (no rank hangs).
+    (Moved from ``test_budget_integrations.py``: this module's launch, its study ``budget``.)"""
+    home = torchrun_home
+    steps = {p.name.split("-")[1]: int(p.read_text()) for p in home.glob("steps-*")}
+    assert set(steps) == {"0", "1"} and steps["0"] == steps["1"] < 100_000
+    records = {r.name: r for r in gp.Ledger(home / "gp.db").runs(study="budget")}
+    assert set(records) == {"ddp", "ddp-rank1"}
+    node, part = records["ddp"], records["ddp-rank1"]
+    assert node.status == "interrupted" and "budget_kwh" in node.error
+    assert part.status == "finished" and part.energy_kwh == 0  # its own budget was not crossed
 
 
 def test_the_arithmetic_of_the_models_own_forward_is_counted(tmp_path: Path) -> None:
