@@ -22,6 +22,7 @@ __all__ = [
     "json_safe",
     "percent_shares",
     "run_time_text",
+    "run_times_text",
 ]
 
 
@@ -211,6 +212,27 @@ def run_time_text(seconds: float | None, *, unknown: str = "-") -> str:
     if seconds is None or not math.isfinite(seconds) or seconds <= 0:
         return unknown
     return format_duration(seconds)
+
+
+def run_times_text(seconds: float | None, unknown: int = 0, *, none: str = "-") -> str:
+    """Runs' summed time, never a sum that leaves runs of unknown time out without a word.
+
+    ``unknown`` runs recorded no duration (``CostTotals.duration_unknown``: not in
+    ``seconds``). ``"1m 35s"``; ``"1m 35s + unknown for 2 runs"`` (as an FPO total says
+    its runs that counted none); ``"unknown"`` when every run's time is unknown; ``none``
+    for a sum of no known time and no unknown run (a container's own time around its
+    children, 0).
+
+    Example:
+        >>> run_times_text(95.0), run_times_text(95.0, 2), run_times_text(0.0, 3)
+        ('1m 35s', '1m 35s + unknown for 2 runs', 'unknown')
+    """
+    known = run_time_text(seconds, unknown="")
+    if not unknown:
+        return known or none
+    if not known:
+        return "unknown"
+    return f"{known} + unknown for {count_of(unknown, 'run')}"
 
 
 def count_of(count: int, noun: str) -> str:

@@ -22,6 +22,7 @@ from greenprint._format import (
     format_energy,
     format_fpo,
     fpo_none_counted,
+    run_time_text,
 )
 from greenprint._provenance import FPO_ASSUMPTIONS_KEY, is_fpo_lower_bound
 
@@ -137,7 +138,7 @@ def _totals_row(label: str, t: Any) -> list[Any]:
         format_energy(t.energy_kwh),
         format_emissions(t.emissions_kg),
         fpo,
-        format_duration(t.duration_s),
+        t.duration_text(),  # "1m 35s + unknown for 2 runs", "unknown": never a silent 0
     ]
 
 
@@ -170,7 +171,7 @@ def report_html(report: Any) -> str:
             "-" if row.score is None else f"{row.score:.6g}",
             format_energy(row.energy_kwh),
             format_emissions(row.emissions_kg),
-            format_duration(row.duration_s),
+            run_time_text(row.duration_s),  # "-": it recorded none
             _params_text(row.params, limit=120),
         ]
         for row in report.runs[:MAX_REPORT_ROWS]

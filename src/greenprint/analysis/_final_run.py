@@ -42,11 +42,13 @@ class FinalRun:
         emissions_kg: its emissions in kg CO2-eq.
         fpo: its FPO with its children's (``None`` unless known: its own is known, or every
             child inside it is, recursively; see :mod:`greenprint.analysis._pricetag`).
-        duration_s: its duration in s.
+        duration_s: its duration in s, with its children's; NaN when unknown (it recorded
+            none, nor did every run inside it: ``to_dict`` writes ``None``).
         energy_share: its energy / the study's.
         emissions_share: its emissions / the study's.
         fpo_share: its FPO / the study's known FPO.
-        duration_share: its duration / the study's summed durations.
+        duration_share: its duration / the study's summed durations (``None`` when its own
+            is unknown).
         role: its role (``"final"``, ``"trial"``...).
         rule: what chose it: ``"given"`` (the caller), ``"role"`` (the run with role
             ``final``) or ``"best-trial"`` (the best finished trial by ``metric``).

@@ -46,6 +46,14 @@ counted no FPO, stays unknown). A run's FPO with its children's (the final run's
 E·D·H) is known only when its own FPO is known or every child inside it is known, recursively,
 and so is every run that adds to it (:meth:`~greenprint.analysis._common.RunForest.known_sums`).
 
+Unknown run time. A run that recorded no duration (``RunRecord.duration_s`` 0.0: a run built
+by hand through the ledger API, or imported) is read by the same rule: its time is in no sum,
+``duration_unknown`` counts it (when no parent's known time contains it and no child is inside
+it), a group none of whose runs knows its time has ``duration_known`` false (its JSON
+``duration_s`` null), and the final run's time is NaN (null) unless it or every run inside it
+knows its own. The texts say ``"1m 35s + unknown for 2 runs"``, never a sum that leaves them out
+without a word.
+
 Trials: the runs with role ``trial`` (given, or inferred: see :mod:`greenprint.analysis._roles`);
 never a part (a fold), a sweep, a baseline, the final run or a learning-curve run. ``runs``
 counts every run.
@@ -68,6 +76,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from greenprint._exceptions import AnalysisError
 from greenprint._forest_beyond import BeyondSums, SamplesOf, beyond_sums
+from greenprint._forest_sums import KnownSums
 from greenprint._jobs import job_notes
 from greenprint._provenance import is_fpo_lower_bound
 from greenprint._records import RUN_ROLES, RUN_STATUSES, RunRecord
@@ -78,11 +87,13 @@ from greenprint.analysis._pricetag_notes import _beyond_note, _shared_notes, _un
 from greenprint.analysis._pricetag_provenance import _provenance
 from greenprint.analysis._pricetag_sums import (
     _edh,
+    _knows,
     _knows_fpo,
     _owner_statuses,
     _picker,
     _positions_of,
     _ratio,
+    _time_unknown_if_none_knows,
     _unknown_if_none_knows,
     _with_descendants,
 )
@@ -213,7 +224,16 @@ def forest_price_tag(
     energy_in, energy_ex = energy_beyond.inclusive, energy_beyond.exclusive
     energy_far = energy_beyond.far  # what is far below each run (None: no run adds)
     co2_in, co2_ex = co2_beyond.inclusive, co2_beyond.exclusive
-    time_in, time_ex = forest.nested_sum(forest.column("duration_s"))
+    # run time: a run that recorded none (0.0: built by hand, imported) is unknown, as a run
+    # that counted no FPO: not in the sums, counted in duration_unknown (RunForest.known_sums)
+    durations = forest.column("duration_s")
+    times: KnownSums | None = None
+    if all(d > 0 for d in durations):  # every run knows its time (False for NaN too)
+        time_in, time_ex = forest.nested_sum(durations)
+    else:
+        times = forest.known_sums([d if d > 0 else None for d in durations])
+        time_in, time_ex = times.inclusive, times.exclusive
+    time_unknown = times.unknown if times is not None and True in times.unknown else None
     fpo = forest.fpo_sums  # the FPO rule (unknown, complete): RunForest.known_sums
     fpo_in, fpo_ex = fpo.inclusive, fpo.exclusive
     notes.extend(forest.notes)
@@ -257,6 +277,7 @@ def forest_price_tag(
             fpo_unknown=sum(pick(fpo_unknown)),
             duration_s=float(sum(pick(time_ex))),
             fpo_lower_bound=sum(pick(bound)) if any_bound else 0,
+            duration_unknown=sum(pick(time_unknown)) if time_unknown else 0,
         )
 
     total = totals(range(len(items)))
@@ -293,6 +314,18 @@ def forest_price_tag(
             for r, c in by_role.items()
         }
 
+    if total.duration_unknown and times is not None:  # a group's 0 s may mean unknown
+        knows_time = _knows(forest, times, durations)
+        whole, total = total, _time_unknown_if_none_knows(total, range(len(items)), knows_time)
+        by_status = {
+            s: total if c is whole else _time_unknown_if_none_knows(c, of_status[s], knows_time)
+            for s, c in by_status.items()
+        }
+        by_role = {
+            r: total if c is whole else _time_unknown_if_none_knows(c, of_role[r], knows_time)
+            for r, c in by_role.items()
+        }
+
     started = min(forest.column("started_at"))
     ends = forest.column("ended_at")
     ended = max(ends if None not in ends else list(map(run_end, items)))
@@ -314,6 +347,7 @@ def forest_price_tag(
     if chosen is not None:
         run = items[chosen]
         final_fpo = int(fpo_in[chosen]) if fpo.complete[chosen] else None
+        final_time_known = times is None or times.complete[chosen]
         scored = trials.scores[chosen]
         score = scored.score
         final_run = FinalRun(
@@ -326,11 +360,12 @@ def forest_price_tag(
             energy_kwh=float(energy_in[chosen]),
             emissions_kg=float(co2_in[chosen]),
             fpo=final_fpo,
-            duration_s=float(time_in[chosen]),
+            # NaN: its time unknown (it recorded none, nor did every run inside it)
+            duration_s=float(time_in[chosen]) if final_time_known else math.nan,
             energy_share=_ratio(energy_in[chosen], total.energy_kwh),
             emissions_share=_ratio(co2_in[chosen], total.emissions_kg),
             fpo_share=None if final_fpo is None else _ratio(final_fpo, total.fpo),
-            duration_share=_ratio(time_in[chosen], total.duration_s),
+            duration_share=_ratio(time_in[chosen], total.duration_s) if final_time_known else None,
             role=roles.roles[chosen],
             rule=choice.rule or "given",
             rule_text=choice.text,

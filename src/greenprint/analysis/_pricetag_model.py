@@ -21,7 +21,7 @@ from greenprint._format import (
     format_energy,
     format_fpo,
     fpo_none_counted,
-    run_time_text,
+    run_times_text,
 )
 from greenprint.analysis._common import Mode, json_float
 from greenprint.analysis._final_run import FinalRun
@@ -41,7 +41,15 @@ class CostTotals:
         fpo_unknown: runs whose FPO is unknown and not in ``fpo``: no FPO of their own, not
             contained in a known parent's FPO, and no child inside them (a container that
             counted none counts as its children; see :mod:`greenprint.analysis._pricetag`).
-        duration_s: sum of run durations in s (nested runs not counted twice).
+        duration_s: sum of run durations in s (nested runs not counted twice), of the runs
+            whose duration is known.
+        duration_unknown: runs whose duration is unknown and not in ``duration_s``: recorded
+            none (``RunRecord.duration_s`` 0.0: a run built by hand through the ledger API, or
+            imported), not contained in a known parent's time, and no child inside them (a
+            container that recorded none counts as its children), as ``fpo_unknown``.
+        duration_known: ``False`` when ``duration_s`` is 0 but means unknown: no run of the
+            set knows its duration or lies inside a run that does. ``to_dict`` then writes
+            ``duration_s`` as ``None``.
         fpo_lower_bound: runs whose FPO, in ``fpo``, are a lower bound: counted with ops that
             have no rule or on complex tensors (their provenance says so,
             :func:`~greenprint._provenance.is_fpo_lower_bound`); ``fpo`` is then "at least".
@@ -62,6 +70,8 @@ class CostTotals:
     duration_s: float = 0.0
     fpo_known: bool = True
     fpo_lower_bound: int = 0
+    duration_unknown: int = 0
+    duration_known: bool = True
 
     @property
     def gflop(self) -> float:
@@ -78,8 +88,19 @@ class CostTotals:
             "fpo": self.fpo if self.fpo_known else None,
             "fpo_unknown": self.fpo_unknown,
             "fpo_lower_bound": self.fpo_lower_bound,
-            "duration_s": json_float(self.duration_s),
+            "duration_s": json_float(self.duration_s) if self.duration_known else None,
+            "duration_unknown": self.duration_unknown,
         }
+
+    def duration_text(self) -> str:
+        """The runs' time as the reports say it: ``"1m 35s + unknown for 2 runs"``.
+
+        :func:`~greenprint._format.run_times_text` of ``duration_s`` and
+        ``duration_unknown``: ``"unknown"`` when no run knows its time, never a silent 0.
+        """
+        if not self.duration_known:
+            return "unknown"
+        return run_times_text(self.duration_s, self.duration_unknown)
 
 
 @dataclass(frozen=True)
@@ -313,7 +334,7 @@ class PriceTag:
         lines = [  # the units the reports write (25.8 mWh, not 2.58e-05 kWh)
             f"{count_of(t.trials, 'trial')}{statuses} in {count_of(t.runs, 'run')}",
             f"{format_energy(t.energy_kwh)}, {format_emissions(t.emissions_kg)}, {fpo}, "
-            f"{run_time_text(t.duration_s, unknown='unknown time')} of runs over "
+            f"{_time_of_runs(t)} of runs over "
             f"{format_duration(self.elapsed_s)} "
             "elapsed",
         ]
@@ -324,3 +345,9 @@ class PriceTag:
             lines.append(f"energy measured by hardware counters: {share:.0%}")
         lines.extend(self.notes)
         return "\n".join(lines)
+
+
+def _time_of_runs(t: CostTotals) -> str:
+    """``"1m 35s"``, ``"1m 35s + unknown for 2 runs"`` or ``"unknown time"``, for the summary."""
+    text = t.duration_text()
+    return "unknown time" if text in ("unknown", "-") else text

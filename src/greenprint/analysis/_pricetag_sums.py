@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
+from greenprint._forest_sums import KnownSums
 from greenprint._jobs import job_status
 from greenprint.analysis._common import RunForest
 from greenprint.analysis._pricetag_model import EDH, CostTotals
@@ -51,6 +52,26 @@ def _knows_fpo(forest: RunForest) -> list[bool]:
     covered = forest.covered(own, fpo=True)
     complete = forest.fpo_sums.complete
     return [o or c or k for o, c, k in zip(own, covered, complete, strict=True)]
+
+
+def _knows(forest: RunForest, sums: KnownSums, values: Sequence[Any]) -> list[bool]:
+    """For each run, whether its own part of an amount (its run time) is a known amount.
+
+    As :func:`_knows_fpo`, of ``values`` summed into ``sums`` (``forest.known_sums``): its own
+    is known (above 0), it lies inside a run whose own is, or its sum is complete.
+    """
+    own = [v is not None and v > 0 for v in values]
+    covered = forest.covered(own)
+    return [o or c or k for o, c, k in zip(own, covered, sums.complete, strict=True)]
+
+
+def _time_unknown_if_none_knows(
+    cost: CostTotals, positions: Sequence[int], knows: list[bool]
+) -> CostTotals:
+    """``cost`` with ``duration_known=False`` when its 0 s means unknown: no run of it knows."""
+    if cost.duration_s == 0 and cost.duration_known and not any(knows[p] for p in positions):
+        return replace(cost, duration_known=False)
+    return cost
 
 
 def _unknown_if_none_knows(

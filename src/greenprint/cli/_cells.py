@@ -37,6 +37,7 @@ __all__ = [
     "num_text",
     "open_ledger",
     "rank_text",
+    "known_duration",
     "record_dict",
     "safe",
     "zoned_time",
@@ -166,7 +167,18 @@ def aligned_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def known_duration(seconds: float) -> float | None:
+    """A run's duration for JSON and CSV: ``None`` (null, an empty cell) when it recorded none.
+
+    A record built without one (a run written by hand through the ledger API, or imported)
+    holds 0.0; ``ledger ls --json``, ``show --json`` and ``export`` write it as unknown, as the
+    report's JSON does, never a 0 a script would sum.
+    """
+    return seconds if seconds > 0 else None
+
+
 def record_dict(record: RunRecord) -> dict[str, Any]:
     out = dataclasses.asdict(record)
+    out["duration_s"] = known_duration(record.duration_s)  # null: none recorded
     out["metrics"] = [dataclasses.asdict(p) for p in record.metrics]
     return out

@@ -22,6 +22,7 @@ from greenprint.cli._cells import (
     emissions_text,
     energy_text,
     json_text,
+    known_duration,
     local_time,
     name_cell,
     open_ledger,
@@ -105,7 +106,7 @@ def ls_command(
                     "status": r.status,
                     "parent_id": r.parent_id,
                     "started_at": r.started_at,
-                    "duration_s": r.duration_s,
+                    "duration_s": known_duration(r.duration_s),  # null: none recorded
                     "energy_kwh": r.energy_kwh,
                     "emissions_kg": r.emissions_kg,
                     "main_metric": {"name": main[0], "value": main[1]} if main else None,

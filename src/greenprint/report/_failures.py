@@ -249,7 +249,7 @@ def failures(report: Report) -> Failures:
         # the parameters only of the groups shown (a study of 100,000 failed runs)
         shared = _shared_params(rows, by_role) if k < FAILURE_GROUPS_SHOWN else {}
         if rows[0].status == "lost":
-            ends = [row.started_at + row.duration_s for row in rows]
+            ends = [row.started_at + (row.duration_s or 0.0) for row in rows]
             ends = [end for end in ends if math.isfinite(end)]
             stopped = (min(ends), max(ends)) if ends else None
             groups.append(FailureGroup(None, tuple(rows), {}, shared, stopped))

@@ -127,14 +127,22 @@ def _sentence(text: str) -> str:
 
 
 def _at_least(rows: Sequence[Sequence[str]], total: CostTotals) -> str:
-    """What a "≥" before an FPO cell of ``rows`` means, for a caption (``""``: none)."""
-    if not any(cell.startswith(r"$\geq$") for row in rows for cell in row):
-        return ""
+    """What a "≥" before an FPO or time cell of ``rows`` means, for a caption (``""``: none).
+
+    ``rows`` are :func:`_price_tag_table`'s: FPO then time, the last two columns. Each reason
+    is given only where a cell of its column has the mark.
+    """
+    fpo = any(row[-2].startswith(r"$\geq$") for row in rows)
+    time = any(row[-1].startswith(r"$\geq$") for row in rows)
     why = []
-    if total.fpo_unknown:
+    if fpo and total.fpo_unknown:
         why.append("FPO of some runs unknown, not counted")
-    if total.fpo_lower_bound:
+    if fpo and total.fpo_lower_bound:
         why.append("some runs counted ops with no FPO rule or on complex tensors")
+    if time:
+        why.append("time of some runs unknown, not counted")
+    if not why:
+        return ""
     return r"; $\geq$: a lower bound (" + " and ".join(why) + ")"
 
 
@@ -177,7 +185,7 @@ def _price_tag_table(
                 _num(cost.energy_kwh, energy[0]),
                 _num(cost.emissions_kg, mass[0]),
                 fpo_cell,
-                _num(cost.duration_s or None, time_unit[0]),  # 0: none recorded
+                _time_cell(cost, time_unit[0]),
             ]
         )
     return (
@@ -185,6 +193,17 @@ def _price_tag_table(
         [units[k] for k in keep],
         [[row[k] for k in keep] for row in rows],
     )
+
+
+def _time_cell(cost: CostTotals, factor: float) -> str:
+    r"""A set's run time in its column's unit: ``$\geq$`` when runs of unknown time are left out.
+
+    ``"unknown"`` when no run of the set knows its time (not ``"-"`` nor ``"0"``); ``"-"`` for
+    a set of known time 0 (a container's own time around its children).
+    """
+    if cost.duration_text() == "unknown":
+        return "unknown"
+    return (r"$\geq$" if cost.duration_unknown else "") + _num(cost.duration_s or None, factor)
 
 
 def _role_shares(report: Report) -> str:

@@ -184,7 +184,8 @@ class RunRow:
             or a run that ended failed, interrupted or lost: it produced no model): its own,
             else the mean of its parts' (``score_source`` says which).
         started_at: start, seconds since the Unix epoch.
-        duration_s: duration, s.
+        duration_s: duration, s; ``None`` when it recorded none (``RunRecord.duration_s``
+            0.0: a run built by hand through the ledger API, or imported).
         energy_kwh: IT energy, kWh.
         emissions_kg: emissions, kg CO2-eq.
         fpo: floating-point operations: its own; for a run that counted none of its own but
@@ -245,7 +246,7 @@ class RunRow:
     status: str
     score: float | None
     started_at: float
-    duration_s: float
+    duration_s: float | None
     energy_kwh: float
     emissions_kg: float
     fpo: int | None

@@ -294,7 +294,8 @@ def _rows(trials: StudyTrials, final_id: str | None) -> tuple[RunRow, ...]:
                 status,  # status
                 known,  # score
                 run.started_at,  # started_at
-                run.duration_s,  # duration_s
+                # None: it recorded none (0.0: built by hand, imported), never a 0 s
+                run.duration_s if run.duration_s > 0 else None,  # duration_s
                 energy_kwh,  # energy_kwh
                 run.emissions_kg,  # emissions_kg
                 fpo,  # fpo

@@ -118,7 +118,12 @@ def headline(report: Report) -> list[tuple[str, str]]:
             "trials",
             str(total.trials) + (f" (of {total.runs} runs)" if total.runs != total.trials else ""),
         ),
-        ("run time", run_time_text(total.duration_s, unknown="unknown (no run recorded one)")),
+        (
+            "run time",  # "1m 35s + unknown for 2 runs": never a sum that leaves runs out
+            "unknown (no run recorded one)"
+            if total.duration_text() == "unknown"
+            else total.duration_text(),
+        ),
         # under the label FPO: "unknown for 3 runs", not "FPO: FPO unknown for 3 runs"
         (
             "FPO",
@@ -271,7 +276,7 @@ def price_tag_table(report: Report) -> tuple[list[str], list[list[str]]]:
                 format_energy(cost.energy_kwh),
                 format_emissions(cost.emissions_kg),
                 _fpo_cell(cost),
-                run_time_text(cost.duration_s),
+                cost.duration_text(),
             ]
         )
     return header, rows
@@ -318,7 +323,7 @@ def price_tag_role_table(report: Report) -> tuple[list[str], list[list[str]]] | 
                 format_energy(cost.energy_kwh),
                 format_emissions(cost.emissions_kg),
                 _fpo_cell(cost),
-                run_time_text(cost.duration_s),
+                cost.duration_text(),
                 share,
             ]
         )

@@ -25,7 +25,7 @@ from greenprint._format import (
 from greenprint._provenance import Provenance
 from greenprint._records import RunRecord
 from greenprint._units import kg_to_g
-from greenprint.analysis import PriceTag, ProvenanceSummary
+from greenprint.analysis import CostTotals, PriceTag, ProvenanceSummary
 from greenprint.report._model import ModelCardEmissions
 
 __all__ = [
@@ -451,7 +451,7 @@ def compute_statement(
         f"The study “{study}” comprised {count_of(total.trials, 'trial')}{statuses} in "
         f"{count_of(total.runs, 'run')}, every one counted in the totals that follow, on "
         f"{_machines(runs, hardware)}.",
-        f"They ran for {_run_time(hours, total.duration_s, tag.elapsed_s)} and used "
+        f"They ran for {_run_time(hours, total, tag.elapsed_s)} and used "
         f"{format_energy(total.energy_kwh)} of IT energy "
         f"({_energy_clause(summary)}), or {format_emissions(total.emissions_kg)} "
         f"with {_intensity_values(runs)} ({intensity}) and {pue}; and {fpo}.",
@@ -500,20 +500,27 @@ def run_time_of(duration_s: float) -> str:
     return f"{known} of run time" if known else "an unknown run time"
 
 
-def _run_time(hours: float, duration_s: float, elapsed_s: float) -> str:
+def _run_time(hours: float, total: CostTotals, elapsed_s: float) -> str:
     """How long the runs ran, summed (parallel runs add up), beside the wall-clock span.
 
     In hours as papers report compute, from one hour; a shorter study in minutes and seconds
-    (a study of 41 s read "0.0113 hours", one of seconds "9.7e-05 hours").
+    (a study of 41 s read "0.0113 hours", one of seconds "9.7e-05 hours"). Runs that recorded
+    no duration (``total.duration_unknown``) are said, not summed as 0: "not counting 2 runs
+    whose duration is unknown".
     """
-    if run_time_text(duration_s) == "-":  # no run recorded its time: not "0.0 s in total"
+    duration_s = total.duration_s
+    if total.duration_text() == "unknown":  # no run recorded its time: not "0.0 s in total"
         return "an unknown time (no run recorded its duration)"
+    left_out = ""
+    if total.duration_unknown:
+        runs = count_of(total.duration_unknown, "run")
+        left_out = f"; not counting {runs} whose duration is unknown"
     if hours >= 1:
         return (
             f"{hours:.3g} hours in total ({format_duration(duration_s)} of run time over "
-            f"{format_duration(elapsed_s)} of wall-clock time)"
+            f"{format_duration(elapsed_s)} of wall-clock time{left_out})"
         )
     return (
         f"{format_duration(duration_s)} in total (run time, summed over the runs, over "
-        f"{format_duration(elapsed_s)} of wall-clock time)"
+        f"{format_duration(elapsed_s)} of wall-clock time{left_out})"
     )
