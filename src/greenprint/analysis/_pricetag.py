@@ -72,7 +72,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from greenprint._exceptions import AnalysisError
 from greenprint._forest_beyond import BeyondSums, SamplesOf, beyond_sums
@@ -302,29 +302,24 @@ def forest_price_tag(
         for r in RUN_ROLES
         if r in of_role
     }
-    if total.fpo_unknown:  # else every 0 is a count: an unknown FPO would be counted
-        knows = _knows_fpo(forest)
-        whole, total = total, _unknown_if_none_knows(total, range(len(items)), knows)
+
+    def unknown_where_none_knows(
+        mark: Callable[[CostTotals, Sequence[int], list[bool]], CostTotals], knows: list[bool]
+    ) -> None:
+        """Each group's total marked by ``mark`` where no run of it ``knows`` (its 0 unknown)."""
+        nonlocal total, by_status, by_role
+        whole, total = total, mark(total, range(len(items)), knows)
         by_status = {
-            s: total if c is whole else _unknown_if_none_knows(c, of_status[s], knows)
-            for s, c in by_status.items()
+            s: total if c is whole else mark(c, of_status[s], knows) for s, c in by_status.items()
         }
         by_role = {
-            r: total if c is whole else _unknown_if_none_knows(c, of_role[r], knows)
-            for r, c in by_role.items()
+            r: total if c is whole else mark(c, of_role[r], knows) for r, c in by_role.items()
         }
 
+    if total.fpo_unknown:  # else every 0 is a count: an unknown FPO would be counted
+        unknown_where_none_knows(_unknown_if_none_knows, _knows_fpo(forest))
     if total.duration_unknown and times is not None:  # a group's 0 s may mean unknown
-        knows_time = _knows(forest, times, durations)
-        whole, total = total, _time_unknown_if_none_knows(total, range(len(items)), knows_time)
-        by_status = {
-            s: total if c is whole else _time_unknown_if_none_knows(c, of_status[s], knows_time)
-            for s, c in by_status.items()
-        }
-        by_role = {
-            r: total if c is whole else _time_unknown_if_none_knows(c, of_role[r], knows_time)
-            for r, c in by_role.items()
-        }
+        unknown_where_none_knows(_time_unknown_if_none_knows, _knows(forest, times, durations))
 
     started = min(forest.column("started_at"))
     ends = forest.column("ended_at")
