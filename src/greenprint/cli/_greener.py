@@ -119,7 +119,9 @@ def _call(target: str, what: str, *args: Any) -> Any:
         raise ConfigError(f"{what} {target} failed: {type(e).__name__}: {_first_line(e)}") from e
 
 
-def _batches(data: Any, target: str) -> tuple[list[tuple[tuple[Any, ...], Any]], list[Any]]:
+def _batches(
+    data: Any, target: str, option: str = "--data"
+) -> tuple[list[tuple[tuple[Any, ...], Any]], list[Any]]:
     """The batches as (positional inputs, targets), and as the loader gave them."""
     import torch
 
@@ -127,24 +129,25 @@ def _batches(data: Any, target: str) -> tuple[list[tuple[tuple[Any, ...], Any]],
         items = list(data)
     except TypeError as e:
         raise ConfigError(
-            f"--data {target} returned {type(data).__name__}: expected batches of (inputs, targets)"
+            f"{option} {target} returned {type(data).__name__}: "
+            "expected batches of (inputs, targets)"
         ) from e
     out = []
     for k, batch in enumerate(items):
         if not isinstance(batch, (tuple, list)) or len(batch) != 2:
-            raise ConfigError(f"--data {target}: batch {k} is not an (inputs, targets) pair")
+            raise ConfigError(f"{option} {target}: batch {k} is not an (inputs, targets) pair")
         inputs, targets = batch
         inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
         if not inputs or not all(isinstance(x, torch.Tensor) for x in inputs):
-            raise ConfigError(f"--data {target}: batch {k} inputs are not tensors")
+            raise ConfigError(f"{option} {target}: batch {k} inputs are not tensors")
         if inputs[0].dim() == 0 or inputs[0].shape[0] == 0:
             raise ConfigError(
-                f"--data {target}: batch {k} has no example (its first input has shape "
+                f"{option} {target}: batch {k} has no example (its first input has shape "
                 f"{tuple(inputs[0].shape)}; the first dimension is the batch)"
             )
         out.append((inputs, targets))
     if not out:
-        raise ConfigError(f"--data {target} returned no batch")
+        raise ConfigError(f"{option} {target} returned no batch")
     return out, items
 
 
@@ -160,6 +163,37 @@ def _accuracy(model: Any, batches: list[tuple[tuple[Any, ...], Any]]) -> float:
             right += int((predicted == targets).sum())
             total += int(targets.numel())
     return right / total
+
+
+#: What the distilled row says when the student was distilled on the batches it is scored on.
+SCORED_ON_ITS_TRAINING = (
+    "distilled on the --data batches it is scored on: its score is on its own training data, "
+    "not held out as the model's may be (give --student-data MODULE:LOADER to distil on "
+    "other batches)"
+)
+
+
+def _noted(variant: Any, note: str) -> Any:
+    """``variant`` whose row carries ``note`` beside its own notes."""
+    from dataclasses import replace
+
+    made = variant.apply
+
+    def apply(model: Any, ctx: Any) -> Any:
+        applied = made(model, ctx)
+        return replace(applied, notes=(*applied.notes, note))
+
+    return replace(variant, apply=apply)
+
+
+def _check_student_options(student_target: str | None, student_data: str | None) -> None:
+    """Refuse ``--student-data`` without ``--student``: no student to distil on them."""
+    if student_target is None and student_data is not None:
+        raise click.UsageError(
+            "--student-data applies only with --student MODULE:FACTORY (the batches to distil "
+            "it on)",
+            ctx=click.get_current_context(),
+        )
 
 
 def _check_epochs_need_a_student(student_target: str | None) -> None:
@@ -210,6 +244,14 @@ def _check_epochs_need_a_student(student_target: str | None) -> None:
     default=None,
     metavar="MODULE:FACTORY",
     help="A smaller untrained model to distil from the model (adds a 'distilled' variant).",
+)
+@click.option(
+    "--student-data",
+    "student_data_target",
+    default=None,
+    metavar="MODULE:LOADER",
+    help="Batches of (inputs, targets) to distil --student on (needs it); default: --data's, "
+    "and the distilled row then says it was scored on its own training batches.",
 )
 @click.option(
     "--epochs",
@@ -271,6 +313,7 @@ def command(
     evaluate_target: str | None,
     variants: str,
     student_target: str | None,
+    student_data_target: str | None,
     epochs: int,
     metric: str,
     mode: str,
@@ -303,6 +346,7 @@ def command(
             raise ConfigError(f"{option} needs a {what} name, not {given!r}")
     min_time_s = finite_number("--min-time", min_time_s, low=0.0, unit="s")
     _check_epochs_need_a_student(student_target)
+    _check_student_options(student_target, student_data_target)
     if pue is not None:  # a bad PUE: one line before any model is built, as run's --pue
         from greenprint.carbon._pue import resolve_pue
 
@@ -349,7 +393,14 @@ def command(
         student = _call(student_target, "the student factory")
         if not isinstance(student, torch.nn.Module):
             raise ConfigError(f"{student_target} returned {type(student).__name__}, not a model")
-        chosen.append(greener.distilled(student, batches, epochs=epochs))
+        if student_data_target is not None:
+            train = _call(student_data_target, "the student's loader")
+            train_batches, _ = _batches(train, student_data_target, "--student-data")
+            chosen.append(greener.distilled(student, train_batches, epochs=epochs))
+        else:  # its score would read as held out, as the model's
+            chosen.append(
+                _noted(greener.distilled(student, batches, epochs=epochs), SCORED_ON_ITS_TRAINING)
+            )
     try:
         result = greener.compare(
             model,

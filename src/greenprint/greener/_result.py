@@ -262,6 +262,7 @@ class GreenerResult:
         widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(header)]
         lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
         lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in body]
+        lines += [f"- {n}" for n in row_caveats(self)]
         lines += [f"- {n}" for n in self.notes]
         return "\n".join(line.rstrip() for line in lines)
 
@@ -475,6 +476,27 @@ def _column_unit(values: Iterable[float | None], base: str) -> tuple[float, str]
         if top >= factor:
             return factor, prefix + base
     return 1e-9, "n" + base
+
+
+def row_caveats(result: GreenerResult) -> list[str]:
+    """Each measured row's caveats, ``"name: ..."``, which the plain table cannot put in a cell.
+
+    A pruned row's *FPO executed* assume a sparse kernel (the dense kernels timed run FPO
+    dense), and the row's own notes. The report's sections say them with each description.
+    """
+    out = []
+    for r in (r for r in result.rows if r.measured):
+        said = list(r.notes)
+        if not r.int_ops and (r.fpo_executed or 0) < (r.fpo_dense or 0):
+            said.insert(
+                0,
+                f"FPO executed ({_fpo(r.fpo_executed)}) assume a sparse kernel that skips the "
+                f"zero weights; the dense kernels timed here run all {_fpo(r.fpo_dense)} (FPO "
+                "dense)",
+            )
+        if said:
+            out.append(f"{r.name}: " + "; ".join(said))
+    return out
 
 
 def table_cells(result: GreenerResult) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:

@@ -203,6 +203,20 @@ def _check_amount(amount: object) -> float:
     return float(amount)
 
 
+def _check_norm(n: object) -> float:
+    """The order of the norm ranking channels: a number > 0 (``math.inf`` too), not NaN.
+
+    torch takes a string order ('fro', 'x') or NaN without a word and fails, or ranks the
+    channels by nothing, only once the comparison has measured the baseline.
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, float)) or math.isnan(n) or n <= 0:
+        raise ConfigError(
+            "n must be the order of the norm that ranks the channels, a number > 0 "
+            f"(1: L1, 2: L2, math.inf: the largest magnitude), not {n!r}"
+        )
+    return n
+
+
 def _check_module(label: str, model: object) -> None:
     """Refuse a model that is not an ``nn.Module`` (a ``state_dict``, a path).
 
@@ -242,7 +256,9 @@ def dynamic_int8(*, name: str = "dynamic-int8") -> Variant:
         import torch
         from torch import nn
 
-        linears = frozenset(n for n, m in weighted_modules(model) if isinstance(m, nn.Linear))
+        layers = weighted_modules(model)
+        linears = frozenset(n for n, m in layers if isinstance(m, nn.Linear))
+        convolutions = len(layers) - len(linears)
         if not linears:
             raise VariantSkipped("the model has no nn.Linear layer to quantize dynamically")
         if torch.backends.quantized.engine == "none":
@@ -257,7 +273,15 @@ def dynamic_int8(*, name: str = "dynamic-int8") -> Variant:
             model=quantized,
             float_twin=twin,
             int8_modules=linears,
-            notes=("convolutions stay float (PyTorch has no dynamic int8 convolution)",),
+            # said where there is one: an MLP's row read it too
+            notes=(
+                (
+                    f"its {convolutions} convolution(s) stay float (PyTorch has no dynamic int8 "
+                    "convolution)",
+                )
+                if convolutions
+                else ()
+            ),
         )
 
     return Variant(
@@ -428,11 +452,17 @@ def prune_structured(
     Args:
         amount: the fraction of each layer's output channels set to zero, in (0, 1).
         name: the row's name (default ``"prune-ch-30%"`` for 0.3).
-        n: the norm ranking the channels (2: L2).
+        n: the norm ranking the channels (2: L2), a number > 0 (``math.inf``: the largest
+            magnitude).
         fine_tune: as for :func:`prune_unstructured`.
         keep_last: leave the last layer whole (its outputs are the classes).
+
+    Raises:
+        ConfigError: ``amount`` is not in (0, 1), ``n`` is not a number > 0, or ``fine_tune``
+            is not a function.
     """
     share = _check_amount(amount)
+    n = _check_norm(n)
     hook = _check_fine_tune(fine_tune)
 
     def apply(model: nn.Module, ctx: Context) -> Applied:
