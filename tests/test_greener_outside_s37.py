@@ -161,3 +161,36 @@ def test_prune_structured_norm_refused_when_made(n):
 def test_prune_structured_norms_that_rank():
     assert greener.prune_structured(0.3, n=1).description.startswith("L1 pruning")
     assert greener.prune_structured(0.3, n=math.inf).description.startswith("Linf pruning")
+
+
+def test_smaller_without_its_training_says_it_is_not_counted():
+    # a smaller model the user trained, its runs not given: training read 0 and break-even 0
+    # ("paid back from the first inference") without a word; its training is unknown
+    tiny = nn.Sequential(nn.Linear(64, 8), nn.ReLU(), nn.Linear(8, 10))
+    x = _x()
+    given = greener.distill(
+        _mlp(),
+        nn.Sequential(nn.Linear(64, 8), nn.ReLU(), nn.Linear(8, 10)),
+        [(x, torch.arange(BATCH) % 10)],
+        1,
+        ledger=False,
+    )
+    result = greener.compare(
+        _mlp(),
+        None,
+        x,
+        [
+            greener.smaller(tiny, name="tiny"),
+            greener.smaller(given.student, name="kd", training=[given]),
+        ],
+        ledger=False,
+        min_time_s=0.01,
+        num_threads=1,
+    )
+    assert result.row("tiny").notes == (
+        "its training was not given (smaller(..., training=[runs])): the training column and "
+        "break-even count none of it",
+    )
+    assert "- tiny: its training was not given" in result.table()
+    assert result.row("kd").notes == ()
+    assert result.row("kd").training_energy_kwh == pytest.approx(given.energy_kwh)

@@ -93,6 +93,13 @@ def distilled(
     )
 
 
+#: The note of a :func:`smaller` variant given no ``training``.
+NO_TRAINING_GIVEN = (
+    "its training was not given (smaller(..., training=[runs])): the training column and "
+    "break-even count none of it"
+)
+
+
 def smaller(
     model: nn.Module,
     *,
@@ -107,7 +114,8 @@ def smaller(
         name: the row's name.
         training: the runs that trained it (:class:`~greenprint.Run`, run records, or
             :class:`~greenprint.greener.DistillResult`): their energy is its extra training
-            cost for the break-even.
+            cost for the break-even. Without them the row's notes say that its training is
+            not counted.
         description: what it is, in words.
 
     Raises:
@@ -119,7 +127,11 @@ def smaller(
     kept = tuple(training)
     own = model
 
+    # no runs given: its training cost is unknown, not 0 (its row read training 0, paid back
+    # after 0 inferences, without a word)
+    notes = () if kept else (NO_TRAINING_GIVEN,)
+
     def apply(_: nn.Module, ctx: Context) -> Applied:
-        return Applied(model=copy.deepcopy(own).eval(), training=kept)
+        return Applied(model=copy.deepcopy(own).eval(), training=kept, notes=notes)
 
     return Variant(_check_name(name), "smaller", description, apply)
