@@ -3,9 +3,9 @@
 Each study is a user's Tune script (``study.py``) in a folder of its own, with a clean
 environment (no ``GREENPRINT_*`` variable, no configuration), read back with ``greenprint
 report`` and both exports. The tests were written in other files (review s16, outside shapes 2,
-4 and 7, outside reports, integrations s24 and s25), each script run as ``python study.py``
-(outside shapes 4's on a 1-CPU cluster: here one trial at a time), its own driver
-starting its own local cluster: ~4.5 s of CPU for the cluster's daemons (GCS, raylet, the
+4 and 7, outside reports, integrations s24 and s25, ledger path pinned s34), each script run as
+``python study.py`` (outside shapes 4's on a 1-CPU cluster: here one trial at a time), its own
+driver starting its own local cluster: ~4.5 s of CPU for the cluster's daemons (GCS, raylet, the
 dashboard, agent, log and autoscaler monitors) and ~3 s for the driver to import Ray Tune, for a
 few seconds of trials. Here one driver (:data:`RUNNER`) starts one local cluster, as each
 script did (``ray.init(num_cpus=2, ...)``), then runs each study's script in its folder as
