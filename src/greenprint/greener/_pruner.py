@@ -154,8 +154,8 @@ class CostAwarePruner:
 
     Raises:
         ConfigError: an unknown direction or rule, a percentile outside (0, 100), a negative or
-            non-finite ``min_cost``, or counts that are not non-negative integers (``n_min_trials``
-            at least 1).
+            non-finite ``min_cost``, counts that are not non-negative integers (``n_min_trials``
+            at least 1), or a ``cost_unit`` that is no name.
     """
 
     def __init__(
@@ -186,7 +186,8 @@ class CostAwarePruner:
         self.n_min_trials = _count("n_min_trials", n_min_trials, low=1)
         self.n_warmup_reports = _count("n_warmup_reports", n_warmup_reports, low=0)
         self.min_cost = finite_number("min_cost", min_cost, low=0.0, text=False)
-        if not isinstance(cost_unit, str):
+        if not isinstance(cost_unit, str) or not cost_unit.strip():
+            # '' wrote every reason without a unit: 'at cost 4 ', 'min_cost=0 '
             raise ConfigError(f"cost_unit must be text such as 'kWh', not {cost_unit!r}")
         self.cost_unit = cost_unit
         self._curves: dict[Hashable, _Curve] = {}
@@ -278,10 +279,14 @@ class CostAwarePruner:
             Whether the trial was added (``False``: already known).
 
         Raises:
-            ConfigError: a bad cost or an infinite score.
+            ConfigError: a point that is no ``(cost, score)`` pair, a bad cost or an infinite
+                score.
         """
         checked = []
-        for cost, score in points:
+        for point in points:
+            if not isinstance(point, (tuple, list)) or len(point) != 2:  # was a bare ValueError
+                raise ConfigError(f"points must be (cost, score) pairs, not {point!r}")
+            cost, score = point
             cost_value = finite_number("cost", cost, low=0.0, text=False)
             if isinstance(score, bool) or not isinstance(score, (int, float)):
                 raise ConfigError(f"score must be a number, not {score!r}")
