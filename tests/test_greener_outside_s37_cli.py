@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -122,3 +123,17 @@ def test_bad_student_data_is_one_line_and_status_2(module, capsys, more, says):
     assert code == 2
     assert out == ""
     assert len(err.strip().splitlines()) == 1 and says in err
+
+
+def test_a_model_that_fails_on_its_data_is_named_as_given(module, capsys):
+    # it read 'the model fails on example_inputs', a word of the Python API the CLI has not
+    (Path("shapes.py")).write_text(
+        "import torch\ndef wrong():\n    return [(torch.zeros(4, 3), torch.zeros(4).long())]\n"
+    )
+    code, out, err = _greener(capsys, module, "--ledger", "d.db", "--data", "shapes.py:wrong")
+    assert code == 2 and out == ""
+    assert err.startswith(
+        "greenprint: error: mine.py:trained fails on the first batch of --data shapes.py:wrong: "
+        "RuntimeError: mat1 and mat2 shapes cannot be multiplied (4x3 and 16x32)"
+    )
+    assert err.count("\n") == 1

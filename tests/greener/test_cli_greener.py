@@ -160,7 +160,10 @@ def test_evaluate_and_mode(module, tmp_path, capsys):
         (["{m}:not_a_model", "--data", "{m}:batches"], "returned int, not a torch.nn.Module"),
         (["{m}:trained", "--data", "{m}:broken_loader"], "RuntimeError: no data here"),
         (["{m}:trained", "--data", "{m}:not_batches"], "expected batches of (inputs, targets)"),
-        (["{m}:trained", "--data", "{m}:wrong_shape"], "the model fails on example_inputs"),
+        (
+            ["{m}:trained", "--data", "{m}:wrong_shape"],
+            ":trained fails on the first batch of --data ",
+        ),
         (
             ["{m}:trained", "--data", "{m}:batches", "--evaluate", "{m}:bad_evaluate"],
             "KeyError",

@@ -418,6 +418,16 @@ def command(
             pue=pue,
             num_threads=num_threads,
         )
+    except ConfigError as e:
+        from greenprint.greener._compare import MODEL_FAILS
+
+        said = str(e)
+        if not said.startswith(MODEL_FAILS):
+            raise
+        # named as the user gave them: the CLI has no example_inputs
+        raise ConfigError(
+            f"{target} fails on the first batch of --data {data_target}" + said[len(MODEL_FAILS) :]
+        ) from e
     except GreenprintError:
         raise
     except Exception as e:  # the model failed on its own data: bad input, one line

@@ -41,6 +41,8 @@ logger = logging.getLogger(__name__)
 
 #: The name of the row of the model as given.
 BASELINE = "baseline"
+#: How the error of a model that fails on its own ``example_inputs`` begins.
+MODEL_FAILS = "the model fails on example_inputs"
 
 
 def _baseline() -> Variant:
@@ -347,7 +349,7 @@ def _one(
                 raise
             if variant.name == BASELINE:  # the model itself fails: bad input, not a skip
                 raise ConfigError(
-                    f"the model fails on example_inputs: {type(e).__name__}: "
+                    f"{MODEL_FAILS}: {type(e).__name__}: "
                     f"{(str(e).strip().splitlines() or [''])[0][:200]}"
                 ) from e
             # a technique that the kernels of this machine or model refuse: skipped, said why
