@@ -13,6 +13,8 @@ from greenprint.analysis import price_tag  # noqa: E402
 from greenprint.analysis._common import RunForest  # noqa: E402
 from greenprint.fpo import count_fpo  # noqa: E402
 
+F = torch.nn.functional
+
 from . import _greener_models as models  # noqa: E402
 
 
@@ -37,14 +39,37 @@ def test_distill_records_a_run_with_role_and_cost(teacher, tmp_path):
     assert run.energy_kwh == pytest.approx(result.energy_kwh)
     assert run.dataset_size == 128
     assert [m.step for m in run.metrics if m.name == "distill_loss"] == [1, 2, 3, 4, 5, 6]
-    # FPO: per example, the student's forward + backward and the teacher's forward, counted by
-    # greenprint's counter on one batch, times examples and epochs
-    x = data[0][0]
+    # FPO: per example, the whole training step, each piece counted alone on one batch: the
+    # student's forward + backward, the teacher's forward and its softened softmax, the loss
+    # (KL + cross-entropy) and its gradient down to the logits, the Adam step; times examples
+    # and epochs. Before, the loss and the optimizer step were left out (2,435,000 FPO against
+    # 2,488,378 on a real step of a user's model) while the FPO was recorded as exact.
+    x, y = data[0]
+    torch.manual_seed(0)
+    fresh = models.cnn(2, 8)
+    with torch.no_grad():
+        logits = fresh(x).requires_grad_()
+    with gp.FPOCounter() as softened, torch.no_grad():
+        soft = F.softmax(teacher(x) / 2.0, dim=-1)
+    with gp.FPOCounter() as loss:
+        kd = F.kl_div(F.log_softmax(logits / 2.0, dim=-1), soft, reduction="batchmean")
+        (0.5 * 4.0 * kd + 0.5 * F.cross_entropy(logits, y)).backward()
+    fresh(x).sum().backward()
+    adam = torch.optim.Adam(fresh.parameters(), lr=1e-3)
+    with gp.FPOCounter() as step:
+        adam.step()
+    params = sum(p.numel() for p in fresh.parameters())
+    assert step.total >= 13 * params  # Adam: 13 FPO per parameter element (docs/fpo.md)
+    teacher_forward = count_fpo(teacher, x, backward=False).total
+    assert softened.total > teacher_forward  # the softmax of t / T on top
     per_example = (
         count_fpo(models.cnn(2, 8), x, backward=True).total
-        + count_fpo(teacher, x, backward=False).total
+        + softened.total
+        + loss.total
+        + step.total
     ) / x.shape[0]
     assert result.fpo == run.fpo == round(per_example * 128 * 6)
+    assert result.fpo_count is None  # exact: every op of the step has a rule
 
 
 def test_distill_takes_a_generator_for_several_epochs(teacher):

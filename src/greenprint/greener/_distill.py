@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -34,8 +35,9 @@ class DistillResult:
         energy_kwh: the training's energy, kWh.
         emissions_kg: its CO2-eq, kg.
         duration_s: its duration, s.
-        fpo: FPO of the training (student forward and backward, teacher forward; the loss and
-            optimizer steps are not counted), ``None`` if it could not be counted.
+        fpo: FPO of the training: its first step counted as it ran (teacher forward, student
+            forward and backward, the loss, the optimizer step) per example, times the examples
+            seen; ``None`` if it could not be counted.
         epochs: passes over the data.
         examples: training examples seen per epoch.
         losses: mean loss of each epoch.
@@ -143,7 +145,7 @@ def distill(
     from torch import nn
 
     import greenprint as gp
-    from greenprint.fpo import count_fpo
+    from greenprint.fpo import FPOCounter
 
     for label, model in (("teacher", teacher), ("student", student)):
         if not isinstance(model, nn.Module):
@@ -177,19 +179,23 @@ def distill(
             for batch in batches:
                 inputs, targets = _split(batch)
                 size = int(targets.shape[0]) if targets.dim() else 1
-                if fpo_per_example is None:
-                    fpo_per_example = _step_fpo(teacher, student, inputs, count_fpo, counts)
-                    fpo_per_example /= max(size, 1)
-                with torch.no_grad():
-                    soft = F.softmax(teacher(*inputs) / t, dim=-1)
-                logits = student(*inputs)
-                kd = F.kl_div(F.log_softmax(logits / t, dim=-1), soft, reduction="batchmean")
-                loss = float(alpha) * t * t * kd + (1 - float(alpha)) * F.cross_entropy(
-                    logits, targets
-                )
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
+
+                # the first step counted as it trains: all of it (the loss and optimizer too)
+                counter = FPOCounter(student) if fpo_per_example is None else nullcontext()
+                with counter:
+                    with torch.no_grad():
+                        soft = F.softmax(teacher(*inputs) / t, dim=-1)
+                    logits = student(*inputs)
+                    kd = F.kl_div(F.log_softmax(logits / t, dim=-1), soft, reduction="batchmean")
+                    loss = float(alpha) * t * t * kd + (1 - float(alpha)) * F.cross_entropy(
+                        logits, targets
+                    )
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                if isinstance(counter, FPOCounter):
+                    counts.append(counter.result)
+                    fpo_per_example = counter.total / max(size, 1)
                 total += float(loss.detach()) * size
                 seen += size
             if seen == 0:
@@ -219,21 +225,3 @@ def distill(
         provenance=dict(run.provenance),
         fpo_count=fpo_count,
     )
-
-
-def _step_fpo(
-    teacher: nn.Module,
-    student: nn.Module,
-    inputs: tuple[Any, ...],
-    count: Any,
-    counts: list[Any] | None = None,
-) -> int:
-    """FPO of one training step on ``inputs``: student forward + backward, teacher forward.
-
-    ``counts``, when given, receives the two count results (their ops with no rule or on
-    complex tensors make the run's FPO a lower bound).
-    """
-    results = [count(student, *inputs, backward=True), count(teacher, *inputs, backward=False)]
-    if counts is not None:
-        counts.extend(results)
-    return int(sum(r.total for r in results))
