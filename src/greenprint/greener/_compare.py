@@ -162,8 +162,8 @@ def compare(
     from torch import nn
 
     import greenprint as gp
+    from greenprint.greener._counted import counted_as
     from greenprint.greener._measure import measure
-    from greenprint.greener._result import counted_as
 
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model must be a torch.nn.Module, not {type(model).__name__}")
@@ -291,14 +291,14 @@ def _one(
     The FPO as its run recorded them: an int, or a count result when they are a lower bound
     (ops with no rule or on complex tensors) or assumed something (an FFT library), its own
     counts' or its training's (:attr:`Context.fpo`): see
-    :func:`~greenprint.greener._result.counted_as`.
+    :func:`~greenprint.greener._counted.counted_as`.
     """
     import torch
 
     import greenprint as gp
     from greenprint.fpo import FPOCounter
+    from greenprint.greener._counted import counted_as
     from greenprint.greener._measure import unknown_ops_kept
-    from greenprint.greener._result import counted_as
 
     params = {STEP_KEY: "variant", VARIANT_KEY: variant.name, TECHNIQUE_KEY: variant.technique}
 

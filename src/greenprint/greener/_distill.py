@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from greenprint._exceptions import ConfigError
-from greenprint.greener._result import GREENER_ROLE, STEP_KEY, counted_as
+from greenprint.greener._counted import counted_as
+from greenprint.greener._result import GREENER_ROLE, STEP_KEY
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn

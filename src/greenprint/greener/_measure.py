@@ -84,7 +84,7 @@ class Figures:
     energy_provenance: str
     run_fpo: int
     #: the one-batch count ``run_fpo`` is made of (its ops with no rule or on complex tensors
-    #: make ``run_fpo`` a lower bound: :func:`~greenprint.greener._result.counted_as`), or ``None``
+    #: make ``run_fpo`` a lower bound: :func:`~greenprint.greener._counted.counted_as`), or ``None``
     run_fpo_count: Any = None
 
 
@@ -121,7 +121,7 @@ def count_variant_fpo(
     the int8 layers' products are integer operations (``int8 ops``: the twin's products of
     those layers, times their share of nonzero weights), not FPO. ``kernels'`` are the FPO of
     one batch as the kernels run it (zero weights multiplied), and the count result its ops
-    with no rule come from (:func:`~greenprint.greener._result.counted_as`).
+    with no rule come from (:func:`~greenprint.greener._counted.counted_as`).
     """
     counted, layers, outputs = _count_layers(twin, inputs)
     dense = int(counted.total)
