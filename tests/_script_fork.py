@@ -81,8 +81,14 @@ REPORT_KEY = ("greenprint report",)
 #: the outside checks alternates Lightning scripts, Transformers scripts and reports.
 MAX_SERVERS = 3
 
-#: Environment variables that differ from test to test and that no framework reads at import.
-_PER_TEST = ("PYTEST_CURRENT_TEST",)
+#: Environment variables that differ from test to test, or that the pytest process sets itself
+#: mid-session, and that no framework reads at import: ``TORCHINDUCTOR_CACHE_DIR`` is written
+#: into ``os.environ`` when the pytest process first imports torch._dynamo (an in-process test's
+#: optimizer step or FPO count), which made every server started before it look started with
+#: another environment: closed and started again, its framework imported once more (about 4 s
+#: of CPU for Transformers', 5 s for Lightning's). A child gets the whole request environment
+#: either way (``os.environ`` cleared and filled).
+_PER_TEST = ("PYTEST_CURRENT_TEST", "TORCHINDUCTOR_CACHE_DIR")
 
 _servers: dict[tuple[str, ...], tuple[ForkServer, dict[str, str]]] = {}
 #: Sets of frameworks (with the environment they were asked for in) whose server could not

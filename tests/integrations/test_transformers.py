@@ -23,8 +23,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 FAST = {"sample_interval_s": 0.05, "flush_interval_s": 0.1}
-OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # as in the tests here: see _frameworks
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -203,11 +201,13 @@ def test_a_crash_that_ends_the_program_ends_the_run_failed(tmp_path: Path) -> No
     12): the crashed run, which wrote its id beside each checkpoint, becomes a part of the
     resumed run (failed, its error and cost kept, added once: it ran before), not a second
     trial."""
-    script = tmp_path / "crash.py"
-    script.write_text(CRASH_SCRIPT)
-    env = {**os.environ, **OFFLINE, **ONE_THREAD}
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                          timeout=240, cwd=tmp_path, env=env)  # fmt: skip
+    from _report_cli import run_in
+
+    (tmp_path / "crash.py").write_text(CRASH_SCRIPT)
+    # ``python crash.py`` with a new user's environment (this module's offline settings, the
+    # worker's one thread): in a child of the Transformers fork server of this pytest process
+    # when one is up (_script_fork), its uncaught error reaching greenprint's excepthook as ever
+    done = run_in(tmp_path, sys.executable, "crash.py", timeout=240)
     assert done.returncode == 1 and "RuntimeError: loss is NaN" in done.stderr
     (record,) = gp.Ledger(tmp_path / "gp.db").runs(study="hf")
     assert (record.name, record.status) == ("crash", "failed")
