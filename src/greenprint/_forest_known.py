@@ -127,3 +127,14 @@ class ForestKnown:
             AnalysisError: an FPO above the largest float (see :meth:`nested_sum`).
         """
         return self.known_sums(self.column("fpo"), fpo=True)
+
+    @cached_property
+    def duration_sums(self) -> KnownSums:
+        """:meth:`known_sums` of the runs' durations, a run that recorded none unknown.
+
+        A ``duration_s`` of 0.0 (or NaN) is a run recorded without one (built by hand through
+        the ledger API, imported), as the price tag reads it: never a run that took 0 s.
+        Computed once, shared by the readers of a time axis (EVP by time, Pareto on time,
+        learning curves).
+        """
+        return self.known_sums([d if d > 0 else None for d in self.column("duration_s")])

@@ -54,8 +54,10 @@ class LearningCurve:
     Standard deviations are sample ones (``ddof=1``) over the repeats at a size, NaN where there
     is a single run. Each run's cost is its own with its parts' (see the module). FPO figures
     are over the runs whose FPO with their parts' is known (NaN where none is). Durations are
-    run-seconds, as the price tag's (a run's children that ran in parallel add up). Arrays are
-    read-only.
+    run-seconds, as the price tag's (a run's children that ran in parallel add up), over the
+    runs whose duration is known: a run recorded without one (``duration_s`` 0.0, built
+    through the ledger API) is left out of them, never counted as 0 s, and a note says how
+    many were (NaN where none is known). Arrays are read-only.
 
     Attributes:
         metric: the score's metric name.
@@ -69,12 +71,14 @@ class LearningCurve:
         emissions_kg_std: its standard deviation, kg CO2-eq.
         fpo_mean: mean FPO per run.
         fpo_std: its standard deviation, FPO.
-        duration_s_mean: mean run duration, s.
+        duration_s_mean: mean run duration, s (of the runs whose duration is known).
         duration_s_std: its standard deviation, s.
         n_skipped: runs left out (no ``dataset_size`` or no score of ``metric``; a part is
             not left out: it is inside its run's point, nor is a run above points, such as a
             sweep of trials).
         notes: caveats.
+        duration_unknown: runs used whose duration is unknown (recorded without one), left
+            out of ``duration_s_mean`` and ``duration_s_std`` only.
     """
 
     metric: str
@@ -92,6 +96,7 @@ class LearningCurve:
     duration_s_std: np.ndarray
     n_skipped: int = 0
     notes: tuple[str, ...] = ()
+    duration_unknown: int = 0
 
     def __len__(self) -> int:
         return int(self.dataset_size.shape[0])
@@ -116,6 +121,7 @@ class LearningCurve:
             out[name] = [json_float(x) for x in getattr(self, name)]
         out["n_skipped"] = self.n_skipped
         out["notes"] = list(self.notes)
+        out["duration_unknown"] = self.duration_unknown
         return out
 
 
@@ -175,7 +181,7 @@ def learning_curve(
             if not math.isnan(given):
                 read[pos] = float(given)
     positions = curve_points(study.forest, roles)
-    return curve_of(study.forest, positions, read, metric=metric, statuses=statuses)
+    return curve_of(study.forest, positions, read, metric=metric, statuses=statuses, time_note=True)
 
 
 def curve_points(forest: RunForest, roles: Sequence[str]) -> list[int]:
@@ -211,6 +217,7 @@ def curve_of(
     *,
     metric: str,
     statuses: Sequence[str] | None = ("finished",),
+    time_note: bool = False,
 ) -> LearningCurve:
     """The learning curve of some runs of a forest, each costing its own with its parts'.
 
@@ -223,6 +230,9 @@ def curve_of(
         scores: one score per run of the forest (NaN: none).
         metric: the score's metric name.
         statuses: statuses to use (``None``: all).
+        time_note: say in the notes how many runs of unknown duration the run time leaves
+            out (:func:`learning_curve` does; the report's figure draws no run time, and
+            ``duration_unknown`` counts them either way).
 
     Returns:
         The :class:`LearningCurve`.
@@ -232,7 +242,9 @@ def curve_of(
     """
     keep = check_statuses(statuses)
     fpo = forest.fpo_sums  # RunForest's rules, as the price tag's: one reading of a cost
-    costs = [forest.cost_sums(name) for name in ("energy_kwh", "emissions_kg", "duration_s")]
+    costs = [forest.cost_sums(name) for name in ("energy_kwh", "emissions_kg")]
+    times = forest.duration_sums  # a run recorded without a duration: unknown, never 0 s
+    untimed = 0  # points whose run time is unknown: left out of duration_s_mean/std
     groups: dict[int, list[tuple[float, ...]]] = {}
     skipped = 0
     left_out: dict[str, int] = {}  # runs with a size and a score whose status is not kept
@@ -249,7 +261,9 @@ def curve_of(
             skipped += 1
             continue
         known_fpo = float(fpo.inclusive[pos]) if fpo.complete[pos] else math.nan
-        energy, emissions, duration = (float(c[pos]) for c in costs)
+        energy, emissions = (float(c[pos]) for c in costs)
+        duration = float(times.inclusive[pos]) if times.complete[pos] else math.nan
+        untimed += math.isnan(duration)
         groups.setdefault(int(size), []).append((score, energy, emissions, known_fpo, duration))
     if not groups:
         if left_out:  # they have sizes and scores: their status is what left them out
@@ -285,6 +299,8 @@ def curve_of(
             f"{count_of(skipped, 'run')} without a dataset_size or a {metric!r} score {were} "
             "left out"
         )
+    if untimed and time_note:
+        notes.append(untimed_note(untimed))
     arrays = {k: frozen_array(np.array(v)) for k, v in columns.items()}
     return LearningCurve(
         metric=metric,
@@ -302,6 +318,16 @@ def curve_of(
         duration_s_std=arrays["duration_s_std"],
         n_skipped=skipped,
         notes=tuple(notes),
+        duration_unknown=untimed,
+    )
+
+
+def untimed_note(count: int) -> str:
+    """The curve's note on ``count`` runs of unknown duration left out of its run time."""
+    are = "is" if count == 1 else "are"
+    return (
+        f"{count_of(count, 'run')} recorded without a duration {are} left out of the run time "
+        "(duration_s_mean/std; NaN at a size where no run's is known)"
     )
 
 

@@ -413,7 +413,10 @@ def evp_by_budget(
     count as NaN, handled by ``nan_policy`` (by default as the worst score: they cost a trial).
     A trial's cost includes its parts'. Trials with an unknown FPO are given the mean FPO of the
     others (noted on the curve); a trial's FPO is known when its own is, or when all its
-    parts' are (as the price tag counts it).
+    parts' are (as the price tag counts it). Run time likewise: a trial recorded without a
+    duration (``duration_s`` 0.0, a run built through the ledger API) is unknown, never 0 s,
+    and is given the mean of the others' (``"2 of 5 trials had no recorded run time; given
+    the mean"``).
 
     Args:
         runs_or_scores: RunRecords, or one score per trial.
@@ -505,11 +508,16 @@ def evp_by_budget(
             raw = _trial_costs(forest, positions, attribute)
             cost = np.array([math.nan if c is None else float(c) for c in raw])
             unknown = int(np.isnan(cost).sum())
+            timed = attribute == "duration_s"  # a run recorded without one: unknown, not 0 s
             if unknown == cost.size:
-                raise AnalysisError(f"no trial has a known {key}: cannot put it on the budget axis")
+                what = "recorded run time (duration_s)" if timed else key
+                raise AnalysisError(
+                    f"no trial has a known {what}: cannot put it on the budget axis"
+                )
             if unknown:
                 cost = np.where(np.isnan(cost), np.nanmean(cost), cost)
-                notes.append(f"{unknown} of {cost.size} trials had no {label}; given the mean")
+                what = "recorded run time" if timed else label
+                notes.append(f"{unknown} of {cost.size} trials had no {what}; given the mean")
         else:
             label = unit or "cost"
             cost = finite_or_raise(costs, "costs")

@@ -21,8 +21,9 @@ def _trial_costs(forest: RunForest, positions: Sequence[int], attribute: str | N
     """Each trial's cost, its parts' included (a trial's own record normally contains them)."""
     if attribute is None:
         return [1.0] * len(positions)
-    if attribute == "fpo":  # the price tag's rule: known when complete (RunForest.known_sums)
-        sums = forest.fpo_sums
+    if attribute in ("fpo", "duration_s"):  # the price tag's rule: known when complete
+        # (RunForest.known_sums); a duration of 0.0 is a run recorded without one: unknown
+        sums = forest.fpo_sums if attribute == "fpo" else forest.duration_sums
         return [sums.inclusive[p] if sums.complete[p] else None for p in positions]
     values = [getattr(r, attribute) for r in forest.runs]
     inclusive = forest.cost_sums(attribute)  # the price tag's (concurrent children share)

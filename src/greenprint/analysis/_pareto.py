@@ -8,6 +8,7 @@ each other, and duplicates on the front are all kept.
 
 from __future__ import annotations
 
+import logging
 import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
@@ -16,10 +17,13 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from greenprint._exceptions import AnalysisError, ConfigError
+from greenprint._format import count_of
 from greenprint._records import RunRecord
 from greenprint.analysis._common import Mode, Reduce, RunForest, check_choice, check_logged
 from greenprint.analysis._evp import BUDGET_UNITS
 from greenprint.analysis._roles import study_trials
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["hypervolume", "pareto_front", "pareto_runs"]
 
@@ -133,7 +137,8 @@ def pareto_runs(
     Only trials are candidates (runs with role ``trial``, given or inferred: never a fold or
     other part, a sweep, a baseline, the final run or a learning-curve run). A trial's score is
     its own, else the mean of its parts'; its cost includes its parts'. Trials without a finite
-    score or without a known cost (``None``) are left out.
+    score or without a known cost (``None``; a trial recorded without a duration, ``duration_s``
+    0.0, has no known run time) are left out.
 
     Args:
         runs: the runs (e.g. ``ledger.runs(study=...)``).
@@ -162,22 +167,35 @@ def pareto_runs(
     mode = study.mode
     forest = study.forest
     values = [getattr(r, cost) for r in forest.runs]
-    if cost == "fpo":  # the price tag's rule: known when complete (RunForest.known_sums)
-        sums = forest.fpo_sums
+    if cost in ("fpo", "duration_s"):  # the price tag's rule: known when complete
+        # (RunForest.known_sums); a duration of 0.0 is a run recorded without one: unknown
+        sums = forest.fpo_sums if cost == "fpo" else forest.duration_sums
         inclusive, known = sums.inclusive, sums.complete
     else:  # as the price tag sums them (energy and CO2-eq: concurrent children share)
         inclusive = forest.cost_sums(cost)
         known = [v is not None for v in values]
     kept: list[RunRecord] = []
     rows: list[tuple[float, float]] = []
+    unknown = 0  # scored trials left out for want of a known cost
     for position in study.positions:
         run = forest.runs[position]
         score = study.scores[position].score
         value = inclusive[position] if known[position] else None
-        if math.isnan(score) or value is None or not math.isfinite(float(value)):
+        if math.isnan(score):
+            continue
+        if value is None or not math.isfinite(float(value)):
+            unknown += 1
             continue
         kept.append(run)
         rows.append((score, float(value)))
+    if unknown:  # said, as the price tag says a run of unknown FPO or time: never a silent gap
+        what = "run time (recorded without a duration)" if cost == "duration_s" else cost
+        logger.warning(
+            "pareto_runs: %s with a score left out of the front, %s %s unknown",
+            count_of(unknown, "trial"),
+            "its" if unknown == 1 else "their",
+            what,
+        )
     if not kept:
         return []
     direction = "maximize" if mode == "max" else "minimize"

@@ -288,6 +288,7 @@ def timeline_figure(
     if threads is not None or (lifted != 1.0).any():
         mean_rows[:, 2:] *= scale[:, None]
     use_samples = len(roots) <= max_sampled_runs
+    untimed = 0  # runs with energy but no recorded duration and no samples: not drawn
     if use_samples:
         # each run's samples, or its row at mean power, in the runs' order
         parts: list[np.ndarray] = []
@@ -303,11 +304,14 @@ def timeline_figure(
             elif drawn[k]:
                 averaged += 1
                 parts.append(mean_rows[k : k + 1])
+            elif _untimed(run):
+                untimed += 1
         parts.extend(_beyond_rows(beyond, inputs.forest.runs, samples_of))
         data = np.concatenate(parts) if parts else np.zeros((0, 6))
     else:
         data = mean_rows[drawn]
         averaged = int(data.shape[0])
+        untimed = sum(map(_untimed, roots))
         if spans:
             data = np.concatenate([data, *_beyond_rows(beyond, inputs.forest.runs, None)])
     rows = data.shape[0]
@@ -406,6 +410,13 @@ def timeline_figure(
             "running when its main process was stopped or crashed): drawn inside it up to that "
             f"end, and after it {how}, at what the price tag counts"
         )
+    if untimed:
+        were, its = ("is", "its") if untimed == 1 else ("are", "their")
+        notes.append(
+            f"{count_of(untimed, 'run')} recorded without a duration ({its} time unknown) "
+            f"and without power samples {were} not drawn: {its} energy is in the price tag's "
+            "total, not under this curve"
+        )
     if averaged:
         why = (
             f"the study has more than {max_sampled_runs} top-level runs"
@@ -460,3 +471,8 @@ def timeline_figure(
         ),
         None,
     )
+
+
+def _untimed(run: RunRecord) -> bool:
+    """Whether a run has energy but no recorded duration (0.0: built through the ledger API)."""
+    return not run.duration_s > 0 and (run.energy_kwh or 0.0) > 0.0
