@@ -262,6 +262,8 @@ class GreenerResult:
         widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(header)]
         lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
         lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in body]
+        if any(r.measured for r in self.rows):
+            lines.append(f"- {PUE_CAVEAT}")
         lines += [f"- {n}" for n in row_caveats(self)]
         lines += [f"- {n}" for n in self.notes]
         return "\n".join(line.rstrip() for line in lines)
@@ -458,7 +460,7 @@ TABLE_HEADER = (
     "score",
     "latency (ms/batch)",
     "throughput (inferences/s)",
-    "energy (Wh/1000)",
+    "IT energy (Wh/1000)",
     "CO2-eq (g/1000)",
     "FPO dense",
     "FPO executed",
@@ -476,6 +478,15 @@ def _column_unit(values: Iterable[float | None], base: str) -> tuple[float, str]
         if top >= factor:
             return factor, prefix + base
     return 1e-9, "n" + base
+
+
+#: What the table's energy and CO2-eq columns count, said under it in every format (the
+#: provenance line alone said that the CO2-eq includes the PUE and the energy does not).
+PUE_CAVEAT = (
+    "IT energy and training: energy as metered, before PUE (as the price tag's energy "
+    "(IT)); CO2-eq: that energy times the PUE (the facility's overhead, in the provenance) "
+    "and the grid's intensity"
+)
 
 
 def row_caveats(result: GreenerResult) -> list[str]:
@@ -523,7 +534,7 @@ def table_cells(result: GreenerResult) -> tuple[tuple[str, ...], list[tuple[str,
     direction = "lower is better" if result.mode == "min" else ""
     if named or direction:
         header[1] = f"score ({', '.join(part for part in (named, direction) if part)})"
-    header[4] = f"energy ({e_unit}/1000)"
+    header[4] = f"IT energy ({e_unit}/1000)"  # before PUE, as the price tag's energy (IT)
     header[5] = f"CO2-eq ({c_unit}/1000)"
     header[10] = f"training ({t_unit})"
     base = next((r for r in measured if r.name == result.baseline), None)

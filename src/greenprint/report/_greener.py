@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from greenprint._format import format_emissions, format_energy
 from greenprint._records import RunRecord
 from greenprint.greener._result import (
+    PUE_CAVEAT,
     GreenerResult,
     break_even_text,
     table_cells,
@@ -129,7 +130,7 @@ def _title(result: GreenerResult) -> str:
 
 
 def _details(result: GreenerResult) -> list[str]:
-    lines = []
+    lines = [PUE_CAVEAT] if any(r.measured for r in result.rows) else []
     for r in result.rows:
         if not r.measured:
             continue
