@@ -34,8 +34,39 @@ def _detect() -> tuple[HardwareInfo, dict[str, Provenance]]:
 
 def _as_dict(hw: HardwareInfo, in_use: dict[str, Provenance]) -> dict[str, Any]:
     report = hw.to_dict()
+    report.update(_estimate_tdp(hw))  # beside cpu_tdp_w (the table's: null when not in it)
     report["in_use"] = {component: str(origin) for component, origin in in_use.items()}
     return report
+
+
+def _estimate_tdp(hw: HardwareInfo) -> dict[str, Any]:
+    """The TDP the CPU estimate uses here, and where it came from, as the meters take it.
+
+    ``cpu_tdp_w`` is the shipped table's figure per socket, ``null`` for a model not in it,
+    while the estimate then uses the per-core default (or a configured ``cpu_tdp_w``, which
+    wins over both): ``cpu_estimate_tdp_w`` (the whole machine's, all sockets),
+    ``cpu_estimate_tdp_source`` (``"table:<row>"``, ``"default-per-core"`` or
+    ``"configured:<setting>"``, e.g. ``"configured:env:GREENPRINT_CPU_TDP_W"``) and
+    ``cpu_estimate_tdp_detail`` (how it was reached: ``"4 W/core x 2; ..."``).
+    """
+    from greenprint.meters._discovery import cpu_estimate_for
+    from greenprint.meters._estimate import CpuEstimateMeter, configured_cpu_tdp
+
+    configured = configured_cpu_tdp()
+    meter = cpu_estimate_for(hw, configured=configured)
+    assert isinstance(meter, CpuEstimateMeter)
+    origin = meter.origin
+    if configured is not None:
+        source = f"configured:{configured[1]}"
+    elif origin.source.startswith("tdp:"):
+        source = "table:" + origin.source.removeprefix("tdp:")
+    else:
+        source = origin.source  # "default-per-core"
+    return {
+        "cpu_estimate_tdp_w": round(meter.tdp_w, 6),
+        "cpu_estimate_tdp_source": source,
+        "cpu_estimate_tdp_detail": origin.detail,
+    }
 
 
 def hardware_report() -> dict[str, Any]:
