@@ -86,9 +86,10 @@ MAX_SERVERS = 3
 #: into ``os.environ`` when the pytest process first imports torch._dynamo (an in-process test's
 #: optimizer step or FPO count), which made every server started before it look started with
 #: another environment: closed and started again, its framework imported once more (about 4 s
-#: of CPU for Transformers', 5 s for Lightning's). A child gets the whole request environment
-#: either way (``os.environ`` cleared and filled).
-_PER_TEST = ("PYTEST_CURRENT_TEST", "TORCHINDUCTOR_CACHE_DIR")
+#: of CPU for Transformers', 5 s for Lightning's); ``PYTORCH_NVML_BASED_CUDA_CHECK``, which
+#: Lightning's import writes there (a server importing Lightning sets it in itself as well).
+#: A child gets the whole request environment either way (``os.environ`` cleared and filled).
+_PER_TEST = ("PYTEST_CURRENT_TEST", "TORCHINDUCTOR_CACHE_DIR", "PYTORCH_NVML_BASED_CUDA_CHECK")
 
 _servers: dict[tuple[str, ...], tuple[ForkServer, dict[str, str]]] = {}
 #: Sets of frameworks (with the environment they were asked for in) whose server could not

@@ -13,7 +13,6 @@ import logging
 import math
 import os
 import pickle
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -277,10 +276,12 @@ def test_lightning_ddp_ranks_stop_together_when_one_is_over_its_budget(tmp_path:
     """The ranks are forked (``ddp_fork``): spawned ones would each import Lightning again (6-9 s
     of CPU a process); test_lightning.py's DDP test spawns them, and the test below checks that
     the copy of the callback a spawned rank gets keeps its budget."""
+    from _report_cli import run_in
+
     (tmp_path / "ddp.py").write_text(PL_DDP_SCRIPT)
-    done = subprocess.run(
-        [sys.executable, "ddp.py"], capture_output=True, text=True, timeout=240, cwd=tmp_path
-    )
+    # ``python ddp.py`` with a new user's environment: in a child of the Lightning fork server
+    # of this pytest process when one is up (_script_fork), which forks the ranks
+    done = run_in(tmp_path, sys.executable, "ddp.py", timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]  # 100,000 epochs would not end in time
     node, part = _ddp_records(tmp_path)
     assert node.status == "interrupted" and "budget_kwh" in node.error
