@@ -50,6 +50,47 @@ def _refit_metric(search: Any, results: Mapping[str, Any] | None = None) -> str:
     return "score" if "score" in keys else keys[0]
 
 
+def _score_name(
+    search: Any, results: Mapping[str, Any] | None = None, metric: str | None = None
+) -> str | None:
+    """The name the trials' ``score`` is also logged under, ``None``: none (``score`` only).
+
+    ``metric`` when given (:func:`~greenprint.integrations.sklearn.track_search`'s
+    ``metric=``); else the scorer that ranks, by the name scikit-learn gives it: ``refit``'s
+    (``mean_test_<refit>``), ``scoring`` when it is one scorer's name (``"accuracy"``,
+    ``"neg_log_loss"``, kept negated as scikit-learn names it), or, with ``scoring=None``, the
+    metric of the estimator's own ``score`` method where it is scikit-learn's classifier's
+    (``"accuracy"``) or regressor's (``"r2"``), a pipeline's by its last step. A callable
+    scorer, or an estimator with a ``score`` method of its own, has no name: ``None``.
+    ``results``: the search's ``cv_results_`` (default: the attribute).
+    """
+    if metric is not None:
+        return None if metric == "score" else metric
+    refit = _refit_metric(search, results)
+    if refit != "score":
+        return refit
+    scoring = search.scoring
+    if isinstance(scoring, str):
+        return None if scoring == "score" else scoring
+    if scoring is None:
+        return _default_score_name(search.estimator)
+    return None
+
+
+def _default_score_name(estimator: Any) -> str | None:
+    """The metric of ``estimator.score`` where it is scikit-learn's own: accuracy or R^2."""
+    from sklearn.base import ClassifierMixin, RegressorMixin
+
+    while hasattr(estimator, "steps") and estimator.steps:  # a Pipeline scores by its last
+        estimator = estimator.steps[-1][1]
+    method = getattr(type(estimator), "score", None)
+    if method is ClassifierMixin.score:
+        return "accuracy"
+    if method is RegressorMixin.score:
+        return "r2"
+    return None
+
+
 def _refit_score(search: Any, results: Mapping[str, Any] | None = None) -> float | None:
     """The refit's score: the mean cross-validated score of the best candidate's parameters.
 

@@ -118,10 +118,12 @@ def _score_folds(
     n_splits: int,
     now: float,
     shares: list[float] | None,
+    alias: str | None = None,
 ) -> None:
     """Give each fold its test scores (measured folds), or write apportioned folds.
 
-    ``reading``: the search's record its trials were apportioned from (the folds share it).
+    ``reading``: the search's record its trials were apportioned from (the folds share it);
+    ``alias``: the name the score is also logged under, as its trial's (``accuracy``).
     """
     folds = {int(r.params.get("fold", -1)): r for r in measured}
     for fold in range(n_splits):
@@ -130,6 +132,8 @@ def _score_folds(
             continue
         score = float(results[key][row])
         metrics = [MetricPoint("score", score, None, now)]
+        if alias:
+            metrics.append(MetricPoint(alias, score, None, now))
         prefix = f"split{fold}_"
         for name, values in results.items():
             if name.startswith((f"{prefix}test_", f"{prefix}train_")):

@@ -27,6 +27,7 @@ from greenprint.integrations._sklearn_common import (
     _plain_params,
     _refit_metric,
     _refit_score,
+    _score_name,
     trial_id,
 )
 from greenprint.integrations._sklearn_costs import (
@@ -57,6 +58,7 @@ def _write_trials(
     scored_at: float | None = None,
     candidates: Sequence[Mapping[str, Any]] = (),
     iterations: Sequence[int] = (),
+    metric: str | None = None,
 ) -> None:
     """Write one trial run per candidate (and, for ``"apportion"``, its folds and the refit).
 
@@ -70,7 +72,8 @@ def _write_trials(
     since the epoch, which a refit stopped before scikit-learn timed it is measured from;
     ``candidates``: each row's parameters as the search evaluated them, and ``iterations``
     each row's call of ``evaluate_candidates`` (a halving search's iteration), for the trials
-    of a fit stopped before it set ``cv_results_``).
+    of a fit stopped before it set ``cv_results_``; ``metric``: ``track_search``'s, the name
+    the score is also logged under, see :func:`_score_name`).
     """
     ledger = sweep.ledger
     assert ledger is not None
@@ -91,6 +94,10 @@ def _write_trials(
         if run.role == "final" and run.parent_id == sweep.id:
             measured_final = run
     best = _refit_score(search, results)
+    # the trials' and folds' score by its scorer's name too (accuracy), as other searches of
+    # the study log it; not the refit's: its cross-validated score is no held-out one, which a
+    # retrain scored on a test split logs (the report's final run is one with the metric)
+    alias = _score_name(search, results, metric)
     if measured_final is not None and best is not None and not measured_final.metrics:
         # a callable refit: no best_score_ while the refit ran, its candidate's score now
         points = [MetricPoint(key, best, None, now) for key in ("score", "cv_score")]
@@ -112,7 +119,7 @@ def _write_trials(
         shares = _time_shares(search, results, refit_s)
     # a successive-halving search on samples: each candidate trained on its n_resources
     on_samples = getattr(search, "resource", None) == "n_samples" and "n_resources" in results
-    recorded = {METRIC_DIRECTIONS_KEY: _directions(search, results)}
+    recorded = {METRIC_DIRECTIONS_KEY: _directions(search, results, alias)}
     if objective := _objective(search, results, refit):
         recorded[OBJECTIVES_KEY] = objective
     rows: list[RunRecord] = []
@@ -124,6 +131,8 @@ def _write_trials(
                 params[key] = _plain(results[key][row])
         score = float(results[f"mean_test_{refit}"][row])
         metrics = [MetricPoint("score", score, None, now)]
+        if alias:
+            metrics.append(MetricPoint(alias, score, None, now))
         for key, values in results.items():
             if key.startswith(("mean_test_", "std_test_", "rank_test_", "mean_train_")):
                 metrics.append(MetricPoint(key, float(values[row]), None, now))
@@ -156,7 +165,9 @@ def _write_trials(
     for row in range(n_rows):
         tid = trial_id(sweep.id, row)
         folds = children.get(tid, [])
-        _score_folds(ledger, sweep, base, results, row, tid, folds, refit, n_splits, now, shares)
+        _score_folds(
+            ledger, sweep, base, results, row, tid, folds, refit, n_splits, now, shares, alias
+        )
     if shares is not None and getattr(search, "refit", False) and measured_final is None:
         final = _apportioned(
             base,
@@ -192,7 +203,7 @@ def _objective(search: Any, results: Mapping[str, Any], refit: str) -> str:
     return objectives_text([(f"mean_test_{refit}", "maximize")])
 
 
-def _directions(search: Any, results: Mapping[str, Any]) -> str:
+def _directions(search: Any, results: Mapping[str, Any], alias: str | None = None) -> str:
     """The :data:`~greenprint._provenance.METRIC_DIRECTIONS_KEY` provenance of a search's trials.
 
     scikit-learn's scorers are all greater-is-better: the search ranks its candidates by each
@@ -202,7 +213,9 @@ def _directions(search: Any, results: Mapping[str, Any]) -> str:
     ``greenprint report --metric mean_test_rmse`` rank the worst candidate first). So each
     scorer's ``mean_test_<scorer>`` (and ``mean_train_<scorer>``, and its folds' ``test_`` and
     ``train_<scorer>``) is recorded maximised, with the scorer that says so; the report names
-    it where the name reads the other way.
+    it where the name reads the other way. ``alias``: the name the score is also logged under
+    (:func:`_score_name`: ``neg_log_loss``, maximised as scikit-learn ranks it), with the
+    scorer that ranks.
     """
     found: list[tuple[str, str, str]] = []
     scorers = [k.removeprefix("mean_test_") for k in results if k.startswith("mean_test_")]
@@ -211,6 +224,9 @@ def _directions(search: Any, results: Mapping[str, Any]) -> str:
         why = _scorer_text(search.scoring, scorer)
         for prefix in ("mean_test_", "test_", *(("mean_train_", "train_") if train else ())):
             found.append((f"{prefix}{scorer}", "maximize", why))
+    if alias and all(name != alias for name, _, _ in found):
+        refit = _refit_metric(search, results)
+        found.append((alias, "maximize", _scorer_text(search.scoring, refit)))
     return metric_directions_text(found)
 
 

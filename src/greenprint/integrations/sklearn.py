@@ -18,7 +18,11 @@ Works with every search built on ``BaseSearchCV``: ``GridSearchCV``, ``Randomize
   named ``<sweep>-c<row>``, with ``params`` from ``cv_results_["params"]`` and metrics
   ``score`` (the mean test score of the metric that ranks, i.e. ``refit``'s; with several
   scorers and ``refit=False``, the first scorer's; the sweep's param ``score_metric`` names it,
-  e.g. ``mean_test_f1``, whenever there are several), and ``mean_test_*``, ``std_test_*``,
+  e.g. ``mean_test_f1``, whenever there are several), the same value under the scorer's own
+  name where it has one (``accuracy`` for ``scoring="accuracy"``, ``refit="accuracy"`` or an
+  unscored classifier, ``r2`` for a regressor, ``neg_log_loss`` as scikit-learn names it; or
+  the name given as ``metric=``), so that a study mixing searches (an Optuna search that logs
+  ``accuracy``) ranks them all by one metric, and ``mean_test_*``, ``std_test_*``,
   ``rank_test_*`` (``mean_train_*`` with ``return_train_score``); its provenance says that
   every scorer is higher-is-better (``metric_directions``: scikit-learn's scores are, also one
   named ``rmse`` for ``neg_root_mean_squared_error``; each ``mean_test_*``, ``mean_train_*``
@@ -43,7 +47,8 @@ Works with every search built on ``BaseSearchCV``: ``GridSearchCV``, ``Randomize
   expected max performance as a pruned trial's last value does, and the best trial is a
   finished one, scored on the most resources, as ``best_score_`` is;
 * each cross-validation fold of a candidate: a run, ``role="part"``, child of its trial, named
-  ``<sweep>-c<row>-fold<k>``, with ``params={"fold": k}`` and metrics ``score`` and ``test_*``;
+  ``<sweep>-c<row>-fold<k>``, with ``params={"fold": k}`` and metrics ``score`` (and under
+  the scorer's name, as its trial) and ``test_*``;
 * the refit on the whole data: a run, ``role="final"``, child of the sweep, with the best
   params and metrics ``score`` and ``cv_score``, both scikit-learn's ``best_score_``: the mean
   cross-validated score of the best candidate's parameters, for the metric that ranks
@@ -159,6 +164,10 @@ def _in_memory(ledger: Any) -> bool:
     return target.backend == "sqlite" and target.path is None
 
 
+#: What the metrics a search's trials and folds log from ``cv_results_`` start with.
+_CV_RESULTS_PREFIXES = ("mean_test_", "std_test_", "rank_test_", "mean_train_", "test_", "train_")
+
+
 #: The way ``method="auto"`` measures on the installed scikit-learn: ``"callbacks"`` or
 #: ``"apportion"``.
 METHOD: Literal["callbacks", "apportion"] = "callbacks" if _has_callback_api() else "apportion"
@@ -175,6 +184,7 @@ def track_search(
     method: Method = "auto",
     fit_params: Mapping[str, Any] | None = None,
     dataset_size: int | None = None,
+    metric: str | None = None,
     **run_options: Any,
 ) -> Run:
     """Fit ``search`` on ``X``, ``y`` and record every fit of it in a ledger.
@@ -196,6 +206,15 @@ def track_search(
             on the sweep, the trials and the refit; default ``X``'s number of samples (a
             successive-halving search on ``resource="n_samples"``: each trial its
             ``n_resources``). The report's E x D x H line reads it.
+        metric: the name the trials and their folds also log their ``score`` under, as the
+            study's other searches log theirs (``metric="accuracy"`` beside an Optuna search
+            that logs ``accuracy``); not the refit, whose ``score`` is cross-validated, no
+            held-out one. Default: the scorer's own name where it has one: ``refit``'s with
+            several scorers, ``scoring`` when it is a scorer's name (``"neg_log_loss"``:
+            negated as scikit-learn ranks it, recorded higher-is-better), ``"accuracy"`` or
+            ``"r2"`` for ``scoring=None`` on an estimator scored by scikit-learn's
+            classifier's or regressor's ``score`` method; none for a callable scorer
+            (``score`` only). The value is scikit-learn's, unchanged.
         **run_options: passed to each run: ``region``, ``intensity``, ``pue``, ``scope``,
             ``meters``, ``sample_interval_s``, ``flush_interval_s``, ``budget_kwh``,
             ``budget_kg``, ``budget_fpo``, ``budget_s``, ``on_exceed``, ``budget`` (see
@@ -259,6 +278,16 @@ def track_search(
         chosen = "apportion"
     if name is not None and (not isinstance(name, str) or not name.strip()):
         raise ConfigError(f"name must be a non-empty string, not {name!r}")
+    if metric is not None and (
+        not isinstance(metric, str)
+        or not metric.strip()
+        or metric == "cv_score"
+        or metric.startswith(_CV_RESULTS_PREFIXES)
+    ):
+        raise ConfigError(
+            "metric must name the trials' score (e.g. 'accuracy'), a non-empty string that is "
+            f"none of the metrics they log already (cv_score, mean_test_*...), not {metric!r}"
+        )
     if fit_params is not None and not isinstance(fit_params, Mapping):
         raise ConfigError(f"fit_params must be a mapping, not {type(fit_params).__name__}")
     options = check_run_options(run_options, where="track_search", ledger=ledger, study=study)
@@ -328,6 +357,7 @@ def track_search(
                     scored_at.time,
                     scored_at.params,
                     scored_at.iterations,
+                    metric,
                 )
             except GreenprintError as e:  # the measured runs stay; the summary could not
                 logger.warning("greenprint: could not write the search's trials: %s", e)

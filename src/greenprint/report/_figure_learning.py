@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,62 +23,39 @@ from greenprint.report._figure_inputs import (
 )
 from greenprint.report._model import Figure, Panel, Series
 
+if TYPE_CHECKING:
+    from greenprint._forest import RunForest
+
 __all__ = ["learning_curve_figure"]
 
 
 def learning_curve_figure(inputs: FigureInputs) -> tuple[Figure | None, str | None]:
     """Score and energy against training-set size.
 
-    Uses the runs whose role is ``learning-curve`` (as the roles read them, or given to a run
-    inside a trial: :func:`greenprint.analysis._curves.curve_points`) with a dataset size, when
-    they have two sizes or more; else the runs made by
+    The points are the first of these with two training-set sizes or more: the runs whose role
+    is ``learning-curve`` (as the roles read them, or given to a run inside a trial:
+    :func:`greenprint.analysis._curves.curve_points`), each by its own dataset size, or, one
+    with no size of its own, by the runs inside it that have one (the first sized on each path
+    down: a script that tracks one run, or one search, per training-set size, run as
+    ``greenprint run --role learning-curve``); the runs inside the learning-curve runs
+    that have a size (one of a size of its own around runs of several sizes); the runs made by
     :func:`greenprint.analysis.run_learning_curve` (a ``fraction`` parameter and a dataset
-    size); else every run with a dataset size that is neither a part nor a container (a sweep,
-    a greener comparison). Any other part (a fold, a fit run as a child run) is never a
-    point: each run is scored as a trial is (its own score, else the mean of its parts') and
-    costs its energy with its parts', as the price tag counts it
-    (:func:`greenprint.analysis._curves.curve_of`).
+    size); every run with a dataset size that is neither a part nor a container (a sweep, a
+    greener comparison). Any other part (a fold, a fit run as a child run) is never a point:
+    each run is scored as a trial is (its own score, else the mean of its parts') and costs
+    its energy with its parts', as the price tag counts it
+    (:func:`greenprint.analysis._curves.curve_of`). Without a curve, the note says which runs
+    were read and the sizes they have.
     """
     forest = inputs.forest
     sizes = forest.column("dataset_size")
     given = inputs.price_tag.roles
     roles = (given or resolve_roles(forest, metric=inputs.metric or None)).roles
-    # with those given the role inside a trial (run_learning_curve in a trial's run); a
-    # learning-curve run of no size of its own around runs of a size each (a script that
-    # tracks one run per training-set size, run as `greenprint run --role learning-curve`):
-    # those runs, its parts, are the curve's points
-    chosen, inside = [], 0
-    for p in curve_points(forest, roles):
-        if "learning-curve" not in (roles[p], forest.runs[p].role):
-            continue
-        if sizes[p]:
-            chosen.append(p)
-        else:
-            sized_parts = [c for c in forest.children[p] if sizes[c]]
-            chosen += sized_parts
-            inside += len(sized_parts)
-    source = (
-        "runs with role 'learning-curve'"
-        if not inside
-        else "runs inside a run with role 'learning-curve'"
-        if inside == len(chosen)
-        else "runs with role 'learning-curve' or inside one"
-    )
-    if len({sizes[p] for p in chosen}) < 2:
-        children = forest.children
-        sized = [  # neither a part nor a container (a sweep, a greener comparison)
-            p
-            for p in range(len(forest.runs))
-            if sizes[p]
-            and roles[p] != "part"
-            and not (children[p] and roles[p] in ("sweep", "greener"))
-        ]
-        chosen = [p for p in sized if "fraction" in forest.runs[p].params]
-        source = "runs with a 'fraction' parameter (run_learning_curve)"
-        if len({sizes[p] for p in chosen}) < 2:
-            chosen, source = sized, "trials with a dataset_size"
-    if len({sizes[p] for p in chosen}) < 2:
-        return None, "no learning curve: fewer than two training-set sizes among the runs"
+    tried = _sources(forest, roles, sizes)
+    found = next(((c, s) for c, s in tried if len({sizes[p] for p in c}) >= 2), None)
+    if found is None:
+        return None, _no_sizes_note(forest, roles, sizes, tried)
+    chosen, source = found
     ids = forest.column("id")
     try:
         curve = curve_of(
@@ -87,11 +66,102 @@ def learning_curve_figure(inputs: FigureInputs) -> tuple[Figure | None, str | No
         )
     except AnalysisError as e:
         if "no run carries" in str(e):
-            return None, f"no learning curve: {e}"
+            return None, f"no learning curve: of the {len(chosen)} {source}, {e}"
         raise
     if len(curve) < 2:
-        return None, "no learning curve: fewer than two training-set sizes with a score"
+        return None, (
+            f"no learning curve: fewer than two training-set sizes with a score among the "
+            f"{len(chosen)} {source} ({_sizes_text(sizes, chosen)})"
+        )
     return _learning_figure(curve, inputs, source), None
+
+
+def _sources(
+    forest: RunForest, roles: Sequence[str], sizes: Sequence[Any]
+) -> list[tuple[list[int], str]]:
+    """The runs a learning curve may be drawn from, in the order tried, each with its name."""
+    runs, children = forest.runs, forest.children
+
+    def container(p: int) -> bool:  # a sweep of trials, a greener comparison: not a point
+        return bool(children[p]) and roles[p] in ("sweep", "greener")
+
+    def sized_inside(p: int) -> list[int]:  # the first run with a size on each path down (a
+        # search inside it of a size: the search, scored by its best trial, costing them all)
+        found: list[int] = []
+        for c in children[p]:
+            found += [c] if sizes[c] else sized_inside(c)
+        return found
+
+    curve = [p for p in curve_points(forest, roles) if "learning-curve" in (roles[p], runs[p].role)]
+    chosen, inside = [], 0
+    for p in curve:
+        if sizes[p]:
+            chosen.append(p)
+        else:  # a learning-curve run of no size of its own: the runs inside it are its points
+            parts = sized_inside(p)
+            chosen += parts
+            inside += len(parts)
+    source = (
+        "runs with role 'learning-curve'"
+        if not inside
+        else "runs inside a run with role 'learning-curve'"
+        if inside == len(chosen)
+        else "runs with role 'learning-curve' or inside one"
+    )
+    tried = [(chosen, source)]
+    every = [p for p, role in enumerate(roles) if "learning-curve" in (role, runs[p].role)]
+    within = [c for p in every for c in sized_inside(p)]
+    if within and set(within) != set(chosen):  # one of its own size around runs of several
+        tried.append((within, "runs inside a run with role 'learning-curve'"))
+    sized = [  # neither a part nor a container (a sweep, a greener comparison)
+        p for p in range(len(runs)) if sizes[p] and roles[p] != "part" and not container(p)
+    ]
+    fraction = [p for p in sized if "fraction" in runs[p].params]
+    tried.append((fraction, "runs with a 'fraction' parameter (run_learning_curve)"))
+    tried.append((sized, "trials with a dataset_size"))
+    return tried
+
+
+def _no_sizes_note(
+    forest: RunForest,
+    roles: Sequence[str],
+    sizes: Sequence[Any],
+    tried: Sequence[tuple[Sequence[int], str]],
+) -> str:
+    """Why no curve: the runs of each kind it is drawn from have one size at most (which)."""
+    every = [p for p in range(len(forest.runs)) if sizes[p]]
+    if not every:
+        return (
+            "no learning curve: no run has a dataset_size (gp.track(..., dataset_size=n) or "
+            "run.set(dataset_size=n), one run per training-set size)"
+        )
+    read = [f"{len(c)} {s} ({_sizes_text(sizes, c)})" for c, s in tried if c]
+    seen = {p for c, _ in tried for p in c}
+    children = forest.children
+    others = [  # a sweep or greener comparison of a size is read by its trials
+        p for p in every if p not in seen and not (children[p] and roles[p] in ("sweep", "greener"))
+    ]
+    text = "no learning curve: fewer than two training-set sizes among "
+    text += "; ".join(read) if read else "the runs it is drawn from"
+    if others and len({sizes[p] for p in others} | {sizes[p] for p in seen}) >= 2:
+        kinds = sorted({roles[p] for p in others})
+        text += (
+            f"; the {len(others)} other run(s) with a dataset_size ({_sizes_text(sizes, others)}) "
+            f"are {' or '.join(repr(k) for k in kinds)} runs, never a point: give the runs of a "
+            "learning curve role 'learning-curve' (gp.track(..., role='learning-curve'), "
+            "greenprint ledger set-role learning-curve RUN_ID...)"
+        )
+    return text
+
+
+def _sizes_text(sizes: Sequence[Any], positions: Sequence[int]) -> str:
+    """The training-set sizes of the runs at ``positions``: ``150 examples``, ``300 to 1200``."""
+    found = sorted({int(sizes[p]) for p in positions if sizes[p]})
+    if not found:
+        return "none with a dataset_size"
+    if len(found) == 1:
+        return f"{found[0]:,} examples"
+    return f"{found[0]:,} to {found[-1]:,} examples"
 
 
 def _learning_figure(curve: LearningCurve, inputs: FigureInputs, source: str) -> Figure:

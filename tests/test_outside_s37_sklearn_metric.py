@@ -1,0 +1,218 @@
+"""Session 37, an outside check: a study mixing a scikit-learn search with an Optuna search,
+and learning curves whose sizes come from runs of several kinds, built as a user builds them.
+
+Before: ``track_search``'s trials logged their score as ``score`` only, while the Optuna search
+of the same study logged ``accuracy``: the report ranked by ``accuracy`` and counted the finished
+scikit-learn trials as scoreless ("4 of 9 trials had no score"), their EVP curve dragged to the
+worst value. Now each trial (its folds and the refit too) also logs its score under its scorer's
+name (``accuracy`` for an unscored classifier or ``scoring="accuracy"``, ``refit``'s with several
+scorers, ``neg_log_loss`` as scikit-learn names it) or the name given as ``metric=``; an
+scikit-learn-only study is still ranked by ``score``. And a learning curve drawn from the runs
+inside a ``learning-curve`` run of a size of its own, or below a search inside it, was "no
+learning curve: fewer than two training-set sizes among the runs" though the runs had three.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from _report_cli import GREENPRINT, report_text, run_in
+from _report_cli import cli_report as _report
+from _report_cli import empty_home as _empty
+from integrations._frameworks import need_installed
+
+need_installed("optuna", "optuna")
+need_installed("sklearn", "sklearn")
+
+OPTUNA = """
+import optuna
+from greenprint.integrations.optuna import GreenprintCallback
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+ACC = [0.80, 0.86, 0.83, 0.84, 0.85]
+cb = GreenprintCallback(ledger="gp.db", study="mixed", metric_names=["accuracy"])
+study = optuna.create_study(study_name="mixed", direction="maximize")
+study.optimize(cb.track(lambda t: ACC[t.number] + 0 * t.suggest_float("alpha", 1e-3, 1.0)),
+               n_trials=5, callbacks=[cb])
+"""
+
+SKLEARN = """
+import sys
+from sklearn.datasets import load_iris
+from sklearn.model_selection import GridSearchCV
+from sklearn.tree import DecisionTreeClassifier
+from greenprint.integrations.sklearn import track_search
+
+X, y = load_iris(return_X_y=True)
+study, scoring, metric = sys.argv[1], eval(sys.argv[2]), eval(sys.argv[3])
+refit = "accuracy" if isinstance(scoring, list) else True
+search = GridSearchCV(DecisionTreeClassifier(random_state=0), {"max_depth": [1, 2, 3, 4]},
+                      cv=3, n_jobs=1, scoring=scoring, refit=refit)
+track_search(search, X, y, ledger="gp.db", study=study, metric=metric)
+print(float(search.best_score_))
+"""
+
+
+def _ok(done):
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+@pytest.mark.parametrize(
+    ("scoring", "metric"),
+    [
+        ("None", "None"),
+        ("'accuracy'", "None"),
+        ("['accuracy', 'f1_macro']", "None"),
+        ("'balanced_accuracy'", "'accuracy'"),
+    ],  # fmt: skip
+)
+def test_a_search_beside_optuna_ranks_its_trials_by_the_studys_metric(
+    tmp_path_factory, scoring, metric
+):
+    """Optuna's 5 trials log accuracy; the search's 4 trials log it too (by the scorer's name,
+    or the one given as metric=): all 9 are scored, the EVP over 9 trials reaches the best of
+    both, and the refit's accuracy is scikit-learn's best_score_."""
+    home = _empty(tmp_path_factory, "mixed")
+    (home / "opt.py").write_text(OPTUNA, encoding="utf-8")
+    (home / "sk.py").write_text(SKLEARN, encoding="utf-8")
+    _ok(run_in(home, sys.executable, "opt.py"))
+    best = float(_ok(run_in(home, sys.executable, "sk.py", "mixed", scoring, metric)).stdout)
+    report = _report(home, "--ledger", "gp.db", "--study", "mixed")
+    assert report["metric"] == "accuracy"
+    notes = " ".join(report["notes"])
+    assert "had no score" not in notes
+    evp = next(f for f in report["figures"] if f["id"] == "evp_trials")
+    (exact,) = [s for p in evp["panels"] for s in p["series"] if s["role"] == "exact"]
+    assert len(exact["x"]) == 9  # every trial drawn: the best of all 9 is the last point
+    assert exact["y"][-1] == pytest.approx(max(0.86, best))
+    assert "9 trials" in evp["caption"]
+    md = report_text(home, "md")
+    assert "had no score" not in md
+    assert "accuracy" in md
+
+
+def test_neg_log_loss_keeps_its_name_and_direction_and_score_still_ranks_alone(tmp_path_factory):
+    """scoring='neg_log_loss': the trials log neg_log_loss (negated, as scikit-learn ranks it,
+    read higher-is-better) beside score; a scikit-learn-only study is ranked by score, as
+    before, and --metric neg_log_loss ranks the same best trial."""
+    home = _empty(tmp_path_factory, "nll")
+    (home / "sk.py").write_text(SKLEARN, encoding="utf-8")
+    best = float(_ok(run_in(home, sys.executable, "sk.py", "nll", "'neg_log_loss'", "None")).stdout)
+    assert best < 0
+    report = _report(home, "--ledger", "gp.db", "--study", "nll")
+    assert report["metric"] == "score"
+    assert any("runs ranked by 'score'" in n and "neg_log_loss" in n for n in report["notes"])
+    by = _report(home, "--ledger", "gp.db", "--study", "nll", "--metric", "neg_log_loss")
+    assert by["metric"] == "neg_log_loss"
+    evp = next(f for f in by["figures"] if f["id"] == "evp_trials")
+    (exact,) = [s for p in evp["panels"] for s in p["series"] if s["role"] == "exact"]
+    assert exact["y"][-1] == pytest.approx(best)  # the highest (least negative) is the best
+
+
+def test_a_bad_metric_name_is_refused_before_anything_is_fitted(tmp_path_factory):
+    home = _empty(tmp_path_factory, "bad")
+    (home / "sk.py").write_text(SKLEARN, encoding="utf-8")
+    done = run_in(home, sys.executable, "sk.py", "bad", "None", "'mean_test_score'")
+    assert done.returncode == 1
+    assert "ConfigError: metric must name the trials' score" in done.stderr
+    assert (
+        not (home / "gp.db").exists()
+        or "GridSearchCV"
+        not in run_in(home, GREENPRINT, "ledger", "ls", "--ledger", "gp.db").stdout
+    )
+
+
+LC_SIZED = """
+import greenprint as gp
+for fraction, acc in {0.25: 0.70, 0.5: 0.78, 1.0: 0.84}.items():
+    with gp.track(f"lc-{fraction}", params={"fraction": fraction},
+                  dataset_size=int(1200 * fraction)) as run:
+        run.log(accuracy=acc)
+"""
+
+LC_OWN_SIZE = (
+    """
+import greenprint as gp
+with gp.track("curve", role="learning-curve", dataset_size=1200):
+"""
+    + "\n".join("    " + line for line in LC_SIZED.splitlines()[2:])
+    + """
+"""
+)
+
+LC_PARTS = (
+    """
+import greenprint as gp
+with gp.track("tree", params={"model": "tree"}) as trial:
+"""
+    + "\n".join(
+        "    " + line.replace("params=", 'role="part", params=')
+        for line in LC_SIZED.splitlines()[2:]
+    )
+    + """
+    trial.log(accuracy=0.84)
+"""
+)
+
+LC_SEARCHES = """
+from sklearn.datasets import load_iris
+from sklearn.model_selection import GridSearchCV
+from sklearn.tree import DecisionTreeClassifier
+from greenprint.integrations.sklearn import track_search
+
+X, y = load_iris(return_X_y=True)
+for step in (2, 1):
+    search = GridSearchCV(DecisionTreeClassifier(random_state=0), {"max_depth": [2, 3]}, cv=3,
+                          n_jobs=1)
+    track_search(search, X[::step], y[::step], name=f"search-{150 // step}")
+"""
+
+
+@pytest.mark.parametrize("shape", ["own-size", "searches", "none"])
+def test_a_learning_curve_of_runs_of_several_kinds_is_drawn_or_the_note_says_why(
+    tmp_path_factory, shape
+):
+    """Beside a search of 150 examples: the runs inside a learning-curve run given a size of
+    its own (gp.track(role='learning-curve', dataset_size=1200) around them) are the curve (3
+    points; was drawn from the search's trials and the curve run: 150 and 1200); a
+    learning-curve run around a search per size draws the searches' trials (75 and 150); the
+    same runs given role 'part' of a trial scored by itself are no curve, and the note says the
+    sizes of the runs it read and of those it did not, and how to make them a curve."""
+    home = _empty(tmp_path_factory, shape)
+    (home / "sk.py").write_text(SKLEARN, encoding="utf-8")
+    script = {"own-size": LC_OWN_SIZE, "searches": LC_SEARCHES, "none": LC_PARTS}[shape]
+    (home / "lc.py").write_text(script, encoding="utf-8")
+    _ok(run_in(home, sys.executable, "sk.py", "lc", "None", "None"))
+    run = [GREENPRINT, "run", "-q", "--study", "lc", "--ledger", "gp.db", "--name", "curve"]
+    if shape == "own-size":  # the learning-curve run is the script's, of 1200 examples
+        run = run[:-2]
+    elif shape == "searches":
+        run += ["--role", "learning-curve"]
+    else:  # the sized runs are given role 'part' of a trial scored by itself: no curve
+        run = run[:-2]
+    _ok(run_in(home, *run, "--", sys.executable, "lc.py"))
+    report = _report(home, "--ledger", "gp.db", "--study", "lc", "--metric", "accuracy")
+    curve = next((f for f in report["figures"] if f["id"] == "learning_curve"), None)
+    notes = [n for n in report["notes"] if n.startswith("no learning curve")]
+    if shape == "none":
+        assert curve is None
+        (note,) = notes
+        assert "fewer than two training-set sizes among" in note
+        assert "among 5 trials with a dataset_size (150 examples)" in note
+        assert "the 3 other run(s) with a dataset_size (300 to 1,200 examples) are 'part'" in note
+        assert "role 'learning-curve'" in note
+        assert "no learning curve" in report_text(home, "md")
+        return
+    assert not notes
+    (mean,) = [s for s in curve["panels"][0]["series"] if s["role"] == "mean"]
+    if shape == "own-size":
+        assert mean["x"] == [300, 600, 1200]
+        assert mean["y"] == pytest.approx([0.70, 0.78, 0.84])
+        assert "from 3 runs inside a run with role 'learning-curve'" in curve["caption"]
+    else:
+        assert mean["x"] == [75, 150]
+        assert "from 2 runs inside a run with role 'learning-curve'" in curve["caption"]
+    assert "Learning curve" in report_text(home, "md")
