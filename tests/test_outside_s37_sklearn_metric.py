@@ -194,7 +194,15 @@ def test_a_learning_curve_of_runs_of_several_kinds_is_drawn_or_the_note_says_why
     else:  # the sized runs are given role 'part' of a trial scored by itself: no curve
         run = run[:-2]
     _ok(run_in(home, *run, "--", sys.executable, "lc.py"))
-    report = _report(home, "--ledger", "gp.db", "--study", "lc", "--metric", "accuracy")
+    report = _report(home, "--ledger", "gp.db", "--study", "lc")
+    # the search's trials log score and accuracy as often; the learning curve's runs accuracy
+    # (searches inside it: score and accuracy too, and scikit-learn's score is kept)
+    assert report["metric"] == ("score" if shape == "searches" else "accuracy")
+    if shape == "own-size":
+        assert any(
+            "the one the study's baselines and learning-curve runs logged too" in n
+            for n in report["notes"]
+        )
     curve = next((f for f in report["figures"] if f["id"] == "learning_curve"), None)
     notes = [n for n in report["notes"] if n.startswith("no learning curve")]
     if shape == "none":
@@ -216,3 +224,37 @@ def test_a_learning_curve_of_runs_of_several_kinds_is_drawn_or_the_note_says_why
         assert mean["x"] == [75, 150]
         assert "from 2 runs inside a run with role 'learning-curve'" in curve["caption"]
     assert "Learning curve" in report_text(home, "md")
+
+
+BASELINE = """
+import greenprint as gp
+with gp.track("majority", study="alone", ledger="gp.db", role="baseline") as run:
+    run.log(accuracy=0.33)
+"""
+
+
+@pytest.mark.parametrize("baseline", [False, True])
+def test_a_search_alone_ranks_by_score_and_beside_a_baseline_by_its_accuracy(
+    tmp_path_factory, baseline
+):
+    """A search alone: its trials log score and accuracy (an unscored classifier), the report
+    ranks by score, as before. Beside a baseline that logs accuracy: by accuracy, said so, and
+    the baseline is a reference line of the expected max performance (it had no score)."""
+    home = _empty(tmp_path_factory, "alone")
+    (home / "sk.py").write_text(SKLEARN, encoding="utf-8")
+    _ok(run_in(home, sys.executable, "sk.py", "alone", "None", "None"))
+    if baseline:
+        (home / "baseline.py").write_text(BASELINE, encoding="utf-8")
+        _ok(run_in(home, sys.executable, "baseline.py"))
+    report = _report(home, "--ledger", "gp.db", "--study", "alone")
+    (ranked,) = [n for n in report["notes"] if n.startswith("runs ranked by")]
+    evp = next(f for f in report["figures"] if f["id"] == "evp_trials")
+    lines = [s for p in evp["panels"] for s in p["series"] if s["role"] == "baseline"]
+    if not baseline:
+        assert report["metric"] == "score"
+        assert "accuracy" in ranked and not lines
+        return
+    assert report["metric"] == "accuracy"
+    assert "the one the study's baselines and learning-curve runs logged too" in ranked
+    assert [s["y"][0] for s in lines] == [0.33]
+    assert "runs ranked by 'accuracy'" in report_text(home, "md")

@@ -55,7 +55,10 @@ def pick_metric(
     the trials kept their model by (the param ``metric_for_best_model`` they all record: a
     Trainer's ``load_best_model_at_end``), then a trial's best value of a metric it logged too
     (``best_val_acc`` at the end beside ``val_acc`` each epoch: the model it kept), then a
-    held-out one before a training one.
+    held-out one before a training one, then one the study's baselines and learning-curve runs
+    logged too (a scikit-learn search's trials log ``score`` and ``accuracy``, the same score
+    under two names, beside a baseline that logs ``accuracy``: the baseline is then a
+    reference line, the learning curve drawn).
     ``ledger export`` infers roles by the same choice, so its roles are the report's, and
     ``ledger ls`` shows each run's value of it.
     """
@@ -72,6 +75,7 @@ def pick_metric(
     trial_counts: dict[str, int] = {}
     finals: set[int] = set()
     swept: set[str] = set()
+    shared: dict[str, int] = {}  # the runs beside the trials (baselines...) that logged each
     named: Sequence[tuple[RunRecord, Sequence[str]]] = ()
     who = "runs"
     if metric is None:
@@ -85,6 +89,9 @@ def pick_metric(
         # what a sweep logged (a hand-written search logs its best trial's score): the
         # metric the search was run for, before others its trials logged as often
         swept = {n for p in study_roles.positions("sweep") for n in _logged_names(runs[p])}
+        for at in (*study_roles.positions("baseline"), *study_roles.positions("learning-curve")):
+            for n in names_of(at):
+                shared[n] = shared.get(n, 0) + 1
         scored = [(r, names) for r, names in picked if r.status not in NO_SCORE_STATUSES]
         for some in (scored, picked):  # every trial's when those that did not fail logged none
             if any(names for _, names in some):
@@ -127,7 +134,7 @@ def pick_metric(
     # score of the model it kept, before its last epoch's
     best_of = {m: of for m in candidates if (of := _best_of(m)) is not None and of in counts}
 
-    def rank(m: str) -> tuple[int, bool, bool, bool, bool, bool, int]:
+    def rank(m: str) -> tuple[int, bool, bool, bool, bool, bool, int, int]:
         return (
             often(m),
             m in _SEARCH_OBJECTIVES,
@@ -135,6 +142,7 @@ def pick_metric(
             m == kept_by,
             m in best_of,
             is_held_out(m) or is_held_out(best_of.get(m, "")),
+            shared.get(m, 0),
             counts[m],
         )
 
@@ -168,6 +176,15 @@ def pick_metric(
             often(m) == often(chosen) and not is_held_out(m) for m in candidates
         ):
             why += ", a held-out one before the training metrics logged as often"
+        elif shared.get(chosen, 0) and any(
+            often(m) == often(chosen) and shared.get(m, 0) < shared[chosen]
+            for m in candidates
+            if m != chosen
+        ):
+            why += (
+                ", the one the study's baselines and learning-curve runs logged too, before "
+                "the metrics logged as often"
+            )
         elif ties := [m for m in candidates if m != chosen and rank(m) == rank(chosen)]:
             # nothing told them apart: the first logged of those logged as often
             tied = {chosen, *ties}
