@@ -128,6 +128,15 @@ __all__ = ["command", "format_price_tag"]
     "the script's one scored run is the trial and this one a sweep around it).",
 )
 @click.option(
+    "--dataset-size",
+    type=IntRange(min=0),
+    default=None,
+    metavar="N",
+    help="Training examples the command trains on: E x D x H's D, a learning curve's x "
+    "(a --role learning-curve run given one is a point of the curve) [default: none; a "
+    "gp.track run inside may set its own].",
+)
+@click.option(
     "--prometheus-port",
     type=IntRange(0, 65535),
     default=None,
@@ -202,6 +211,7 @@ def command(
     flush_s: float | None,
     role: str | None,
     param_texts: tuple[str, ...],
+    dataset_size: int | None,
     prometheus_port: int | None,
     prometheus_host: str,
     prometheus_textfile_dir: str | None,
@@ -314,6 +324,7 @@ def command(
         flush_interval_s=flush_s,
         role=role,
         params=params,
+        dataset_size=dataset_size,
         budget=budgets or None,
     )
     with contextlib.ExitStack() as exporters:
