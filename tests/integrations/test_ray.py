@@ -8,6 +8,7 @@ empty one, so nothing leaves loopback (the network guard would fail the session 
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import tempfile
@@ -193,7 +194,16 @@ def test_asha_study_every_trial_its_status_and_one_price_tag(
     tag = price_tag(runs)
     trial_sum = sum(t.energy_kwh for t in trials)
     assert tag.total.trials == 6 and tag.total.runs == 7
-    assert tag.total.energy_kwh == pytest.approx(max(sweep.energy_kwh, trial_sum), rel=1e-9)
+    spans = sorted((t.started_at, t.ended_at or t.started_at) for t in trials)
+    ends = itertools.accumulate(end for _, end in spans)  # latest end so far
+    overlapped = any(start < end for (start, _), end in zip(spans[1:], ends, strict=False))
+    if overlapped:  # trials at the same time share the sweep's measurement out, floored at
+        # the largest (docs/analysis.md): whether Ray ran two at once is the cluster's timing
+        largest = max(t.energy_kwh for t in trials)
+        assert max(sweep.energy_kwh, largest) * (1 - 1e-9) <= tag.total.energy_kwh
+        assert tag.total.energy_kwh <= max(sweep.energy_kwh, trial_sum) * (1 + 1e-9)
+    else:
+        assert tag.total.energy_kwh == pytest.approx(max(sweep.energy_kwh, trial_sum), rel=1e-9)
     assert tag.total.energy_kwh < sweep.energy_kwh + trial_sum
     assert sum(v.energy_kwh for v in tag.by_role.values()) == pytest.approx(tag.total.energy_kwh)
     assert sum(v.energy_kwh for v in tag.by_status.values()) == pytest.approx(tag.total.energy_kwh)
