@@ -17,6 +17,7 @@ from greenprint._exceptions import (
     ConfigError,
     GreenprintError,
     LedgerError,
+    LedgerPathError,
     UnknownRunError,
     UnknownStudyError,
 )
@@ -99,13 +100,7 @@ class Ledger(LedgerRoles, BaseLedger):
         self._closed = False
         self._unneeded = False  # closed by greenprint as no run needed it (_close_unneeded)
         self._close_lock = threading.Lock()
-        created = target.prepare(create=create)
-        try:
-            self._store: SQLStore | SQLiteStore = _open_store(target, create=create)
-        except BaseException:
-            if created and target.path is not None:
-                _remove_if_empty(target.path)
-            raise
+        self._store: SQLStore | SQLiteStore = _opened(target, create=create)
         # the (device, inode) of the file opened: an open connection keeps writing to a deleted
         # file without an error, so writers compare it with what the path holds now
         self._identity = file_identity(target.path)
@@ -464,6 +459,54 @@ def _masked(values: dict[str, Any]) -> dict[str, Any]:
             if masked != text:
                 values = {**values, column: masked}
     return values
+
+
+#: How long a reader waits, in seconds, for a ledger file that another process made just now
+#: to get its tables (a run makes the file, then its tables: a read in between found "the file
+#: is empty" or "no tables", and ``greenprint ledger ls`` in a second terminal as a training
+#: started failed).
+BEING_MADE_S = 2.0
+
+
+def _opened(target: Target, *, create: bool) -> SQLStore | SQLiteStore:
+    """The store of ``target``, prepared and opened.
+
+    Reading, a file that another process made just now (empty, or without tables yet) is
+    waited for, up to :data:`BEING_MADE_S`.
+
+    Raises:
+        LedgerPathError: as :meth:`Target.prepare` and the stores (no ledger there: a file
+            missing, or empty or without tables and not written in the last BEING_MADE_S s).
+    """
+    deadline = time.monotonic() + BEING_MADE_S
+    while True:
+        created = False
+        try:
+            created = target.prepare(create=create)
+            return _open_store(target, create=create)
+        except LedgerPathError:
+            if created and target.path is not None:
+                _remove_if_empty(target.path)
+            if create or not _being_made(target.path) or time.monotonic() > deadline:
+                raise
+        except BaseException:
+            if created and target.path is not None:
+                _remove_if_empty(target.path)
+            raise
+        time.sleep(0.05)
+
+
+def _being_made(path: Path | None) -> bool:
+    """Whether the file ``path`` (or its WAL) was written in the last :data:`BEING_MADE_S` s."""
+    if path is None:
+        return False
+    latest = 0.0
+    for candidate in (path, path.with_name(path.name + "-wal")):
+        try:
+            latest = max(latest, candidate.stat().st_mtime)
+        except OSError:
+            continue
+    return time.time() - latest < BEING_MADE_S
 
 
 def _open_store(target: Target, *, create: bool) -> SQLStore | SQLiteStore:
