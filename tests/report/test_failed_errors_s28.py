@@ -186,6 +186,7 @@ def test_latex_lists_the_errors_and_compiles(sweep, require_component, tmp_path)
         cwd=work,
         capture_output=True,
         text=True,
+        errors="replace",  # pdflatex echoes T1 bytes (a µ of µWh as 0xb5), not UTF-8
         timeout=120,
     )
     assert done.returncode == 0, done.stdout[-2000:]

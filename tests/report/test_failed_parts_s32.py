@@ -219,6 +219,7 @@ def _overfull(pdflatex: str, tex: Path) -> list[tuple[str, int]]:
         cwd=tex.parent,
         capture_output=True,
         text=True,
+        errors="replace",  # pdflatex echoes T1 bytes (a µ of µWh as 0xb5), not UTF-8
         timeout=120,
     )
     assert done.returncode == 0, done.stdout[-2000:]

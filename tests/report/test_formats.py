@@ -151,6 +151,7 @@ def test_latex_compiles_with_pdflatex(which, request, require_component, tmp_pat
         cwd=work,
         capture_output=True,
         text=True,
+        errors="replace",  # pdflatex echoes T1 bytes (a µ of µWh as 0xb5), not UTF-8
         timeout=120,
     )
     assert done.returncode == 0, done.stdout[-2000:]

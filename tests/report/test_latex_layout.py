@@ -43,6 +43,7 @@ def _compile(pdflatex: str, work, body: str) -> str:
         cwd=work,
         capture_output=True,
         text=True,
+        errors="replace",  # pdflatex echoes T1 bytes (a µ of µWh as 0xb5), not UTF-8
         timeout=120,
     )
     assert done.returncode == 0, done.stdout[-3000:]

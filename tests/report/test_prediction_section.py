@@ -151,6 +151,7 @@ def test_the_latex_table_fits_a_column_of_a_two_column_paper(study, tmp_path, re
             cwd=work,
             capture_output=True,
             text=True,
+            errors="replace",  # pdflatex echoes T1 bytes (a µ of µWh as 0xb5), not UTF-8
             timeout=120,
         )
         assert done.returncode == 0, done.stdout[-2000:]
