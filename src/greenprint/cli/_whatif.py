@@ -49,6 +49,7 @@ def _offset(seconds: float) -> str:
 def _show(result: Any) -> None:
     from greenprint._format import format_emissions, format_energy, run_time_text
     from greenprint.cli._cells import safe
+    from greenprint.greener._whatif import percent_text
 
     # for a run priced by an hourly series, whatif() gives the intensity that applied
     g_per_kwh = result.intensity_g_per_kwh
@@ -97,13 +98,7 @@ def _show(result: Any) -> None:
             # between them; "saving -16.7 g (-25 %) by starting at 00:00" read as a contradiction
             more = format_emissions(-result.hour_saving_kg)
             pct = -result.hour_saving_pct if result.hour_saving_pct is not None else None
-            share = (
-                ""
-                if pct is None
-                else f" ({pct:.0f} % more)"
-                if pct >= 10
-                else f" ({pct:.1f} % more)"
-            )
+            share = "" if pct is None else f" ({percent_text(pct)} more)"
             click.echo(
                 f"actual      {_hour(result.actual_start_hour, zone)}: "
                 f"{format_emissions(result.actual_start_emissions_kg)}; cleaner than every "

@@ -290,7 +290,12 @@ def saving_text(
     shown = f"{sign}{emissions(abs(kg))}"
     if pct is None:
         return shown
-    return f"{shown} ({pct:.0f} %)" if abs(pct) >= 10 else f"{shown} ({pct:.1f} %)"
+    return f"{shown} ({percent_text(pct)})"
+
+
+def percent_text(pct: float) -> str:
+    """A percentage as savings are written: whole from 10 %, one decimal below (``"0.1 %"``)."""
+    return f"{pct:.0f} %" if abs(pct) >= 10 else f"{pct:.1f} %"
 
 
 #: Relative difference under which a region's CO2-eq is the recorded one (float rounding of a
