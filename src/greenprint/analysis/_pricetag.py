@@ -231,7 +231,7 @@ def forest_price_tag(
     if all(d > 0 for d in durations):  # every run knows its time (False for NaN too)
         time_in, time_ex = forest.nested_sum(durations)
     else:
-        times = forest.known_sums([d if d > 0 else None for d in durations])
+        times = forest.duration_sums
         time_in, time_ex = times.inclusive, times.exclusive
     time_unknown = times.unknown if times is not None and True in times.unknown else None
     fpo = forest.fpo_sums  # the FPO rule (unknown, complete): RunForest.known_sums
