@@ -14,6 +14,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from greenprint._forest_sums import KnownSums
+from greenprint._format import known_duration
 from greenprint._records import RunRecord
 
 __all__ = ["ForestKnown"]
@@ -137,4 +138,4 @@ class ForestKnown:
         Computed once, shared by the readers of a time axis (EVP by time, Pareto on time,
         learning curves).
         """
-        return self.known_sums([d if d > 0 else None for d in self.column("duration_s")])
+        return self.known_sums(list(map(known_duration, self.column("duration_s"))))

@@ -20,6 +20,7 @@ __all__ = [
     "format_step",
     "fpo_none_counted",
     "json_safe",
+    "known_duration",
     "percent_shares",
     "run_time_text",
     "run_times_text",
@@ -233,6 +234,17 @@ def run_times_text(seconds: float | None, unknown: int = 0, *, none: str = "-") 
     if not known:
         return "unknown"
     return f"{known} + unknown for {count_of(unknown, 'run')}"
+
+
+def known_duration(seconds: float) -> float | None:
+    """A run's duration, ``None`` when it recorded none (0.0, or NaN), never a 0 s to sum.
+
+    A record built without one (a run written by hand through the ledger API, or imported)
+    holds 0.0: ``ledger ls --json``, ``show --json`` and ``export`` write it as null (an empty
+    CSV cell), as the report's JSON does, and the analyses read it as unknown
+    (``RunForest.duration_sums``).
+    """
+    return seconds if seconds > 0 else None
 
 
 def count_of(count: int, noun: str) -> str:

@@ -18,6 +18,7 @@ from greenprint._format import (
     format_energy,
     format_fpo,
     json_safe,
+    known_duration,
     run_time_text,
 )
 from greenprint._records import RunRecord
@@ -37,7 +38,6 @@ __all__ = [
     "num_text",
     "open_ledger",
     "rank_text",
-    "known_duration",
     "record_dict",
     "safe",
     "zoned_time",
@@ -165,16 +165,6 @@ def aligned_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)).rstrip() for r in rows]
     return "\n".join(lines)
-
-
-def known_duration(seconds: float) -> float | None:
-    """A run's duration for JSON and CSV: ``None`` (null, an empty cell) when it recorded none.
-
-    A record built without one (a run written by hand through the ledger API, or imported)
-    holds 0.0; ``ledger ls --json``, ``show --json`` and ``export`` write it as unknown, as the
-    report's JSON does, never a 0 a script would sum.
-    """
-    return seconds if seconds > 0 else None
 
 
 def record_dict(record: RunRecord) -> dict[str, Any]:

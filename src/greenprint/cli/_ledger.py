@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from greenprint._format import known_duration
 from greenprint._records import RUN_STATUSES, RunRecord
 from greenprint.cli._cells import (
     aligned_table,
@@ -22,7 +23,6 @@ from greenprint.cli._cells import (
     emissions_text,
     energy_text,
     json_text,
-    known_duration,
     local_time,
     name_cell,
     open_ledger,

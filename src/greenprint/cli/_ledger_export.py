@@ -18,9 +18,9 @@ from typing import Any
 import click
 
 from greenprint._exceptions import ConfigError
-from greenprint._format import count_of, json_safe
+from greenprint._format import count_of, json_safe, known_duration
 from greenprint._records import RunRecord
-from greenprint.cli._cells import json_text, known_duration, open_ledger, record_dict
+from greenprint.cli._cells import json_text, open_ledger, record_dict
 from greenprint.cli._common import TEXT, Choice, applied_intensity, ledger_option, study_option
 from greenprint.cli._ledger_roles import roles_as_read
 

@@ -10,6 +10,7 @@ import math
 from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
+from greenprint._format import known_duration
 from greenprint._frozen import slot_constructor
 from greenprint._metric_choice import NO_SCORE_STATUSES
 from greenprint._provenance import (
@@ -294,8 +295,7 @@ def _rows(trials: StudyTrials, final_id: str | None) -> tuple[RunRow, ...]:
                 status,  # status
                 known,  # score
                 run.started_at,  # started_at
-                # None: it recorded none (0.0: built by hand, imported), never a 0 s
-                run.duration_s if run.duration_s > 0 else None,  # duration_s
+                known_duration(run.duration_s),  # duration_s (None: it recorded none)
                 energy_kwh,  # energy_kwh
                 run.emissions_kg,  # emissions_kg
                 fpo,  # fpo
