@@ -80,12 +80,17 @@ def _measured_on(forest: RunForest, pos: int) -> int | None:
 
     Up the links inside their parent's reading (not a child that adds to its parent:
     :meth:`RunForest.adds`), the first that ended (not ``lost`` or ``running``, whose reading
-    stopped at their last flush too); ``None`` if none.
+    stopped at their last flush too) after run ``pos`` started: one that had ended before it
+    started read none of it; ``None`` if none.
     """
     runs, parents = forest.runs, forest.parents
+    started = runs[pos].started_at
     at = pos
     while not forest.adds(at) and (parent := parents[at]) is not None:
-        if runs[parent].status not in ("lost", "running"):
+        holder = runs[parent]
+        if holder.status not in ("lost", "running") and not (
+            holder.ended_at is not None and holder.ended_at <= started
+        ):
             return parent
         at = parent
     return None
