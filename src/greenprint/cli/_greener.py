@@ -187,30 +187,25 @@ def _noted(variant: Any, note: str) -> Any:
 
 
 def _check_student_options(student_target: str | None, student_data: str | None) -> None:
-    """Refuse ``--student-data`` without ``--student``: no student to distil on them."""
-    if student_target is None and student_data is not None:
-        raise click.UsageError(
-            "--student-data applies only with --student MODULE:FACTORY (the batches to distil "
-            "it on)",
-            ctx=click.get_current_context(),
-        )
+    """Refuse ``--epochs`` or ``--student-data`` without ``--student``: no student to train.
 
-
-def _check_epochs_need_a_student(student_target: str | None) -> None:
-    """Refuse ``--epochs`` without ``--student``: there is nothing to train for that many epochs.
-
-    It ran every variant and trained nothing, saying nothing, so a user who meant a
-    fine-tuning or a distillation read a table without one.
+    ``--epochs`` alone ran every variant and trained nothing, saying nothing, so a user who
+    meant a fine-tuning or a distillation read a table without one.
     """
     from click.core import ParameterSource
 
+    if student_target is not None:
+        return
     ctx = click.get_current_context()
-    if student_target is None and ctx.get_parameter_source("epochs") not in (
-        None,
-        ParameterSource.DEFAULT,
-    ):
+    if ctx.get_parameter_source("epochs") not in (None, ParameterSource.DEFAULT):
         raise click.UsageError(
             "--epochs applies only with --student MODULE:FACTORY (the distillation's epochs)",
+            ctx=ctx,
+        )
+    if student_data is not None:
+        raise click.UsageError(
+            "--student-data applies only with --student MODULE:FACTORY (the batches to distil "
+            "it on)",
             ctx=ctx,
         )
 
@@ -345,7 +340,6 @@ def command(
         if given is not None and not given.strip():  # as greenprint run's
             raise ConfigError(f"{option} needs a {what} name, not {given!r}")
     min_time_s = finite_number("--min-time", min_time_s, low=0.0, unit="s")
-    _check_epochs_need_a_student(student_target)
     _check_student_options(student_target, student_data_target)
     if pue is not None:  # a bad PUE: one line before any model is built, as run's --pue
         from greenprint.carbon._pue import resolve_pue
