@@ -82,9 +82,6 @@ def _sources(
     """The runs a learning curve may be drawn from, in the order tried, each with its name."""
     runs, children = forest.runs, forest.children
 
-    def container(p: int) -> bool:  # a sweep of trials, a greener comparison: not a point
-        return bool(children[p]) and roles[p] in ("sweep", "greener")
-
     def sized_inside(p: int) -> list[int]:  # the first run with a size on each path down (a
         # search inside it of a size: the search, scored by its best trial, costing them all)
         found: list[int] = []
@@ -114,12 +111,19 @@ def _sources(
     if within and set(within) != set(chosen):  # one of its own size around runs of several
         tried.append((within, "runs inside a run with role 'learning-curve'"))
     sized = [  # neither a part nor a container (a sweep, a greener comparison)
-        p for p in range(len(runs)) if sizes[p] and roles[p] != "part" and not container(p)
+        p
+        for p in range(len(runs))
+        if sizes[p] and roles[p] != "part" and not _container(forest, roles, p)
     ]
     fraction = [p for p in sized if "fraction" in runs[p].params]
     tried.append((fraction, "runs with a 'fraction' parameter (run_learning_curve)"))
     tried.append((sized, "trials with a dataset_size"))
     return tried
+
+
+def _container(forest: RunForest, roles: Sequence[str], p: int) -> bool:
+    """Whether run ``p`` is a sweep of trials or a greener comparison: never a point."""
+    return bool(forest.children[p]) and roles[p] in ("sweep", "greener")
 
 
 def _no_sizes_note(
@@ -137,9 +141,8 @@ def _no_sizes_note(
         )
     read = [f"{len(c)} {s} ({_sizes_text(sizes, c)})" for c, s in tried if c]
     seen = {p for c, _ in tried for p in c}
-    children = forest.children
     others = [  # a sweep or greener comparison of a size is read by its trials
-        p for p in every if p not in seen and not (children[p] and roles[p] in ("sweep", "greener"))
+        p for p in every if p not in seen and not _container(forest, roles, p)
     ]
     text = "no learning curve: fewer than two training-set sizes among "
     text += "; ".join(read) if read else "the runs it is drawn from"
