@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from greenprint._exceptions import ConfigError
+from greenprint._suggest import did_you_mean
 from greenprint._units import j_to_kwh
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "RunRole",
     "RunStatus",
     "check_role",
+    "check_statuses",
 ]
 
 RunStatus = Literal["running", "finished", "failed", "interrupted", "pruned", "lost"]
@@ -39,6 +41,39 @@ RUN_STATUSES: tuple[str, ...] = get_args(RunStatus)
 #: The statuses of a run cut short before its work was done: by an error, an interruption, or a
 #: process that died without a final write (read ``lost``).
 CUT_SHORT_STATUSES: tuple[str, ...] = ("failed", "interrupted", "lost")
+
+
+def check_statuses(statuses: object, name: str = "statuses") -> frozenset[str] | None:
+    """The run statuses an analysis or :meth:`~greenprint.Ledger.runs` keeps, checked.
+
+    ``None`` keeps all. A single status may be given as a string (``statuses="finished"``):
+    ``set("finished")`` was the set of its letters, which kept no run, and the analysis then
+    said no run had a size or a score. The ledger's read had a check of its own, which gave
+    ``status=5`` a TypeError and a misspelt status no suggestion.
+
+    Raises:
+        ConfigError: not a status or a sequence of them, or a status no run can have (the
+            message lists the known ones and suggests the nearest).
+    """
+    if statuses is None:
+        return None
+    if isinstance(statuses, str):
+        statuses = (statuses,)
+    try:
+        wanted = list(statuses)  # type: ignore[call-overload]
+    except TypeError:
+        wanted = [statuses]
+    odd = [s for s in wanted if not isinstance(s, str)]
+    if odd:
+        raise ConfigError(f"{name} must be run statuses such as ('finished',), not {statuses!r}")
+    unknown = sorted(set(wanted) - set(RUN_STATUSES))
+    if unknown:
+        raise ConfigError(
+            f"unknown run status {', '.join(map(repr, unknown))} in {name}"
+            f"{did_you_mean(unknown, RUN_STATUSES)}; known: {', '.join(RUN_STATUSES)}"
+        )
+    return frozenset(wanted)
+
 
 RunRole = Literal["trial", "part", "baseline", "final", "learning-curve", "sweep", "greener"]
 #: What a run is in its study (see ``greenprint.analysis.resolve_roles``):

@@ -281,6 +281,19 @@ def test_unknown_status_is_refused(led):
         led.runs(status="exploded")
 
 
+def test_a_status_misspelt_or_not_a_string_is_refused_as_the_analyses_refuse_it(led):
+    """One check for ``Ledger.runs(status=...)`` and the analyses' ``statuses``: a misspelt
+    status gets the nearest one suggested, and ``status=5`` a ConfigError, not a TypeError."""
+    led.start_run(make_record("st000001", status="finished"))
+    with pytest.raises(gp.ConfigError, match="did you mean 'finished'"):
+        led.runs(status="finshed")
+    for odd in (5, ["finished", 3]):
+        with pytest.raises(gp.ConfigError, match="status must be run statuses"):
+            led.runs(status=odd)
+    assert [r.id for r in led.runs(status="finished")] == ["st000001"]
+    assert [r.id for r in led.runs(status=("lost", "finished"))] == ["st000001"]
+
+
 def test_lost_is_derived_at_read_time_and_never_stored(led):
     now = time.time()
     limit = 3 * 2.0 + STALE_GRACE_S

@@ -37,7 +37,7 @@ from greenprint._forest import (
 )
 from greenprint._forest import _link_kind as _link_kind  # tests check a link's kind
 from greenprint._forest_stretches import stretch_shares
-from greenprint._records import RUN_STATUSES, RunRecord
+from greenprint._records import RunRecord, check_statuses
 from greenprint._suggest import did_you_mean
 
 __all__ = [
@@ -80,37 +80,6 @@ def check_metric_name(metric: object, *, optional: bool = False) -> None:
         return
     if not isinstance(metric, str) or not metric.strip():
         raise ConfigError(f"metric must be a metric name such as 'accuracy', not {metric!r}")
-
-
-def check_statuses(statuses: object, name: str = "statuses") -> frozenset[str] | None:
-    """The run statuses an analysis keeps, checked: ``None`` keeps all.
-
-    A single status may be given as a string (``statuses="finished"``), as ``ledger.runs(status=
-    ...)`` takes it: ``set("finished")`` was the set of its letters, which kept no run, and the
-    analysis then said no run had a size or a score.
-
-    Raises:
-        ConfigError: not a status or a sequence of them, or a status no run can have (the
-            message lists the known ones and suggests the nearest).
-    """
-    if statuses is None:
-        return None
-    if isinstance(statuses, str):
-        statuses = (statuses,)
-    try:
-        wanted = list(statuses)  # type: ignore[call-overload]
-    except TypeError:
-        wanted = [statuses]
-    odd = [s for s in wanted if not isinstance(s, str)]
-    if odd:
-        raise ConfigError(f"{name} must be run statuses such as ('finished',), not {statuses!r}")
-    unknown = sorted(set(wanted) - set(RUN_STATUSES))
-    if unknown:
-        raise ConfigError(
-            f"unknown run status {', '.join(map(repr, unknown))} in {name}"
-            f"{did_you_mean(unknown, RUN_STATUSES)}; known: {', '.join(RUN_STATUSES)}"
-        )
-    return frozenset(wanted)
 
 
 def finite_or_raise(values: Any, what: str) -> np.ndarray:

@@ -24,10 +24,10 @@ from greenprint._exceptions import (
 from greenprint._frozen import slot_constructor
 from greenprint._gc import gc_paused
 from greenprint._records import (
-    RUN_STATUSES,
     MetricPoint,
     PowerSample,
     RunRecord,
+    check_statuses,
 )
 from greenprint.ledger._base import BaseLedger, derive_statuses
 from greenprint.ledger._fields import (
@@ -293,7 +293,7 @@ class Ledger(LedgerRoles, BaseLedger):
         metric names (and of the reserved ones) are read at all, the others left in the ledger
         by the query (a report ranked by a metric it was given reads no other).
         """
-        wanted = _statuses(status)
+        wanted = check_statuses(status, "status")
         stored: list[str] | None = None
         if wanted is not None:
             stored = sorted(wanted | ({"running"} if "lost" in wanted else set()))
@@ -518,18 +518,6 @@ def _open_store(target: Target, *, create: bool) -> SQLStore | SQLiteStore:
     from greenprint.ledger._sql import SQLStore
 
     return SQLStore(target, create=create)
-
-
-def _statuses(status: str | Sequence[str] | None) -> set[str] | None:
-    if status is None:
-        return None
-    wanted = {status} if isinstance(status, str) else set(status)
-    unknown = sorted(wanted - set(RUN_STATUSES))
-    if unknown:
-        raise ConfigError(
-            f"unknown run status {', '.join(map(repr, unknown))}; known: {', '.join(RUN_STATUSES)}"
-        )
-    return wanted
 
 
 def _remove_if_empty(path: Path) -> None:
