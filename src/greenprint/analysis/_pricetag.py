@@ -72,7 +72,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Literal
 
 from greenprint._exceptions import AnalysisError
 from greenprint._forest_beyond import BeyondSums, SamplesOf, beyond_sums
@@ -93,7 +94,6 @@ from greenprint.analysis._pricetag_sums import (
     _picker,
     _positions_of,
     _ratio,
-    _time_unknown_if_none_knows,
     _unknown_if_none_knows,
     _with_descendants,
 )
@@ -303,11 +303,13 @@ def forest_price_tag(
         if r in of_role
     }
 
-    def unknown_where_none_knows(
-        mark: Callable[[CostTotals, Sequence[int], list[bool]], CostTotals], knows: list[bool]
-    ) -> None:
-        """Each group's total marked by ``mark`` where no run of it ``knows`` (its 0 unknown)."""
+    def unknown_where_none_knows(value: Literal["fpo", "duration_s"], knows: list[bool]) -> None:
+        """Each group's total marked unknown in ``value`` where no run of it ``knows`` its own."""
         nonlocal total, by_status, by_role
+
+        def mark(cost: CostTotals, positions: Sequence[int], knows: list[bool]) -> CostTotals:
+            return _unknown_if_none_knows(cost, positions, knows, value)
+
         whole, total = total, mark(total, range(len(items)), knows)
         by_status = {
             s: total if c is whole else mark(c, of_status[s], knows) for s, c in by_status.items()
@@ -317,9 +319,9 @@ def forest_price_tag(
         }
 
     if total.fpo_unknown:  # else every 0 is a count: an unknown FPO would be counted
-        unknown_where_none_knows(_unknown_if_none_knows, _knows_fpo(forest))
+        unknown_where_none_knows("fpo", _knows_fpo(forest))
     if total.duration_unknown and times is not None:  # a group's 0 s may mean unknown
-        unknown_where_none_knows(_time_unknown_if_none_knows, _knows(forest, times, durations))
+        unknown_where_none_knows("duration_s", _knows(forest, times, durations))
 
     started = min(forest.column("started_at"))
     ends = forest.column("ended_at")

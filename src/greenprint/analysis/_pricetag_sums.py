@@ -2,7 +2,7 @@
 
 The positions of each status or role (:func:`_positions_of`; a part's cost under its run's
 status or its own, whichever ended worse: :func:`_owner_statuses`), the values at a group's
-positions taken in one pass (:func:`_picker`), when a group's 0 FPO means unknown
+positions taken in one pass (:func:`_picker`), when a group's 0 FPO or 0 s means unknown
 (:func:`_knows_fpo`, :func:`_unknown_if_none_knows`), a run with every run inside it
 (:func:`_with_descendants`), a share (:func:`_ratio`) and Green AI's E·D·H over the trials
 (:func:`_edh`). :func:`~greenprint.analysis._pricetag.price_tag` sums with them, in position
@@ -14,7 +14,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, Literal
 
 from greenprint._forest_sums import KnownSums
 from greenprint._jobs import job_status
@@ -65,21 +65,20 @@ def _knows(forest: RunForest, sums: KnownSums, values: Sequence[Any]) -> list[bo
     return [o or c or k for o, c, k in zip(own, covered, sums.complete, strict=True)]
 
 
-def _time_unknown_if_none_knows(
-    cost: CostTotals, positions: Sequence[int], knows: list[bool]
-) -> CostTotals:
-    """``cost`` with ``duration_known=False`` when its 0 s means unknown: no run of it knows."""
-    if cost.duration_s == 0 and cost.duration_known and not any(knows[p] for p in positions):
-        return replace(cost, duration_known=False)
-    return cost
-
-
 def _unknown_if_none_knows(
-    cost: CostTotals, positions: Sequence[int], knows: list[bool]
+    cost: CostTotals,
+    positions: Sequence[int],
+    knows: list[bool],
+    value: Literal["fpo", "duration_s"],
 ) -> CostTotals:
-    """``cost`` with ``fpo_known=False`` when its 0 FPO means unknown: no run of it knows."""
-    if cost.fpo == 0 and cost.fpo_known and not any(knows[p] for p in positions):
-        return replace(cost, fpo_known=False)
+    """``cost`` marked unknown in ``value`` when its 0 means unknown.
+
+    ``fpo_known`` or ``duration_known`` set false when no run of the group (``positions``)
+    ``knows`` its own.
+    """
+    known = "fpo_known" if value == "fpo" else "duration_known"
+    if getattr(cost, value) == 0 and getattr(cost, known) and not any(knows[p] for p in positions):
+        return replace(cost, **{known: False})
     return cost
 
 
