@@ -5,7 +5,7 @@ an energy column (IT energy, as the meters read it) beside a CO2-eq column price
 only the provenance line's ``pue: 1.5 (...)`` told them apart, so a reader took the CO2-eq for
 the energy's at the grid's intensity (1.5x off at a PUE of 1.5). The header now reads "IT energy"
 (the price tag's "energy (IT)") and a caveat under the table says what each column counts, in
-the plain table, Markdown, HTML and LaTeX.
+the plain table, Markdown, HTML and LaTeX, and the JSON's ``caveats`` (session 38).
 """
 
 from __future__ import annotations
@@ -41,11 +41,13 @@ def test_the_plain_table_heads_its_energy_it_energy_and_says_the_co2_eq_includes
     assert "IT energy (Wh/1000)" in lines[0] and "CO2-eq (g/1000)" in lines[0]
     assert f"- {CAVEAT}" in lines
     assert str(result) == result.table()
+    assert result.to_dict()["caveats"] == [CAVEAT]  # the JSON says it too (`greener --json`)
     skipped = finish(
         [GreenerRow(name="x", technique="x", status="skipped", reason="no torch")],
         metric="accuracy", mode="max", baseline="x",
     )  # fmt: skip
     assert CAVEAT not in skipped.table()  # nothing measured: no column to explain
+    assert skipped.to_dict()["caveats"] == []
 
 
 STUDY = """\
@@ -96,3 +98,4 @@ def test_the_report_greener_section_says_it_in_every_format(tmp_path_factory):
     assert f"\\item {CAVEAT}".replace("'", "'") in tex.replace("\n", " ")
     data = json.loads((out / "report.json").read_text("utf-8"))
     assert [r["name"] for r in data["greener"][0]["rows"]] == ["baseline", "int8"]
+    assert data["greener"][0]["caveats"] == [CAVEAT]

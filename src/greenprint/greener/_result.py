@@ -243,13 +243,20 @@ class GreenerResult:
         raise KeyError(f"no variant {name!r}; variants: {', '.join(r.name for r in self.rows)}")
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict: the rows, the front and the provenance."""
+        """A JSON-ready dict: the rows, the front, the provenance and the caveats.
+
+        ``caveats``: what the table's lines under it say (the energy is IT energy before PUE,
+        the CO2-eq includes it; pruning's and quantization's counts), which a reader of the
+        JSON alone was not told.
+        """
+        caveats = [PUE_CAVEAT] if any(r.measured for r in self.rows) else []
         return {
             "metric": self.metric,
             "mode": self.mode,
             "baseline": self.baseline,
             "front": list(self.front),
             "provenance": list(self.provenance),
+            "caveats": caveats + list(row_caveats(self)),
             "notes": list(self.notes),
             "run_id": self.run_id,
             "study": self.study,
