@@ -404,8 +404,9 @@ def _amounts(key: str, spent: float, limit: float) -> tuple[str, str]:
     """``spent`` and ``limit`` at 3 significant figures, more where 3 would read the same.
 
     100.04 Wh against 100 Wh reads ``100.04 Wh > 100 Wh``, not ``100 Wh > 100 Wh``.
+    A float just over its limit (1e-12 relative) reads in as many as 17 (every float apart).
     """
-    for digits in range(3, 10):
+    for digits in range(3, 18):
         pair = _amount(key, spent, digits), _amount(key, limit, digits)
         if pair[0] != pair[1]:
             return pair

@@ -264,6 +264,12 @@ def lookup(code: str) -> Region:
     if suggestions:
         hint = ", ".join(f"{c} ({tables.by_code[c.lower()].name})" for c in suggestions)
         message = f"unknown region {code!r}; did you mean {hint}?"
+    elif _is_number(code):  # `greenprint intensity 350`, GREENPRINT_REGION=350, --region 350
+        message = (
+            f"unknown region {code!r}: a region is a code or a name (DE, US-CA, aws:us-east-1); "
+            f"a grid intensity in g CO2-eq/kWh is given as GREENPRINT_INTENSITY={code} or "
+            f"`greenprint run --intensity {code}`"
+        )
     else:
         message = f"unknown region {code!r}"
     raise UnknownRegionError(
@@ -295,3 +301,12 @@ def suggest(key: str, *, n: int = 5) -> tuple[str, ...]:
             if code not in found:
                 found.append(code)
     return tuple(found[:n])
+
+
+def _is_number(text: str) -> bool:
+    """Whether ``text`` reads as a number (an intensity typed where a region goes)."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
