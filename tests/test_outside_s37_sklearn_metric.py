@@ -14,7 +14,10 @@ learning curve: fewer than two training-set sizes among the runs" though the run
 
 from __future__ import annotations
 
+import shutil
 import sys
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -60,6 +63,29 @@ def _ok(done):
     return done
 
 
+@pytest.fixture(scope="module")
+def ledger_of(tmp_path_factory) -> Callable[[Path, str, str, tuple[str, ...]], None]:
+    """``ledger_of(home, name, text, args)``: ``home/gp.db`` as ``python NAME ARGS`` (``text``)
+    run in an empty home leaves it. The script runs once per file for each name and arguments
+    (in a home of its own, as a user runs it) and its ledger is copied into each case's home:
+    the runs that case's own run of it would have written there (the cases that start alike:
+    Optuna's 5 trials of study 'mixed', the search of study 'lc' or of study 'alone')."""
+    built: dict[tuple[str, ...], Path] = {}
+
+    def copy_into(home: Path, name: str, text: str, args: tuple[str, ...] = ()) -> None:
+        key = (name, text, *args)
+        if key not in built:
+            first = _empty(tmp_path_factory, "ledger")
+            (first / name).write_text(text, encoding="utf-8")
+            _ok(run_in(first, sys.executable, name, *args))
+            built[key] = first
+        for file in ("gp.db", "gp.db-wal"):  # the writer has ended: its WAL holds no reader
+            if (built[key] / file).exists():
+                shutil.copyfile(built[key] / file, home / file)
+
+    return copy_into
+
+
 @pytest.mark.parametrize(
     ("scoring", "metric"),
     [
@@ -70,15 +96,14 @@ def _ok(done):
     ],  # fmt: skip
 )
 def test_a_search_beside_optuna_ranks_its_trials_by_the_studys_metric(
-    tmp_path_factory, scoring, metric
+    tmp_path_factory, ledger_of, scoring, metric
 ):
     """Optuna's 5 trials log accuracy; the search's 4 trials log it too (by the scorer's name,
     or the one given as metric=): all 9 are scored, the EVP over 9 trials reaches the best of
     both, and the refit's accuracy is scikit-learn's best_score_."""
     home = _empty(tmp_path_factory, "mixed")
-    (home / "opt.py").write_text(OPTUNA, encoding="utf-8")
+    ledger_of(home, "opt.py", OPTUNA)  # python opt.py: the Optuna search's 5 trials
     (home / "sk.py").write_text(SKLEARN, encoding="utf-8")
-    _ok(run_in(home, sys.executable, "opt.py"))
     best = float(_ok(run_in(home, sys.executable, "sk.py", "mixed", scoring, metric)).stdout)
     report = _report(home, "--ledger", "gp.db", "--study", "mixed")
     assert report["metric"] == "accuracy"
@@ -173,7 +198,7 @@ for step in (2, 1):
 
 @pytest.mark.parametrize("shape", ["own-size", "searches", "none"])
 def test_a_learning_curve_of_runs_of_several_kinds_is_drawn_or_the_note_says_why(
-    tmp_path_factory, shape
+    tmp_path_factory, ledger_of, shape
 ):
     """Beside a search of 150 examples: the runs inside a learning-curve run given a size of
     its own (gp.track(role='learning-curve', dataset_size=1200) around them) are the curve (3
@@ -182,10 +207,9 @@ def test_a_learning_curve_of_runs_of_several_kinds_is_drawn_or_the_note_says_why
     same runs given role 'part' of a trial scored by itself are no curve, and the note says the
     sizes of the runs it read and of those it did not, and how to make them a curve."""
     home = _empty(tmp_path_factory, shape)
-    (home / "sk.py").write_text(SKLEARN, encoding="utf-8")
+    ledger_of(home, "sk.py", SKLEARN, ("lc", "None", "None"))  # python sk.py lc None None
     script = {"own-size": LC_OWN_SIZE, "searches": LC_SEARCHES, "none": LC_PARTS}[shape]
     (home / "lc.py").write_text(script, encoding="utf-8")
-    _ok(run_in(home, sys.executable, "sk.py", "lc", "None", "None"))
     run = [GREENPRINT, "run", "-q", "--study", "lc", "--ledger", "gp.db", "--name", "curve"]
     if shape == "own-size":  # the learning-curve run is the script's, of 1200 examples
         run = run[:-2]
@@ -235,14 +259,13 @@ with gp.track("majority", study="alone", ledger="gp.db", role="baseline") as run
 
 @pytest.mark.parametrize("baseline", [False, True])
 def test_a_search_alone_ranks_by_score_and_beside_a_baseline_by_its_accuracy(
-    tmp_path_factory, baseline
+    tmp_path_factory, ledger_of, baseline
 ):
     """A search alone: its trials log score and accuracy (an unscored classifier), the report
     ranks by score, as before. Beside a baseline that logs accuracy: by accuracy, said so, and
     the baseline is a reference line of the expected max performance (it had no score)."""
     home = _empty(tmp_path_factory, "alone")
-    (home / "sk.py").write_text(SKLEARN, encoding="utf-8")
-    _ok(run_in(home, sys.executable, "sk.py", "alone", "None", "None"))
+    ledger_of(home, "sk.py", SKLEARN, ("alone", "None", "None"))  # python sk.py alone None None
     if baseline:
         (home / "baseline.py").write_text(BASELINE, encoding="utf-8")
         _ok(run_in(home, sys.executable, "baseline.py"))
