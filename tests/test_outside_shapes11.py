@@ -27,7 +27,7 @@ from _report_cli import empty_home as _empty
 from _report_cli import report_text, run_in
 from integrations._frameworks import need_installed
 
-#: An Optuna search measured by greenprint: 8 steps of 50 ms per trial, each reported.
+#: An Optuna search measured by greenprint: 8 steps of 20 ms per trial, each reported.
 #: ``argv[1]``: "KILL" or "TERM" kills this process with that signal in the trial numbered
 #: ``argv[2]`` at step ``argv[3]`` (0: right after its suggest, before the run's first flush,
 #: once Optuna has its first heartbeat: a kill before that was a trial Optuna never retries);
@@ -45,7 +45,7 @@ kill, number, at, how, n_trials = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]
     sys.argv[4], int(sys.argv[5])
 storage = "sqlite:///optuna.db"
 if how == "retry":
-    storage = RDBStorage(storage, heartbeat_interval=1, grace_period=2,
+    storage = RDBStorage(storage, heartbeat_interval=1, grace_period=1,
                          failed_trial_callback=RetryFailedTrialCallback(max_retry=2))
 
 
@@ -69,7 +69,7 @@ def objective(trial):
                     time.sleep(0.002)
             os.kill(os.getpid(), getattr(signal, "SIG" + kill))
         t = time.time()
-        while time.time() - t < 0.05:
+        while time.time() - t < 0.02:
             pass
         loss *= 1 - lr
         trial.report(loss, step)
@@ -88,7 +88,7 @@ def _search(home: Path, *args: str, killed: bool) -> None:
     if killed:
         assert done.returncode != 0, done.stderr[-3000:]
         if args[3] == "retry":  # a storage without a heartbeat ("plain") has no grace period
-            time.sleep(2.5)  # the killed trial's heartbeat is stale (grace period 2 s)
+            time.sleep(1.5)  # the killed trial's heartbeat is stale (grace period 1 s)
     else:
         assert done.returncode == 0, done.stderr[-3000:]
 
