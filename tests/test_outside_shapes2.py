@@ -90,16 +90,6 @@ study = optuna.create_study(
 study.optimize(cb.track(objective), n_trials=n, callbacks=[cb], catch=(FloatingPointError,))
 """
 
-#: Optuna's own reading of a study on ``sqlite:///optuna.db``: ``python trials.py STUDY``.
-TRIALS_SCRIPT = """
-import json, sys
-import optuna
-
-study = optuna.load_study(study_name=sys.argv[1], storage="sqlite:///optuna.db")
-print(json.dumps([{"number": t.number, "state": t.state.name, "value": t.value,
-                   "params": t.params, "run": t.user_attrs.get("greenprint_run_id")}
-                  for t in study.trials]))
-"""
 
 #: A search that the test kills (the whole job) in the middle of trial 3, the first time.
 CRASH_SCRIPT = """
@@ -216,18 +206,32 @@ def _runs(ledger: str | Path, study: str) -> list[gp.RunRecord]:
         return list(led.runs(study=study))
 
 
+def _optuna_storage(home: Path) -> str:
+    """The Optuna storage the scripts in ``home`` use (``sqlite:///optuna.db`` there)."""
+    return f"sqlite:///{home / 'optuna.db'}"
+
+
+def _optuna_trials(home: Path, study: str) -> list[dict]:
+    """Optuna's own reading of ``study`` on the scripts' storage, read in this process (no
+    python started to import Optuna and its storage's SQLAlchemy and Alembic again)."""
+    import optuna
+
+    loaded = optuna.load_study(study_name=study, storage=_optuna_storage(home))
+    return [
+        {"number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
+         "run": t.user_attrs.get("greenprint_run_id")}
+        for t in loaded.trials
+    ]  # fmt: skip
+
+
 # ------------------------------------------------------------------------------- fixtures
 def _parallel_search(home: Path, ledger: str) -> list[dict]:
     """Two workers of one Optuna study started together, six trials each; Optuna's trials."""
     (home / "search.py").write_text(PARALLEL_SCRIPT, encoding="utf-8")
-    (home / "trials.py").write_text(TRIALS_SCRIPT, encoding="utf-8")
     # the storage created once before the workers race to create it (Optuna's advice)
-    create = (
-        "import optuna; optuna.create_study(study_name='par', direction='minimize', "
-        "storage='sqlite:///optuna.db')"
-    )
-    done = run_in(home, sys.executable, "-c", create)
-    assert done.returncode == 0, done.stderr[-3000:]
+    import optuna
+
+    optuna.create_study(study_name="par", direction="minimize", storage=_optuna_storage(home))
     run = [GREENPRINT, "run", "-q", "--ledger", ledger, "--study", "par", "--role", "sweep"]
     workers = [  # each worker as a user starts it on a machine: under greenprint run
         subprocess.Popen(
@@ -241,9 +245,7 @@ def _parallel_search(home: Path, ledger: str) -> list[dict]:
     for worker in workers:
         _, err = worker.communicate(timeout=300)
         assert worker.returncode == 0, err.decode()[-3000:]
-    done = run_in(home, sys.executable, "trials.py", "par")
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout)
+    return _optuna_trials(home, "par")
 
 
 @pytest.fixture(scope="module")
@@ -262,7 +264,6 @@ def crashed_search(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list
     need_installed("optuna", "optuna")
     home = _empty(tmp_path_factory, "shapes2-crash")
     (home / "search.py").write_text(CRASH_SCRIPT, encoding="utf-8")
-    (home / "trials.py").write_text(TRIALS_SCRIPT, encoding="utf-8")
     # the job flushes at its first sample (1 s in), then every 60 s
     command = [GREENPRINT, "run", "-q", "--flush-interval", "60", "--study", "crash", "--name",
                "search", "--", sys.executable, "search.py"]  # fmt: skip
@@ -286,9 +287,7 @@ def crashed_search(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list
         return any(r.status == "lost" for r in _runs(home / "greenprint.db", "crash"))
 
     assert wait_until(lost, 30, every_s=0.1), "timed out waiting for the killed trial to read lost"
-    done = run_in(home, sys.executable, "trials.py", "crash")
-    assert done.returncode == 0, done.stderr[-3000:]
-    return home, json.loads(done.stdout), _report(home, "--study", "crash", "--no-plots")
+    return home, _optuna_trials(home, "crash"), _report(home, "--study", "crash", "--no-plots")
 
 
 @pytest.fixture(scope="module")
