@@ -333,6 +333,20 @@ def fbgemm_engine() -> None:
     )
 
 
+@pytest.fixture(scope="session")
+def pg_server():
+    """A real PostgreSQL server shared by the tests of this worker (``tests/_pg.py``).
+
+    Each test makes a database of its own on it (``pg_server.new_database()``); a test that
+    stops, hangs or kills its server starts one of its own with ``postgres_server()``. One
+    server per worker, not one per file: a start is about 1.5 s of CPU.
+    """
+    from _pg import postgres_server  # imports this module: not at its top
+
+    with postgres_server() as server:
+        yield server
+
+
 @pytest.fixture
 def require_component():
     """The :func:`require` helper as a fixture."""

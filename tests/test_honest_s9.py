@@ -320,19 +320,16 @@ def test_export_and_merge_keep_it(bounded, tmp_path):
 
 
 @pytest.mark.postgres
-def test_postgresql_keeps_both_notes(bounded, lost, tmp_path):
+def test_postgresql_keeps_both_notes(bounded, lost, tmp_path, pg_server):
     # provenance is a JSON column: both notes go in and come out of PostgreSQL as they are
-    from _pg import postgres_server
-
-    with postgres_server() as server:
-        url = server.url()
-        (fpo_db, fpo_runs), (gpu_db, gpu_run) = bounded, lost
-        done = _cli("ledger", "merge", url, str(fpo_db), str(gpu_db), cwd=tmp_path)
-        assert done.returncode == 0, done.stderr
-        ledger = gp.Ledger(url)
-        assert ledger.run(fpo_runs["bound"].id).provenance["fpo"] == LOWER_BOUND
-        assert ledger.run(gpu_run.id).provenance["gpu"] == gpu_run.provenance["gpu"]
-        ledger.close()
+    url = pg_server.new_database()  # a database of its own on the worker's server
+    (fpo_db, fpo_runs), (gpu_db, gpu_run) = bounded, lost
+    done = _cli("ledger", "merge", url, str(fpo_db), str(gpu_db), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    ledger = gp.Ledger(url)
+    assert ledger.run(fpo_runs["bound"].id).provenance["fpo"] == LOWER_BOUND
+    assert ledger.run(gpu_run.id).provenance["gpu"] == gpu_run.provenance["gpu"]
+    ledger.close()
 
 
 def test_lightning_count_fpo_records_its_lower_bound(tmp_path):

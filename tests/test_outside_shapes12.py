@@ -36,7 +36,6 @@ from pathlib import Path
 import pytest
 
 from _clean_env import clean_env
-from _pg import postgres_server
 from _report_cli import GREENPRINT, in_every_format, report_text, run_in
 from _report_cli import cli_report as _report
 from _report_cli import empty_home as _empty
@@ -258,20 +257,19 @@ def test_three_ledgers_merged_price_the_study_as_the_sum_of_its_root_rows(thesis
 
 @pytest.mark.slow  # a PostgreSQL server: about 5 s more
 @pytest.mark.postgres
-def test_the_node_ledgers_merged_into_postgresql_report_as_the_sqlite_merge(thesis):
+def test_the_node_ledgers_merged_into_postgresql_report_as_the_sqlite_merge(thesis, pg_server):
     """The three node ledgers merged into a fresh PostgreSQL ledger (and again: nothing added)
     report the study as the SQLite merge does, and export the same rows."""
     home, _, sqlite_report, (sqlite_rows, _) = thesis
     sqlite_report = dict(sqlite_report)
-    with postgres_server() as server:
-        url = server.new_database()
-        for _ in "12":
-            nodes = (f"node-{n}.db" for n in "abc")
-            done = run_in(home, GREENPRINT, "ledger", "merge", url, *nodes)
-            _ok(done)
-        assert "0 run(s) added, 0 updated, 44 already there" in done.stdout
-        report = _report(home, "--ledger", url, "--study", STUDY, "--format", "json")
-        rows, _ = _exports(home, url)
+    url = pg_server.new_database()
+    for _ in "12":
+        nodes = (f"node-{n}.db" for n in "abc")
+        done = run_in(home, GREENPRINT, "ledger", "merge", url, *nodes)
+        _ok(done)
+    assert "0 run(s) added, 0 updated, 44 already there" in done.stdout
+    report = _report(home, "--ledger", url, "--study", STUDY, "--format", "json")
+    rows, _ = _exports(home, url)
     for key in ("ledger", "generated_at"):
         report.pop(key), sqlite_report.pop(key)
     assert json.loads(json.dumps(report)) == json.loads(json.dumps(sqlite_report))

@@ -39,7 +39,6 @@ import pytest
 
 import greenprint as gp
 from _clean_env import clean_env
-from _pg import postgres_server
 from _report_cli import GREENPRINT, run_in
 from _report_cli import cli_report as _report
 from _report_cli import empty_home as _empty
@@ -658,64 +657,61 @@ def test_cli_param_without_a_value_is_one_line_and_writes_nothing(cli_loop):
 # ------------------------------------------------------------------------------- PostgreSQL
 @pytest.mark.slow  # a PostgreSQL server and eight greenprint runs: about 15 s
 @pytest.mark.postgres
-def test_two_users_into_one_postgresql_study_read_as_one_study(tmp_path_factory):
+def test_two_users_into_one_postgresql_study_read_as_one_study(tmp_path_factory, pg_server):
     """Two users (two hosts, ``GREENPRINT_HOST``) run their trial loops at the same time into
     one study of a PostgreSQL ledger, then one adds a baseline: one study of five trials on
     two machines, each trial its own configuration and score, EVP per model, the best trial
     final, the baseline a reference and not a trial."""
-    with postgres_server() as server:
-        url = server.new_database()
-        home = _empty(tmp_path_factory, "shapes3-pg")
-        (home / "train.py").write_text(CLI_TRAIN, encoding="utf-8")
-        (home / "user.sh").write_text(PG_USER, encoding="utf-8")
-        configs = {"alice": ["0.1:mlp", "0.01:cnn", "0.03:mlp"], "bob": ["0.001:cnn", "0.3:mlp"]}
-        users = []
-        for user, mine in configs.items():
-            env = clean_env()
-            env["GREENPRINT_HOST"] = f"{user}-ws"
-            users.append(subprocess.Popen(["bash", "user.sh", url, user, *mine], cwd=home,
-                                          env=env, stdout=subprocess.PIPE,
-                                          stderr=subprocess.PIPE, text=True))  # fmt: skip
-        built: dict[str, dict] = {}
-        for (user, mine), process in zip(configs.items(), users, strict=True):
-            out, err = process.communicate(timeout=300)
-            assert process.returncode == 0, err[-3000:]
-            for config, line in zip(mine, out.splitlines(), strict=True):
-                lr, model = config.split(":")
-                built[f"{user}-{model}-{lr}"] = json.loads(line)
+    url = pg_server.new_database()
+    home = _empty(tmp_path_factory, "shapes3-pg")
+    (home / "train.py").write_text(CLI_TRAIN, encoding="utf-8")
+    (home / "user.sh").write_text(PG_USER, encoding="utf-8")
+    configs = {"alice": ["0.1:mlp", "0.01:cnn", "0.03:mlp"], "bob": ["0.001:cnn", "0.3:mlp"]}
+    users = []
+    for user, mine in configs.items():
         env = clean_env()
-        env["GREENPRINT_HOST"] = "bob-ws"
-        done = run_in(home, GREENPRINT, "run", "-q", "--ledger", url, "--study", "shared",
-                      "--role", "baseline", "--name", "bob-baseline", "--", sys.executable,
-                      "train.py", "--lr", "1.0", "--model", "mlp", env=env)  # fmt: skip
-        assert done.returncode == 0, done.stderr[-3000:]
-        baseline = json.loads(done.stdout)["val_loss"]
-        report = _report(home, "--ledger", url, "--study", "shared", "--group-by", "params.model",
-                         "--no-plots")  # fmt: skip
-        rows = _rows(report)
-        tag = report["price_tag"]
-        assert tag["roles"]["counts"] == {"trial": 5, "baseline": 1, "part": 6}
-        assert {k: v["trials"] for k, v in tag["by_status"].items() if v["trials"]} == {
-            "finished": 5
-        }
-        for name, line in built.items():
-            assert rows[name]["params"] == {"lr": line["lr"], "model": line["model"]}
-            assert rows[name]["score"] == pytest.approx(line["val_loss"], rel=1e-12)
-        best = min(built, key=lambda n: built[n]["val_loss"])
-        assert (tag["final"]["name"], tag["final"]["rule"]) == (best, "best-trial")
-        assert rows["bob-baseline"]["score"] == pytest.approx(baseline, rel=1e-12)
-        assert not rows["bob-baseline"]["is_trial"]
-        curves = _evp_curves(report)
-        for family in ("mlp", "cnn"):
-            members = [v["val_loss"] for v in built.values() if v["model"] == family]
-            expected = expected_max_performance(members, mode="min").mean.tolist()
-            assert curves[f"{family} ({len(members)})"] == pytest.approx(expected, rel=1e-12)
-        assert "on 2 machines: host " in report["compute_statement"]
-        for host, runs in (("alice-ws", 6), ("bob-ws", 6)):
-            assert f"host {host}: " in report["compute_statement"]
-            assert f"({runs} runs)" in report["model_card"]["co2_eq_emissions"]["hardware_used"]
-        _in_every_format(home, "comprised 5 trials (5 finished) in 12 runs", "on 2 machines")
-        _export_reads_as_the_report(home, "shared", report, "--ledger", url)
+        env["GREENPRINT_HOST"] = f"{user}-ws"
+        users.append(subprocess.Popen(["bash", "user.sh", url, user, *mine], cwd=home,
+                                      env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))  # fmt: skip
+    built: dict[str, dict] = {}
+    for (user, mine), process in zip(configs.items(), users, strict=True):
+        out, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err[-3000:]
+        for config, line in zip(mine, out.splitlines(), strict=True):
+            lr, model = config.split(":")
+            built[f"{user}-{model}-{lr}"] = json.loads(line)
+    env = clean_env()
+    env["GREENPRINT_HOST"] = "bob-ws"
+    done = run_in(home, GREENPRINT, "run", "-q", "--ledger", url, "--study", "shared",
+                  "--role", "baseline", "--name", "bob-baseline", "--", sys.executable,
+                  "train.py", "--lr", "1.0", "--model", "mlp", env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    baseline = json.loads(done.stdout)["val_loss"]
+    report = _report(home, "--ledger", url, "--study", "shared", "--group-by", "params.model",
+                     "--no-plots")  # fmt: skip
+    rows = _rows(report)
+    tag = report["price_tag"]
+    assert tag["roles"]["counts"] == {"trial": 5, "baseline": 1, "part": 6}
+    assert {k: v["trials"] for k, v in tag["by_status"].items() if v["trials"]} == {"finished": 5}
+    for name, line in built.items():
+        assert rows[name]["params"] == {"lr": line["lr"], "model": line["model"]}
+        assert rows[name]["score"] == pytest.approx(line["val_loss"], rel=1e-12)
+    best = min(built, key=lambda n: built[n]["val_loss"])
+    assert (tag["final"]["name"], tag["final"]["rule"]) == (best, "best-trial")
+    assert rows["bob-baseline"]["score"] == pytest.approx(baseline, rel=1e-12)
+    assert not rows["bob-baseline"]["is_trial"]
+    curves = _evp_curves(report)
+    for family in ("mlp", "cnn"):
+        members = [v["val_loss"] for v in built.values() if v["model"] == family]
+        expected = expected_max_performance(members, mode="min").mean.tolist()
+        assert curves[f"{family} ({len(members)})"] == pytest.approx(expected, rel=1e-12)
+    assert "on 2 machines: host " in report["compute_statement"]
+    for host, runs in (("alice-ws", 6), ("bob-ws", 6)):
+        assert f"host {host}: " in report["compute_statement"]
+        assert f"({runs} runs)" in report["model_card"]["co2_eq_emissions"]["hardware_used"]
+    _in_every_format(home, "comprised 5 trials (5 finished) in 12 runs", "on 2 machines")
+    _export_reads_as_the_report(home, "shared", report, "--ledger", url)
 
 
 def test_cli_param_values_read_as_the_command_line_writes_them():

@@ -24,7 +24,6 @@ import json
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,15 +37,6 @@ from _report_cli import empty_home as _empty
 from greenprint._records import MetricPoint, RunRecord
 
 # ---------------------------------------------------------------------------- 1. set-role
-
-
-@pytest.fixture(scope="module")
-def pg_server() -> Iterator[Any]:
-    """A real PostgreSQL server for this module (``tests/_pg.py``)."""
-    from _pg import postgres_server
-
-    with postgres_server() as server:
-        yield server
 
 
 def _three_runs(url: str) -> list[str]:

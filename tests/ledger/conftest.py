@@ -4,23 +4,15 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from _pg import PgServer, postgres_server  # tests/_pg.py
+from _pg import PgServer  # tests/_pg.py
 from greenprint import RunRecord
 
 BACKENDS = ("sqlite", "postgres")
-
-
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[PgServer]:
-    """A real PostgreSQL server for the session (see ``tests/_pg.py``)."""
-    with postgres_server() as server:
-        yield server
 
 
 @pytest.fixture(

@@ -14,24 +14,16 @@ whole by the read) and a long one (past 16 points: only the kept points are held
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import greenprint as gp
-from _pg import PgServer, postgres_server  # tests/_pg.py
 from greenprint.report import build_report
 
 FAST = {"sample_interval_s": 0.05, "flush_interval_s": 0.1}
 STUDY = "plateau"
-
-
-@pytest.fixture(scope="module")
-def pg() -> Iterator[PgServer]:
-    with postgres_server() as server:
-        yield server
 
 
 def _trial(ledger: str, name: str, epochs: int, *, stop_at: int | None, tail: str | None) -> None:
@@ -80,7 +72,7 @@ def _ledger(backend: str, read: str, tmp_path: Path, request: pytest.FixtureRequ
     if backend == "sqlite":
         ledger = str(tmp_path / "g.db")
     else:
-        ledger = request.getfixturevalue("pg").new_database()
+        ledger = request.getfixturevalue("pg_server").new_database()
     if read == "every point":
         _many_single_points(ledger)
     return ledger
