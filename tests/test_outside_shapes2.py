@@ -36,7 +36,6 @@ import pytest
 
 import greenprint as gp
 from _clean_env import clean_env
-from _pg import postgres_server
 from _report_cli import GREENPRINT, run_in
 from _report_cli import cli_report as _report
 from _report_cli import empty_home as _empty
@@ -408,20 +407,20 @@ def test_two_worker_processes_read_as_one_optuna_study(parallel_optuna):
     _export_reads_as_the_report(home, "par", report)
 
 
-@pytest.mark.slow  # a PostgreSQL server and two more workers: about 10 s
+@pytest.mark.slow  # two more workers into a PostgreSQL database: about 10 s
 @pytest.mark.postgres
-def test_two_worker_processes_into_one_postgresql_ledger(tmp_path_factory):
-    """The same search with both workers writing to one PostgreSQL ledger reads the same."""
+def test_two_worker_processes_into_one_postgresql_ledger(tmp_path_factory, pg_server):
+    """The same search with both workers writing to one PostgreSQL ledger reads the same (a
+    database of its own on the worker's server, tests/conftest.py's pg_server)."""
     need_installed("optuna", "optuna")
-    with postgres_server() as server:
-        url = server.new_database()
-        home = _empty(tmp_path_factory, "shapes2-parallel-pg")
-        trials = _parallel_search(home, url)
-        # its figures' data in the JSON; their drawing is the SQLite study's (parallel_optuna)
-        report = _report(home, "--ledger", url, "--study", "par", "--group-by", "params.model",
-                         "--no-plots")  # fmt: skip
-        _reads_as_optunas_trials(home, trials, report)
-        _export_reads_as_the_report(home, "par", report, "--ledger", url)
+    url = pg_server.new_database()
+    home = _empty(tmp_path_factory, "shapes2-parallel-pg")
+    trials = _parallel_search(home, url)
+    # its figures' data in the JSON; their drawing is the SQLite study's (parallel_optuna)
+    report = _report(home, "--ledger", url, "--study", "par", "--group-by", "params.model",
+                     "--no-plots")  # fmt: skip
+    _reads_as_optunas_trials(home, trials, report)
+    _export_reads_as_the_report(home, "par", report, "--ledger", url)
 
 
 # ------------------------------------------------------------ a search resumed after a crash
