@@ -187,7 +187,7 @@ LONG_FILES_S = {
     "report/test_json_rows.py": 8,
     # session 37 (see above): today's figures
     "test_outside_shapes11.py": 45,
-    "ledger/test_migration_v6_s36.py": 39,
+    "ledger/test_migration_v6_s36.py": 30,
     "test_outside_shapes10.py": 35,
     "test_exit_s24.py": 29,
     "test_docs_console_s34.py": 28,
