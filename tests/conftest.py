@@ -152,7 +152,7 @@ LONG_FILES_S = {
     "test_review_s16.py": 41,
     "test_outside_shapes7.py": 54,
     "test_outside_shapes9.py": 60,
-    "test_outside_shapes2.py": 35,
+    "test_outside_shapes2.py": 31,
     "test_outside_reports.py": 34,
     "test_outside_shapes3.py": 43,
     "integrations/test_lightning.py": 36,
