@@ -24,13 +24,14 @@ import math
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import greenprint as gp
 from _clean_env import clean_env
-from _pg import postgres_server
+from _pg import PgServer, postgres_server
 from _report_cli import GREENPRINT, run_in
 from _report_cli import cli_report as _report
 from _report_cli import empty_home as _empty
@@ -236,18 +237,25 @@ def test_trials_of_a_job_without_a_run_around_them_are_trials(srun_bare):
     _export_reads_as_the_report(home, "dist", report)
 
 
+@pytest.fixture(scope="module")
+def pg_server() -> Iterator[PgServer]:
+    """One PostgreSQL server for the module's two studies written there, each into a database
+    of its own (a server costs about 2 s of CPU and 3 s to start)."""
+    with postgres_server() as server:
+        yield server
+
+
 @pytest.mark.slow  # a PostgreSQL server and three more workers: about 12 s
 @pytest.mark.postgres
-def test_workers_of_one_job_into_one_postgresql_ledger(tmp_path_factory):
+def test_workers_of_one_job_into_one_postgresql_ledger(tmp_path_factory, pg_server):
     """The wrapped workers writing to one PostgreSQL ledger read the same."""
     pytest.importorskip("optuna")
-    with postgres_server() as server:
-        url = server.new_database()
-        home = _empty(tmp_path_factory, "distributed-pg")
-        trials = _search(home, url, wrapped=True)
-        report = _report(home, "--ledger", url, "--study", "dist", "--no-plots", "--format", "json")
-        _reads_as_optunas_trials(report, trials)
-        _workers_are_one_sweep(report)
+    url = pg_server.new_database()
+    home = _empty(tmp_path_factory, "distributed-pg")
+    trials = _search(home, url, wrapped=True)
+    report = _report(home, "--ledger", url, "--study", "dist", "--no-plots", "--format", "json")
+    _reads_as_optunas_trials(report, trials)
+    _workers_are_one_sweep(report)
 
 
 # ------------------------------------------------------------ the job rule on records
@@ -495,20 +503,19 @@ def test_a_pool_made_before_the_searches_under_greenprint_run_reads_as_its_sweep
 
 
 @pytest.mark.postgres
-def test_a_pool_made_before_the_searches_into_a_postgresql_ledger(tmp_path_factory):
+def test_a_pool_made_before_the_searches_into_a_postgresql_ledger(tmp_path_factory, pg_server):
     """The same study written to PostgreSQL: the report and a study budget's read of the
     ledger (the rule's read of the provenance there) count each worker's trial once."""
-    with postgres_server() as server:
-        url = server.new_database()
-        home = _empty(tmp_path_factory, "distributed-mp-pg")
-        (home / "search.py").write_text(MP_POOL_SCRIPT, encoding="utf-8")
-        env = {**clean_env(), "GREENPRINT_LEDGER": url}
-        done = run_in(home, sys.executable, "search.py", "fork", env=env)
-        assert done.returncode == 0, done.stderr[-3000:]
-        report = _report(home, "--ledger", url, "--study", "mp", "--no-plots", "--format", "json")
-        with gp.Ledger(url) as led:
-            runs = led.runs(study="mp")
-            cost = led._live().select_study_cost("mp", [])
+    url = pg_server.new_database()
+    home = _empty(tmp_path_factory, "distributed-mp-pg")
+    (home / "search.py").write_text(MP_POOL_SCRIPT, encoding="utf-8")
+    env = {**clean_env(), "GREENPRINT_LEDGER": url}
+    done = run_in(home, sys.executable, "search.py", "fork", env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = _report(home, "--ledger", url, "--study", "mp", "--no-plots", "--format", "json")
+    with gp.Ledger(url) as led:
+        runs = led.runs(study="mp")
+        cost = led._live().select_study_cost("mp", [])
     measured = sum(r.energy_kwh for r in runs if not r.name.startswith("x="))
     assert [r["role"] for r in report["runs"]].count("trial") == 7
     assert report["price_tag"]["total"]["energy_kwh"] == pytest.approx(measured, rel=1e-9)
