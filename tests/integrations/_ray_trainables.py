@@ -214,7 +214,7 @@ def _train_plateau(config: dict[str, Any]) -> None:
 
     x = config["x"]
     for i in range(4):
-        _busy(0.05)
+        _busy(0.01)
         tune.report({"score": 1.0 if x == 2 else float(10 + x + i)})
 
 
