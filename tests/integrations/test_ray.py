@@ -858,7 +858,14 @@ def test_a_trial_cut_before_its_first_result_reads_interrupted(
     assert sorted(trials) == [1, 2]
     assert trials[1].status == "finished" and trials[1].metric("score") == 2.0
     cut = trials[2]
-    assert (cut.status, cut.error) == ("interrupted", "the experiment ended before the trial")
+    # its error: the driver's, or, when the worker outlived the experiment long enough to run
+    # its exit handler (under load: once in session 38 at load 5), the handler's own, as the
+    # killed driver's part above; interrupted either way, never finished
+    assert cut.status == "interrupted"
+    assert any(
+        text in (cut.error or "")
+        for text in ("the experiment ended before the trial", "the process exited while the thread")
+    ), cut.error
     assert cut.metric("score") is None and cut.parent_id == sweep.id
     assert cut.ended_at is not None and cut.energy_kwh is not None
     # the experiment did not run to its end: its sweep is interrupted too (it read finished)

@@ -21,6 +21,7 @@ import pytest
 import greenprint as gp
 from greenprint.meters._attribution import ProcessTree, shared_tree
 from greenprint.meters._estimate import IDLE_FRACTION, CpuEstimateMeter
+from greenprint.meters._process_read import TICK_S
 from greenprint.meters._set import MeterSet, detect_meters
 from greenprint.testing import make_fake_rapl
 
@@ -184,8 +185,11 @@ def test_a_short_run_on_a_measured_counter_says_its_process_share_is_rough(tmp_p
     joules = run.energy_by_component["cpu"] * 3.6e6
     assert 0.0 < joules <= 0.5 + 1e-9
     if meters.tree.cpus * run.duration_s < 0.1:
-        # at least the tree's CPU over all the machine's: never 0, never more than the counter
-        assert joules >= 0.5 * 0.005 / (meters.tree.cpus * run.duration_s) * 0.95
+        # at least the tree's CPU over all the machine's: never 0, never more than the counter.
+        # The machine's busy time is read in ticks: each CPU's can read up to a tick more than
+        # the run lasted (a busy machine, session 38: 0.072 J, the bound without it 0.083 J)
+        busiest = meters.tree.cpus * (run.duration_s + TICK_S)
+        assert joules >= 0.5 * 0.005 / busiest * 0.95
         assert run.provenance["cpu"] == (
             "rapl:package-0 (process share rough: machine busy CPU time under 100 ms, read in "
             "10 ms ticks)"
