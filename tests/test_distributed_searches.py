@@ -24,14 +24,12 @@ import math
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import greenprint as gp
 from _clean_env import clean_env
-from _pg import PgServer, postgres_server
 from _report_cli import GREENPRINT, run_in
 from _report_cli import cli_report as _report
 from _report_cli import empty_home as _empty
@@ -235,14 +233,6 @@ def test_trials_of_a_job_without_a_run_around_them_are_trials(srun_bare):
     )
     assert any(n.startswith(note) for n in report["notes"]), report["notes"]
     _export_reads_as_the_report(home, "dist", report)
-
-
-@pytest.fixture(scope="module")
-def pg_server() -> Iterator[PgServer]:
-    """One PostgreSQL server for the module's two studies written there, each into a database
-    of its own (a server costs about 2 s of CPU and 3 s to start)."""
-    with postgres_server() as server:
-        yield server
 
 
 @pytest.mark.slow  # a PostgreSQL server and three more workers: about 12 s
