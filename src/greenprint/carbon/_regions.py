@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Literal
 
 from greenprint._exceptions import UnknownRegionError
+from greenprint._validate import number_or_name
 
 __all__ = ["Region", "RegionKind", "lookup", "normalize_name", "regions", "suggest", "world"]
 
@@ -264,7 +265,7 @@ def lookup(code: str) -> Region:
     if suggestions:
         hint = ", ".join(f"{c} ({tables.by_code[c.lower()].name})" for c in suggestions)
         message = f"unknown region {code!r}; did you mean {hint}?"
-    elif _is_number(code):  # `greenprint intensity 350`, GREENPRINT_REGION=350, --region 350
+    elif isinstance(number_or_name(code), float):  # `intensity 350`, GREENPRINT_REGION=350
         message = (
             f"unknown region {code!r}: a region is a code or a name (DE, US-CA, aws:us-east-1); "
             f"a grid intensity in g CO2-eq/kWh is given as GREENPRINT_INTENSITY={code} or "
@@ -301,12 +302,3 @@ def suggest(key: str, *, n: int = 5) -> tuple[str, ...]:
             if code not in found:
                 found.append(code)
     return tuple(found[:n])
-
-
-def _is_number(text: str) -> bool:
-    """Whether ``text`` reads as a number (an intensity typed where a region goes)."""
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
