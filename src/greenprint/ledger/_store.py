@@ -484,15 +484,12 @@ def _opened(target: Target, *, create: bool) -> SQLStore | SQLiteStore:
         try:
             created = target.prepare(create=create)
             return _open_store(target, create=create)
-        except LedgerPathError:
+        except BaseException as e:
             if created and target.path is not None:
                 _remove_if_empty(target.path)
-            if create or not _being_made(target.path) or time.monotonic() > deadline:
+            waited = isinstance(e, LedgerPathError) and not create
+            if not waited or not _being_made(target.path) or time.monotonic() > deadline:
                 raise
-        except BaseException:
-            if created and target.path is not None:
-                _remove_if_empty(target.path)
-            raise
         time.sleep(0.05)
 
 
