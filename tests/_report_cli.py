@@ -82,9 +82,6 @@ def run_ray_script(
     env = clean_env()
     env.update(HOME=str(ray_home), RAY_USAGE_STATS_ENABLED="0", RAY_DEDUP_LOGS="0",
                RAY_USAGE_STATS_REPORT_URL="http://127.0.0.1:9/")  # fmt: skip
-    # a local cluster starts no idle workers for its first driver: Tune's trials run in actors
-    # of their own, which never took one of them (one per CPU: about 0.5 s of CPU in all)
-    env["RAY_prestart_worker_first_driver"] = "0"
     ray_tmp = tempfile.mkdtemp(prefix="gp-ray-", dir="/tmp" if os.path.isdir("/tmp") else None)
     try:
         return run_in(home, sys.executable, name, ray_tmp, env=env, timeout=timeout)

@@ -68,9 +68,6 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Any:
         mp.setenv("RAY_USAGE_STATS_ENABLED", "0")
         mp.setenv("RAY_USAGE_STATS_REPORT_URL", "http://127.0.0.1:9/")
         mp.setenv("RAY_DEDUP_LOGS", "0")
-        # no idle workers started with the cluster: Tune's trials run in actors of their own,
-        # which never took one of them (two here: about 0.5 s of CPU, for nothing)
-        mp.setenv("RAY_prestart_worker_first_driver", "0")
         # the workers import the trainables' module by name, as pytest does (tests/ first)
         tests_dir = str(Path(__file__).resolve().parents[1])
         mp.setenv("PYTHONPATH", os.pathsep.join([tests_dir, os.environ.get("PYTHONPATH", "")]))
