@@ -176,6 +176,32 @@ def run_script(
         raise
 
 
+def run_script_beside(
+    key: tuple[str, ...],
+    more: list[list[str]],
+    directory: Path,
+    script: str,
+    env: dict[str, str],
+    timeout: float,
+) -> subprocess.CompletedProcess[str] | None:
+    """``python SCRIPT`` in ``directory`` in a child of a server forked, for this script only,
+    from the server of ``key`` (started if need be) and importing ``more`` beside it: a script
+    of two frameworks whose file already runs the first's scripts (Lightning's, then one of
+    Lightning and Transformers) imports torch, torch._dynamo and the first framework once, not
+    again in a server of both. ``None`` when no server can serve (run it yourself)."""
+    try:
+        parent = _server(key, [m for name in key for m in PRELOADS[name]], env)
+    except LookupError:
+        return None
+    server = ForkServer(_cwd[0], env, more, parent=parent)  # imports in an empty directory
+    try:
+        if server.ready["project_modules"] or server.ready["threads"] != 1:
+            return None
+        return server.run_script(script, [], directory, env, timeout)
+    finally:
+        server.close()
+
+
 #: The key and imports of the server of ``torchrun``'s launcher (no framework is named so):
 #: torch and the launcher's module, about 2.6 s of CPU of each launch's 12 (the ranks it starts
 #: are new processes of their own, as ``torchrun``'s are)

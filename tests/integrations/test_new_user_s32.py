@@ -29,7 +29,6 @@ import pytest
 import _script_fork
 import greenprint as gp
 from _clean_env import clean_env
-from _docs_fork import ForkServer
 from _report_cli import GREENPRINT, run_in
 from _report_cli import cli_report as _report
 from _report_cli import empty_home as _empty
@@ -367,28 +366,16 @@ print("states", *(t.state.name for t in study.trials))
 
 def _run_beside_lightning(home: Path, script: str) -> subprocess.CompletedProcess[str]:
     """``python SCRIPT`` in ``home`` as :func:`run_in` runs a script importing Lightning and
-    Transformers, in a child of a fork server of both, that server forked from the Lightning
-    server of this pytest process (:mod:`_script_fork`, which ran :func:`fitted_twice`'s
-    script) and importing Transformers beside it: torch, torch._dynamo and Lightning are
-    imported once in the file, not again by a server of both (with the suite's one OpenMP
-    thread, the file took 14.3 s of CPU, 10.3 s now). The child is what ``run_in``'s would
-    be: the same modules preloaded, the new user's environment, the script's folder first on
-    ``sys.path``. A fresh process, as ``run_in`` gives, when no server can serve (threads
-    started, as torch's pools are without ``OMP_NUM_THREADS``)."""
-    env = clean_env()
-    try:
-        lightning = _script_fork._server(("lightning",), _script_fork.PRELOADS["lightning"], env)
-    except LookupError:
-        return run_in(home, sys.executable, script)
-    # importing in an empty directory, as the Lightning server did (its own)
-    server = ForkServer(_script_fork._cwd[0], env, _script_fork.PRELOADS["transformers"],
-                        parent=lightning)  # fmt: skip
-    try:
-        if server.ready["project_modules"] or server.ready["threads"] != 1:
-            return run_in(home, sys.executable, script)
-        return server.run_script(script, [], home, env, timeout=300)
-    finally:
-        server.close()
+    Transformers, in a child of a server forked from the Lightning server of this pytest
+    process (which ran :func:`fitted_twice`'s script) and importing Transformers beside it
+    (:func:`_script_fork.run_script_beside`): torch, torch._dynamo and Lightning are imported
+    once in the file, not again by a server of both (with the suite's one OpenMP thread, the
+    file took 14.3 s of CPU, 10.3 s now). A fresh process, as ``run_in`` gives, when no server
+    can serve (threads started, as torch's pools are without ``OMP_NUM_THREADS``)."""
+    done = _script_fork.run_script_beside(
+        ("lightning",), _script_fork.PRELOADS["transformers"], home, script, clean_env(), 300
+    )
+    return run_in(home, sys.executable, script) if done is None else done
 
 
 @pytest.fixture(scope="module")
