@@ -15,8 +15,11 @@ with params ``{}`` when it died before its first flush, not linked to its retry.
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 import time
+from contextlib import closing
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -34,7 +37,7 @@ from integrations._frameworks import need_installed
 #: ``argv[4]``: "retry" gives the storage a heartbeat and RetryFailedTrialCallback(max_retry=2),
 #: "plain" a storage without either; ``argv[5]``: the number of trials to run.
 SEARCH = """
-import os, signal, sqlite3, sys, time, warnings
+import json, os, signal, sqlite3, sys, time, warnings
 warnings.simplefilter("ignore")
 import optuna
 from optuna.storages import RDBStorage, RetryFailedTrialCallback
@@ -57,13 +60,26 @@ def heartbeat_recorded(trial):
                           (trial._trial_id,)).fetchone() is not None
 
 
+def flushed(trial):
+    # greenprint's run of this trial has flushed (every 0.1 s) its cost so far and its params
+    # (the callback puts them at one flush, the next writes them) to its ledger
+    with sqlite3.connect("greenprint.db", timeout=60) as db:
+        row = db.execute("SELECT energy_kwh, params FROM runs WHERE study = 'hp' AND name = ?",
+                         (f"trial-{trial.number}",)).fetchone()
+    return row is not None and (row[0] or 0) > 0 and "lr" in json.loads(row[1] or "{}")
+
+
 def objective(trial):
     lr = trial.suggest_float("lr", 1e-4, 1e-1, log=True)
     loss = 1.0
     for step in range(8):
         if kill != "none" and trial.number == number and step == at:
-            if at:  # mid-trial: its run has flushed its cost so far (every 0.1 s), busy box or not
-                time.sleep(1.0)
+            if at:  # mid-trial: once its run has flushed its cost so far, busy box or not, and
+                # (retry) Optuna's thread has beaten; up to 60 s
+                give_up = time.time() + 60
+                while time.time() < give_up and not (
+                        flushed(trial) and (how != "retry" or heartbeat_recorded(trial))):
+                    time.sleep(0.01)
             elif how == "retry":  # right after the suggest, once Optuna's thread has beaten
                 while not heartbeat_recorded(trial):
                     time.sleep(0.002)
@@ -88,9 +104,32 @@ def _search(home: Path, *args: str, killed: bool) -> None:
     if killed:
         assert done.returncode != 0, done.stderr[-3000:]
         if args[3] == "retry":  # a storage without a heartbeat ("plain") has no grace period
-            time.sleep(1.5)  # the killed trial's heartbeat is stale (grace period 1 s)
+            _heartbeats_stale(home)
     else:
         assert done.returncode == 0, done.stderr[-3000:]
+
+
+def _heartbeats_stale(home: Path, grace_s: float = 1.0, limit_s: float = 60.0) -> None:
+    """Wait until no running trial's last heartbeat is within the storage's grace period
+    (``grace_s``, the script's 1 s) of the database's clock, as Optuna reads it when the search
+    runs again (``RDBStorage._get_stale_trial_ids``: ``now() - heartbeat > grace``; SQLite keeps
+    both to the second, so 1 to 2 s after the last beat), instead of a fixed wait. Up to
+    ``limit_s``."""
+    give_up = time.monotonic() + limit_s
+    with closing(sqlite3.connect(home / "optuna.db", timeout=60)) as db:
+        while time.monotonic() < give_up:
+            beats = db.execute(
+                "SELECT h.heartbeat FROM trial_heartbeats h JOIN trials t USING (trial_id)"
+                " WHERE t.state = 'RUNNING'"
+            ).fetchall()
+            (now,) = db.execute("SELECT CURRENT_TIMESTAMP").fetchone()
+            grace = timedelta(seconds=grace_s)
+            if all(
+                datetime.fromisoformat(now) - datetime.fromisoformat(beat) > grace
+                for (beat,) in beats
+            ):
+                return
+            time.sleep(0.05)
 
 
 def _searched(home: Path, *kills: tuple[str, int, int], how: str = "retry") -> tuple[dict, list]:
