@@ -62,7 +62,8 @@ def _roles(home: str) -> dict[str, tuple[str | None, str | None, bool | None]]:
 
 def test_roles_given_afterwards_make_the_report_read_the_study_right(study):
     home = Path(study["home"])
-    before = _report(home, "--study", "search")
+    # the reports' JSON is what is read (their figures' data in it): no figure drawn
+    before = _report(home, "--study", "search", "--no-plots")
     assert before["price_tag"]["total"]["trials"] == 4
     assert any("majority-baseline" in note for note in before["notes"])
     failed, rerun = study["0.1 crash"], study["0.1"]
@@ -93,7 +94,7 @@ def test_roles_given_afterwards_make_the_report_read_the_study_right(study):
     shown = run_in(home, GREENPRINT, "ledger", "show", study["0.01"][:8]).stdout
     assert "  role                    - (none given: a report infers it" in shown
 
-    after = _report(home, "--study", "search")
+    after = _report(home, "--study", "search", "--no-plots")
     tag = after["price_tag"]
     assert tag["total"]["trials"] == 2  # one per configuration
     assert tag["by_role"]["baseline"]["runs"] == 1
