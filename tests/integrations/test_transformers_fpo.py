@@ -167,7 +167,8 @@ def test_each_micro_batch_trained_is_counted_forward_and_backward(
     assert counts[0] == counts[1] != counts[2]
     assert "fpo" not in record.provenance  # every op had a rule: exact, not a lower bound
     assert not trainer.model._forward_pre_hooks
-    total = cli_report(home)["price_tag"]["total"]
+    # the report's JSON is what is read (its figures' data in it): no figure drawn
+    total = cli_report(home, "--no-plots")["price_tag"]["total"]
     assert total["fpo"] == sum(counts) and total["fpo_unknown"] == 0
 
 
