@@ -16,7 +16,7 @@ import pytest
 
 import greenprint as gp
 from greenprint.report import build_report, render
-from integrations._frameworks import need_installed, one_thread
+from integrations._frameworks import frozen_heap, need_installed, one_thread
 
 need_installed("transformers", "transformers")
 need_installed("torch", "torch")
@@ -34,7 +34,8 @@ def _frameworks() -> Iterator[None]:
     Every pytest-xdist worker collects every module; these imports take seconds of CPU. The names
     are this module's globals, as a top-level import would make them. A tiny BERT gains nothing
     from torch's thread pool, whose threads spin for work: one thread halves the CPU training
-    takes (the loaded 2-core suite), the figures are the same.
+    takes (the loaded 2-core suite), the figures are the same. The objects alive once they are
+    imported are frozen out of the collector's reach (:func:`frozen_heap`).
     """
     global optuna, transformers, Trainer, TrainingArguments, GreenprintCallback, Tokens, tiny_bert
     import optuna
@@ -46,7 +47,7 @@ def _frameworks() -> Iterator[None]:
 
     transformers.logging.set_verbosity_error()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    with one_thread():
+    with one_thread(), frozen_heap():
         yield
 
 
