@@ -14,7 +14,7 @@ import pytest
 
 import greenprint as gp
 from greenprint import ConfigError, LedgerError
-from integrations._frameworks import need_installed, one_thread
+from integrations._frameworks import frozen_heap, need_installed, one_thread
 
 need_installed("transformers", "transformers")
 need_installed("torch", "torch")
@@ -31,7 +31,9 @@ def _frameworks() -> Iterator[None]:
 
     Every pytest-xdist worker collects every module; these imports take seconds of CPU. The names
     are this module's globals, as a top-level import would make them. Training runs on one
-    thread (tiny models: the pool's spinning threads cost more CPU than they save).
+    thread (tiny models: the pool's spinning threads cost more CPU than they save); the objects
+    alive once they are imported are frozen out of the collector's reach (:func:`frozen_heap`:
+    the Trainer collects at each ``train()``).
     """
     global torch, transformers, Trainer, TrainerCallback, TrainingArguments, GreenprintCallback
     global add_co2_to_model_card, model_card_co2, Tokens, tiny_bert, Reporter
@@ -48,7 +50,7 @@ def _frameworks() -> Iterator[None]:
 
     transformers.logging.set_verbosity_error()
     Reporter = _reporter_class()
-    with one_thread():
+    with one_thread(), frozen_heap():
         yield
 
 
