@@ -22,7 +22,7 @@ import pytest
 
 import greenprint as gp
 from greenprint.analysis import price_tag
-from integrations._frameworks import need_installed, one_thread
+from integrations._frameworks import frozen_heap, need_installed, one_thread
 
 need_installed("transformers", "transformers")
 need_installed("torch", "torch")
@@ -36,7 +36,9 @@ FAST = {"sample_interval_s": 0.05, "flush_interval_s": 0.1}
 @pytest.fixture(scope="module", autouse=True)
 def _frameworks() -> Iterator[None]:
     """Import transformers (and torch) when this module's tests run, not at collection; train on
-    one thread (a tiny BERT: the pool's spinning threads cost more CPU than they save)."""
+    one thread (a tiny BERT: the pool's spinning threads cost more CPU than they save); the
+    objects alive once they are imported frozen out of the collector's reach (:func:`frozen_heap`:
+    the Trainer collects at each ``train()``)."""
     global transformers, Trainer, TrainingArguments, GreenprintCallback, Tokens, tiny_bert
     import transformers
     from transformers import Trainer, TrainingArguments
@@ -45,7 +47,7 @@ def _frameworks() -> Iterator[None]:
     from integrations._hf import Tokens, tiny_bert
 
     transformers.logging.set_verbosity_error()
-    with one_thread():
+    with one_thread(), frozen_heap():
         yield
 
 
