@@ -21,7 +21,7 @@ import pytest
 
 import greenprint as gp
 from greenprint.analysis import price_tag
-from integrations._frameworks import need_installed, one_thread
+from integrations._frameworks import frozen_heap, need_installed, one_thread
 from tracking._meters import READ_LAG_S, ConstantProcessPower
 
 #: Where the constant-power meter of the tracker tests lives (the scripts import it).
@@ -36,7 +36,8 @@ FAST = {"sample_interval_s": 0.05, "flush_interval_s": 0.1}
 @pytest.fixture(scope="module")
 def hf() -> Iterator[dict]:
     """transformers, torch and the tiny BERT kit, imported when these tests run (not at
-    collection); training on one thread."""
+    collection); training on one thread; the objects alive once they are imported frozen out of
+    the collector's reach (:func:`frozen_heap`: the Trainer collects at each ``train()``)."""
     need_installed("transformers", "transformers")
     need_installed("torch", "torch")
     import transformers
@@ -53,7 +54,7 @@ def hf() -> Iterator[dict]:
         "Tokens": Tokens,
         "tiny_bert": tiny_bert,
     }
-    with one_thread():
+    with one_thread(), frozen_heap():
         yield kit
 
 
