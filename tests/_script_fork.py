@@ -18,8 +18,8 @@ copies one thread; under pytest-xdist each worker's ``OMP_NUM_THREADS`` keeps to
 unstarted). Anything else runs in a fresh process, as before.
 
 ``greenprint report`` drawing its figures (those of the outside checks' and new-user tests'
-reports that do not pass ``--no-plots``: 11 in outside shapes 3, 4 and 9, new user s18 and
-reports, and set-role) goes to a server too, the same way: the virtual environment's
+reports that do not pass ``--no-plots``: those in outside shapes 3, 4 and 9, new user s18 and
+new user reports) goes to a server too, the same way: the virtual environment's
 ``greenprint`` script run as ``python SCRIPT ARGS`` runs it (what its shebang does), in a child
 of a server that imported matplotlib, its Agg, SVG and PDF backends, numpy and fontTools'
 subsetter (which the PDF figures use): about 1 s of CPU of each such report's 3-4 s. Not a
