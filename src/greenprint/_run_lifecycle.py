@@ -19,7 +19,7 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal
 
-from greenprint import _lineage
+from greenprint import _lineage, _run_persistence
 from greenprint._accounting import CostAccount
 from greenprint._exceptions import ConfigError, GreenprintError
 from greenprint._interrupts import interrupts_held
@@ -36,7 +36,6 @@ from greenprint._run_fallback import (
 )
 from greenprint._run_metrics import _NeverStarted
 from greenprint._run_persistence import (
-    _FINAL_WRITE_S,
     _forget_unsaved,
     _keep_unsaved,
     _open_ledger,
@@ -210,16 +209,16 @@ class RunLifecycle(RunState):
             self._record_prediction_error(status)
         # on a thread of its own, waited for _FINAL_WRITE_S at most: a database another process
         # keeps locked never holds the user's code (written when it frees, else saved apart);
-        # the runs the process's end stops (at exit, SIGTERM) share one such wait
-        left_s = registry.ending_wait_left(_FINAL_WRITE_S)
-        written = self._write_final(_FINAL_WRITE_S if left_s is None else left_s)
+        # the runs the process's end stops (at exit, SIGTERM) share one such wait; read from
+        # its one binding when the run ends (a patch of it holds for every wait of the run)
+        wait_s = _run_persistence._FINAL_WRITE_S
+        left_s = registry.ending_wait_left(wait_s)
+        written = self._write_final(wait_s if left_s is None else left_s)
         if written is None:
             where = getattr(self._ledger, "path", None) or getattr(self._ledger, "url", "")
-            within = f"within {_FINAL_WRITE_S:g} s"
+            within = f"within {wait_s:g} s"
             if left_s is not None:
-                within = (
-                    f"within the {_FINAL_WRITE_S:g} s shared by the runs ended with the process"
-                )
+                within = f"within the {wait_s:g} s shared by the runs ended with the process"
             with self._lock:
                 if self._write_error is None:
                     self._write_error = f"no answer {within}: locked by another process?"
