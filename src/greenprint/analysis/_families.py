@@ -62,12 +62,18 @@ def trial_family_labels(forest: RunForest, positions: Sequence[int], group_by: A
     A trial that has no value of a dotted path takes the one its parts share: a trial that is
     ``greenprint run --role trial -- python train.py --model cnn`` records no params itself,
     while the script's run inside it (its part) records ``params.model``, and it scores the
-    trial too. Parts that disagree (or none that has it) leave it ``"(no <path>)"``.
+    trial too. Else it takes the value of the nearest run it is inside that has one (the sweep
+    it ran in): two scikit-learn searches in one study, a model family each, record the
+    estimator on each sweep (``params.estimator``) and only its hyper-parameters on each
+    trial; a search per model family, ``gp.track("svc", params={"model": "svc"})`` around
+    trials of its own ``C``, records the family on the sweep. Parts that disagree (or none
+    that has it), and no run around it that has it, leave it ``"(no <path>)"``.
 
     Raises:
         ConfigError: ``group_by`` is neither a string nor callable, or a dotted path of which
-            no trial nor any of its parts has a value (a typo such as ``params.modle``: the
-            message lists the keys the trials have, the nearest first).
+            no trial nor any of its parts nor any run it is inside has a value (a typo such
+            as ``params.modle``: the message lists the keys the trials have, the nearest
+            first).
     """
     labels = family_labels([forest.runs[p] for p in positions], group_by)
     if callable(group_by):
@@ -87,9 +93,39 @@ def trial_family_labels(forest: RunForest, positions: Sequence[int], group_by: A
         found = set(family_labels([forest.runs[p] for p in below], group_by)) - {missing}
         if len(found) == 1:
             labels[k] = found.pop()
+    around: dict[int, str] = {}  # a run a trial is inside -> its label (or its own outer's)
+    for k, pos in enumerate(positions):
+        if labels[k] == missing and forest.parents:
+            labels[k] = _label_around(forest, forest.parents[pos], group_by, around, looked)
     if labels and all(label == missing for label in labels):
         raise ConfigError(_no_value_of(group_by, [forest.runs[p] for p in looked]))
     return labels
+
+
+def _label_around(
+    forest: RunForest, pos: int | None, group_by: str, around: dict[int, str], looked: list[int]
+) -> str:
+    """The label of the nearest run from ``pos`` up that has a value of ``group_by``.
+
+    ``around`` caches each run's (a study's trials share a few sweeps); ``looked`` gathers the
+    runs read, whose keys the no-value error lists.
+    """
+    missing = f"(no {group_by})"
+    path: list[int] = []
+    label = missing
+    while pos is not None:
+        if pos in around:
+            label = around[pos]
+            break
+        path.append(pos)
+        looked.append(pos)
+        (label,) = family_labels([forest.runs[pos]], group_by)
+        if label != missing:
+            break
+        pos = forest.parents[pos]
+    for seen in path:
+        around[seen] = label
+    return label
 
 
 def _no_value_of(group_by: str, runs: Sequence[RunRecord]) -> str:
@@ -97,7 +133,10 @@ def _no_value_of(group_by: str, runs: Sequence[RunRecord]) -> str:
     from greenprint._suggest import nearest
 
     head, *rest = group_by.split(".")
-    message = f"group_by {group_by!r}: no trial (nor any of its parts) has a value of it"
+    message = (
+        f"group_by {group_by!r}: no trial (nor any of its parts) has a value of it, nor has "
+        "any run a trial is inside"
+    )
     if not rest:
         return message
     keys: set[str] = set()  # the keys beside the last one of the path that have a value

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import numpy as np
@@ -305,13 +305,32 @@ def family_hint(inputs: FigureInputs) -> str | None:
 
     The trials (ended ones) vary a param by name, not number (``params.model``: ``"mlp"``,
     ``"cnn"``): two to :data:`_MAX_FAMILIES` values, one of them held by two trials or more
-    (Dodge et al. draw one curve per model family). ``None`` when ``group_by`` was given or
-    no param is such.
+    (Dodge et al. draw one curve per model family); else the runs they are inside do (two
+    scikit-learn searches in one study, each sweep's ``params.estimator`` its model family),
+    which ``--group-by`` reads for a trial that has no value of its own. ``None`` when
+    ``group_by`` was given or no param is such.
     """
     if inputs.group_by is not None:
         return None
     params = inputs.forest.column("params")
     trials = [params[p] for p in inputs.trials]
+    if hint := _varied_name(trials, "the trials vary"):
+        return hint
+    around = _params_around(inputs)
+    if not any(around):
+        return None
+    # what a trial takes from the runs around it: the keys it has no value of itself
+    taken = [
+        outer
+        if own.keys().isdisjoint(outer)  # the common case: the sweep's keys are not a trial's
+        else {key: value for key, value in outer.items() if key not in own}
+        for own, outer in zip(trials, around, strict=True)
+    ]
+    return _varied_name(taken, "the runs the trials are inside (their sweeps) vary")
+
+
+def _varied_name(trials: Sequence[Mapping[str, object]], lead: str) -> str | None:
+    """The hint for the first param (a family's name first) the trials vary by name, or None."""
     # a param at a time, each a few passes in C (100,000 trials: 0.10 s CPU, 0.16 s looping
     # over each trial's params)
     names: set[str] = set().union(*trials)
@@ -322,13 +341,37 @@ def family_hint(inputs: FigureInputs) -> str | None:
             continue  # a number (or None) somewhere: not a family's name
         counts = Counter(values)
         if 2 <= len(counts) <= _MAX_FAMILIES and max(counts.values()) >= 2:
-            named = sorted(counts)
+            named = sorted(map(str, counts))
             return (
-                f"the trials vary params.{key} ({', '.join(named[:4])}"
+                f"{lead} params.{key} ({', '.join(named[:4])}"
                 f"{', ...' if len(named) > 4 else ''}): greenprint report --group-by "
                 f"params.{key} draws one expected-best-score curve per {key}"
             )
     return None
+
+
+def _params_around(inputs: FigureInputs) -> list[dict[str, object]]:
+    """Each trial's params of the runs it is inside, the nearest's value of a key first."""
+    forest = inputs.forest
+    if not forest.parents:
+        return [{} for _ in inputs.trials]
+    params = forest.column("params")
+    merged: dict[int, dict[str, object]] = {}  # a run -> its params over its outer runs'
+
+    def of(pos: int) -> dict[str, object]:
+        path = []
+        at: int | None = pos
+        while at is not None and at not in merged:
+            path.append(at)
+            at = forest.parents[at]
+        outer = {} if at is None else merged[at]
+        for run in reversed(path):  # the outermost first, each over the one around it
+            own = params[run]
+            outer = {**outer, **own} if own else outer
+            merged[run] = outer
+        return merged[pos]
+
+    return [{} if (parent := forest.parents[p]) is None else of(parent) for p in inputs.trials]
 
 
 def _no_family_note(inputs: FigureInputs) -> str:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
+from greenprint._records import RunRecord
 from greenprint.analysis import (
     pareto_front,
 )
@@ -92,17 +94,10 @@ def pareto_figure(inputs: FigureInputs) -> tuple[Figure | None, str | None]:
         # a final run scored on another split (e.g. a retrain scored on the test set): star
         # the finished trial whose configuration it retrained, and say so
         run = inputs.forest.runs[final_position]
-        twin = next(
-            (
-                k
-                for k in reversed(finished.tolist())
-                if inputs.forest.runs[int(columns.positions[k])].params == run.params
-            ),
-            None,
-        )
+        twin = _retrained_trial(inputs, [int(columns.positions[k]) for k in finished], run)
         if twin is not None and run.params:
-            twin_run = inputs.forest.runs[int(columns.positions[twin])]
-            twin_kwh = energy_of[int(columns.positions[twin])]
+            twin_run = inputs.forest.runs[twin]
+            twin_kwh = energy_of[twin]
             final = (twin_kwh, inputs.scores.get(twin_run.id, math.nan), twin_run.id)
             final_label = f"final run's configuration ({twin_run.name})"
     baselines = _baseline_scores(inputs)
@@ -128,7 +123,12 @@ def pareto_figure(inputs: FigureInputs) -> tuple[Figure | None, str | None]:
         caption=(
             "Each trial's score against the energy it used (finished drawn over pruned); the "
             "front joins the finished trials that no other finished trial beats on both at "
-            "once; the star is the final run (or the trial whose configuration it retrained)"
+            "once"
+            + (
+                "; the star is the final run (or the trial whose configuration it retrained)"
+                if final is not None
+                else ""
+            )
             + ("; horizontal lines are the baselines" if baselines else "")
             + "."
         ),
@@ -152,3 +152,28 @@ def _rescale(series: Series, factor: float, old_factor: float) -> Series:
     if factor == old_factor:
         return series
     return dataclasses.replace(series, x=tuple(v / old_factor * factor for v in series.x))
+
+
+def _retrained_trial(inputs: FigureInputs, finished: Sequence[int], final: RunRecord) -> int | None:
+    """The finished trial (a position) whose configuration ``final`` retrained, if one is.
+
+    The last with the final run's params, else, of those whose params the final run has with
+    the same values beside others of its own, the last with the most params: a retrain that
+    names its model (``params={"model": "logreg", **search.best_params_}``) of a scikit-learn
+    search's trial that records only ``C``.
+    """
+    runs = inputs.forest.runs
+    for k in reversed(finished):
+        if runs[k].params == final.params:
+            return k
+    given = final.params
+    best, most = None, 0
+    for k in finished:
+        params = runs[k].params
+        if (
+            len(params) >= most
+            and params
+            and all(key in given and given[key] == v for key, v in params.items())
+        ):
+            best, most = k, len(params)
+    return best

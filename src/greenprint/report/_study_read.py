@@ -184,6 +184,10 @@ def _read_own_tree(run: RunRecord) -> bool:
     return own_tree_writer(run.provenance) is not None
 
 
+#: Roles given to runs that are never a study's trials, nor the parts that score one.
+_NEVER_TRIALS = frozenset({"baseline", "final", "learning-curve", "sweep", "greener"})
+
+
 def _read_study(led: Ledger, study: str, metric: str | None) -> tuple[RunRecord, ...]:
     """The study's runs with the metric points a report reads.
 
@@ -194,13 +198,15 @@ def _read_study(led: Ledger, study: str, metric: str | None) -> tuple[RunRecord,
     at every step is not fetched whole (100,000 runs of 43 points: a tenth of the points).
     When no run logged a value of that metric, the study is read again with every metric, so
     the error lists the metrics that were logged; so it is when no finished or pruned run did
-    (only failed runs did: the note on the missing EVP curve lists what the trials logged).
+    (only failed runs did: the note on the missing EVP curve lists what the trials logged), or
+    only runs given a role that is never a trial did (``--metric log_loss`` that the baselines
+    logged, beside trials that logged ``neg_log_loss``: the note lists it).
     """
     if metric is None or is_reserved_metric(metric):
         return tuple(led._read(study=study, points="score"))
     runs = tuple(led._read(study=study, points="score", metrics=(metric,)))
     for run in runs:
-        if run.status in ("finished", "pruned"):
+        if run.status in ("finished", "pruned") and run.role not in _NEVER_TRIALS:
             for p in run.metrics:
                 if p.name == metric and p.value == p.value:
                     return runs
