@@ -203,7 +203,7 @@ def test_workers_of_a_greenprint_run_job_are_not_said_to_read_the_whole_process(
         "its span; run 'job' measured less than the largest run of each group ("
     )
     # the rule: the group counts its largest run's 100 J, a lower bound of their 200 J
-    assert "their measured energies, 5.56e-05 kWh in all, are scaled to 2.78e-05 kWh (x0.5)" in note
+    assert "their measured energies, 55.6 mWh in all, are scaled to 27.8 mWh (x0.5)" in note
     assert "a lower bound, as runs in separate processes do not read each other's energy" in note
 
 
@@ -227,9 +227,9 @@ def test_separate_processes_scaled_to_their_parent_say_its_reading_is_the_truth(
     [note] = _shared_notes(tag.notes)
     assert note == (
         "the 2 parts of run 'job' ran at the same time, each measuring its own process over its "
-        "span: their measured energies, 5.56e-05 kWh in all, add to more than their parent "
+        "span: their measured energies, 55.6 mWh in all, add to more than their parent "
         "measured over the same time; their parent's reading is taken as the truth: they are "
-        "scaled to its 4.17e-05 kWh (x0.75)" + note[note.index("; their CO2-eq") :]
+        "scaled to its 41.7 mWh (x0.75)" + note[note.index("; their CO2-eq") :]
     )
     assert tag.total.energy_kwh == pytest.approx(150.0 / 3.6e6)
 

@@ -21,6 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from greenprint import MetricPoint, RunRecord
+from greenprint._format import format_energy
 from greenprint.analysis import evp_by_budget, pareto_runs, price_tag
 from greenprint.analysis._common import RunForest
 from greenprint.meters._base import MeterReading
@@ -437,8 +438,8 @@ def test_equal_trials_that_ran_together_get_a_third_each() -> None:
     assert tag.total.fpo == 3000 and final.fpo == 1000  # the trials', each whole
     (note,) = [n for n in tag.notes if "same time" in n]
     assert "the 3 trials of run 'sweep' ran at the same time" in note
-    assert "0.9 kWh in all, are scaled to the 0.3 kWh their parent measured (x0.333)" in note
-    assert "CO2-eq likewise, 0.36 to 0.12 kg" in note
+    assert "900 Wh in all, are scaled to the 300 Wh their parent measured (x0.333)" in note
+    assert "CO2-eq likewise, 360 g to 120 g" in note
     assert not any("less energy than their children" in n for n in tag.notes)
 
 
@@ -555,7 +556,10 @@ def test_an_optuna_study_in_threads_costs_what_its_search_run_measured(tmp_path:
     assert tag.by_role["trial"].energy_kwh == pytest.approx(counted, rel=1e-9)
     (note,) = [n for n in tag.notes if "same time" in n]
     assert "the 4 trials of run 'search' ran at the same time in one process (threads)" in note
-    assert f"{measured:.3g} kWh in all, count {counted:.3g} kWh" in note
+    assert (
+        f"{format_energy(measured)} in all, count {format_energy(counted, unit_of=measured)}"
+        in note
+    )
 
 
 def test_what_adds_from_another_host_is_never_shared_out() -> None:
@@ -750,8 +754,8 @@ def test_a_non_finite_energy_is_named_and_never_shared(bad: float, who: str) -> 
     # CO2-eq are numbers: the trials' are shared out as the rule says
     assert [n for n in tag.notes if "same time" in n] == [
         "the 2 trials of run 'sweep' ran at the same time, each measuring the whole process "
-        "(threads) or machine over its span: their measured CO2-eq, 0.8 kg in all, are scaled "
-        "to the 0.4 kg their parent measured (x0.5), so none is counted twice"
+        "(threads) or machine over its span: their measured CO2-eq, 800 g in all, are scaled "
+        "to the 400 g their parent measured (x0.5), so none is counted twice"
     ]
     (note,) = [n for n in tag.notes if "not a number" in n]
     assert note.startswith(f"run '{who}' recorded an energy of {bad} kWh")
@@ -944,7 +948,7 @@ def test_real_threads_beside_runs_alone_share_exactly_what_the_search_measured(
     assert tag.final.energy_kwh == kwh["final"]
     (note,) = [n for n in tag.notes if "same time" in n]
     assert note.startswith("the 2 trials of run 'search' ran at the same time in one process")
-    assert "their measured energies, 0.04 kWh in all, count 0.02 kWh" in note
+    assert "their measured energies, 40 Wh in all, count 20 Wh" in note
     assert not any("less energy" in n for n in tag.notes)
     # the live report: the search's last reading (0.03 kWh), the baseline's kept, the rest
     # shared by the running trials

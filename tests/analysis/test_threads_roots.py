@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 
 from _clean_env import BIN, clean_env, configured_above
 from greenprint import RunRecord
+from greenprint._format import format_energy
 from greenprint.analysis import price_tag
 from greenprint.analysis._common import RunForest
 from tracking._meters import ConstantProcessPower
@@ -73,7 +74,7 @@ def test_two_top_level_trials_fully_together_each_count_half() -> None:
         "counted once"
     )
     assert "their measured energies, 2 kWh in all, count 1 kWh" in note
-    assert "their CO2-eq likewise, 0.8 to 0.4 kg" in note
+    assert "their CO2-eq likewise, 800 g to 400 g" in note  # the unit that fits, as the report's
     assert note.endswith("run them inside one, gp.track(..., role='sweep'))")
 
 
@@ -310,7 +311,8 @@ def test_an_optuna_study_in_threads_without_a_sweep_run_counts_its_overlap_once(
     (note,) = [n for n in tag.notes if "top-level" in n]
     assert note.startswith("the 5 top-level trials ('trial-")  # in the ledger's order
     assert "and 2 more) ran at the same time in one process (threads)" in note
-    assert f"{math.fsum(measured):.3g} kWh in all, count {math.fsum(got):.3g} kWh" in note
+    in_all, count = math.fsum(measured), math.fsum(got)
+    assert f"{format_energy(in_all)} in all, count {format_energy(count, unit_of=in_all)}" in note
 
     done = subprocess.run(
         [str(BIN / "greenprint"), "report", "--ledger", "l.db", "--study", "roots", "--format",

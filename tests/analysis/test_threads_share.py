@@ -111,7 +111,7 @@ def test_two_trials_fully_together_in_one_process_each_count_half() -> None:
     (note,) = [n for n in tag.notes if "one process" in n]
     assert note.startswith("the 2 trials of run 'search' ran at the same time in one process")
     assert "their measured energies, 2 kWh in all, count 1 kWh" in note
-    assert "their CO2-eq likewise, 0.8 to 0.4 kg" in note
+    assert "their CO2-eq likewise, 800 g to 400 g" in note
     assert not any("less energy" in n or "measured less" in n for n in tag.notes)
 
 
@@ -191,7 +191,7 @@ def test_a_parent_short_of_its_threads_share_keeps_their_count_and_says_so() -> 
     assert tag.total.energy_kwh == pytest.approx(1.0, rel=1e-12)
     (note,) = [n for n in tag.notes if "measured less" in n]
     assert note.startswith(
-        "run 'search' measured less energy (0.8 kWh) than its children that ran at the same "
+        "run 'search' measured less energy (800 Wh) than its children that ran at the same "
         "time in one process count (1 kWh)"
     )
 
@@ -222,7 +222,7 @@ def test_threads_counting_more_than_their_parent_measured_are_scaled_to_it() -> 
     sums = RunForest.build(runs).shared_sums("energy_kwh")
     assert sums.inclusive == pytest.approx([1.0, 0.7 / 1.2, 0.5 / 1.2], rel=1e-12)
     assert sums.shares[0].short
-    assert any("run 'search' measured less energy (0.9 kWh)" in n for n in price_tag(runs).notes)
+    assert any("run 'search' measured less energy (900 Wh)" in n for n in price_tag(runs).notes)
 
 
 def test_a_threads_folds_go_with_it() -> None:

@@ -14,8 +14,30 @@ import math
 from collections.abc import Mapping, Sequence
 
 from greenprint._forest_beyond import BeyondSums
-from greenprint._format import count_of, format_energy
+from greenprint._format import count_of, format_emissions, format_energy
 from greenprint.analysis._common import RunForest, SharedSums, ShareOut
+
+
+def _fit(amount: float, unit: str, *, of: float | None = None) -> str:
+    """An amount said in a note in the unit that fits it, as the report writes every figure.
+
+    Args:
+        amount: in ``unit``: ``"kWh"`` (an energy) or ``"kg"`` (CO2-eq).
+        unit: the amount's unit as the ledger holds it.
+        of: the amount it is said beside (same unit), whose unit it takes when it is the
+            larger: ``"429 µWh in all, count 216 µWh"``, ``"206 µg to 104 µg"`` (a larger
+            amount reads in its own: ``"500 Wh, against 1.3 kWh"``).
+
+    Returns:
+        ``4.29e-07`` kWh as ``"429 µWh"``, ``2.06e-07`` kg as ``"206 µg"`` (the note says
+        CO2-eq already), never ``"4.29e-07 kWh"``.
+    """
+    if of is not None and not abs(amount) <= abs(of):
+        of = None  # in the smaller one's unit, a larger amount could read "1.3e+03 Wh"
+    if unit == "kWh":
+        return format_energy(amount, unit_of=of)
+    return format_emissions(amount, unit_of=of).removesuffix(" CO2-eq")
+
 
 #: What a run of each scope read, in the note on a lost run inside its measurement.
 _READ = {"process": "measured its own process tree and ", "machine": "measured the machine and "}
@@ -157,7 +179,8 @@ def _shared_notes(
         measured, shared = _threads_sums(threads_co2)
         notes.append(
             _threads_note(forest, roles, threads_energy, "energies", "kWh")
-            + f"; their CO2-eq likewise, {measured:.3g} to {shared:.3g} kg"
+            + f"; their CO2-eq likewise, {_fit(measured, 'kg')} to "
+            + _fit(shared, "kg", of=measured)
         )
     else:
         if threads_energy:
@@ -184,7 +207,10 @@ def _shared_notes(
         note = _root_threads_note(forest, roles, roots_energy, "energies", "kWh")
         if roots_co2 is not None and roots_co2.threads == roots_energy.threads:  # usual
             measured, shared = roots_co2.threads_measured, roots_co2.threads_shared
-            note += f"; their CO2-eq likewise, {measured:.3g} to {shared:.3g} kg"
+            note += (
+                f"; their CO2-eq likewise, {_fit(measured, 'kg')} to "
+                f"{_fit(shared, 'kg', of=measured)}"
+            )
         notes.append(note + _around_them(roles, roots_energy))
     elif roots_co2 is not None:
         note = _root_threads_note(forest, roles, roots_co2, "CO2-eq", "kg")
@@ -222,8 +248,8 @@ def _root_threads_note(
         f"the {len(members)} top-level {noun}s ({listed}) ran at the same time {where}, each "
         "measuring the whole process over its span: each stretch of their time is counted "
         "once, at their mean power, and split equally among the runs that ran in it (exact "
-        f"at constant power): their measured {what}, {share.threads_measured:.3g} {unit} in "
-        f"all, count {share.threads_shared:.3g} {unit}"
+        f"at constant power): their measured {what}, {_fit(share.threads_measured, unit)} in "
+        f"all, count {_fit(share.threads_shared, unit, of=share.threads_measured)}"
     )
 
 
@@ -252,7 +278,8 @@ def _threads_note(
     counted = math.fsum(s.threads_counted for s in shares.values())
     parents = "their parent" if len(shares) == 1 else "their parents"
     capped = (
-        f" ({counted:.3g} {unit} by their stretches, scaled to what {parents} measured)"
+        f" ({_fit(counted, unit, of=measured)} by their stretches, scaled to what {parents} "
+        "measured)"
         if counted > shared * _SCALED_NOTE_ABOVE
         else ""
     )
@@ -260,7 +287,8 @@ def _threads_note(
         f"{whose} ran at the same time in one process (threads), each measuring the whole "
         "process over its span: each stretch of their time is counted once, at their mean "
         "power, and split equally among the runs that ran in it (exact at constant power): "
-        f"their measured {what}, {measured:.3g} {unit} in all, count {shared:.3g} {unit}"
+        f"their measured {what}, {_fit(measured, unit)} in all, count "
+        f"{_fit(shared, unit, of=measured)}"
         f"{capped}"
     )
 
@@ -274,14 +302,16 @@ def _short_note(forest: RunForest, energy: SharedSums, shares: Mapping[int, Shar
     )
     if len(shares) == 1:
         return (
-            f"run {names[0]} measured less energy ({own:.3g} kWh) than its children that ran "
-            f"at the same time in one process count ({count:.3g} kWh): its own part is 0 and "
+            f"run {names[0]} measured less energy ({_fit(own, 'kWh')}) than its children that "
+            f"ran at the same time in one process count ({_fit(count, 'kWh', of=own)}): its "
+            "own part is 0 and "
             "their count is used (a meter that lagged, or a process whose power varied)"
         )
     listed = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
     return (
-        f"{len(shares)} runs ({listed}) measured less energy ({own:.3g} kWh in all) than their "
-        f"children that ran at the same time in one process count ({count:.3g} kWh): their "
+        f"{len(shares)} runs ({listed}) measured less energy ({_fit(own, 'kWh')} in all) than "
+        f"their children that ran at the same time in one process count "
+        f"({_fit(count, 'kWh', of=own)}): their "
         "own parts are 0 and the children's counts are used (a meter that lagged, or a "
         "process whose power varied)"
     )
@@ -315,7 +345,7 @@ def _sums_of(scaled: Mapping[int, ShareOut]) -> tuple[float, float]:
 def _amounts(scaled: Mapping[int, ShareOut], unit: str) -> str:
     """``"4.51e-06 to 2.41e-06 kWh"``: the children's measured sum, and what it was scaled to."""
     measured, shared = _sums_of(scaled)
-    return f"{measured:.3g} to {shared:.3g} {unit}"
+    return f"{_fit(measured, unit)} to {_fit(shared, unit, of=measured)}"
 
 
 def _shared_note(
@@ -348,7 +378,7 @@ def _shared_note(
         parent, by = "their parents", f"x{factors[0]:.3g} to x{factors[-1]:.3g}"
     kept = math.fsum(s.kept for s in scaled.values())
     besides = (
-        f" beyond the {len(alone)} {called(alone)} that ran alone ({kept:.3g} {unit}, kept whole)"
+        f" beyond the {len(alone)} {called(alone)} that ran alone ({_fit(kept, unit)}, kept whole)"
         if alone
         else ""
     )
@@ -362,13 +392,14 @@ def _shared_note(
     if not floored:
         if separate:  # no overlap between them: their parent's reading is taken as the truth
             return (
-                f"{ran}: their measured {what}, {measured:.3g} {unit} in all, add to more than "
+                f"{ran}: their measured {what}, {_fit(measured, unit)} in all, add to more than "
                 f"{parent} measured over the same time{besides}; {parent}'s reading is taken "
-                f"as the truth: they are scaled to its {shared:.3g} {unit} ({by})"
+                f"as the truth: they are scaled to its {_fit(shared, unit, of=measured)} ({by})"
             ).replace("parents's", "parents'")
         return (
-            f"{ran}: their measured {what}, {measured:.3g} {unit} in all, are scaled to the "
-            f"{shared:.3g} {unit} {parent} measured{besides} ({by}), so none is counted twice"
+            f"{ran}: their measured {what}, {_fit(measured, unit)} in all, are scaled to the "
+            f"{_fit(shared, unit, of=measured)} {parent} measured{besides} ({by}), so none is "
+            "counted twice"
         )
     own = math.fsum(s.own for s in scaled.values())
     least = "the largest run of each group" if separate else "the least its children spent"
@@ -379,16 +410,20 @@ def _shared_note(
     )
     if separate:  # each read its own process: their sum may all be true
         return (
-            f"{ran}; {short} ({own:.3g} {unit}, against {kept + shared:.3g}{besides}), so "
+            f"{ran}; {short} ({_fit(own, unit)}, against {_fit(kept + shared, unit, of=own)}"
+            f"{besides}), so "
             "its reading is not taken as the truth: each group that ran together counts what "
-            f"its largest run measured, their measured {what}, {measured:.3g} {unit} in all, "
-            f"are scaled to {shared:.3g} {unit} ({by}); a lower bound, as runs in separate "
+            f"its largest run measured, their measured {what}, {_fit(measured, unit)} in all, "
+            f"are scaled to {_fit(shared, unit, of=measured)} ({by}); a lower bound, as runs in "
+            "separate "
             "processes do not read each other's energy"
         )
     return (
-        f"{ran}; {short} ({own:.3g} {unit}, against {kept + shared:.3g}{besides}): each group "
+        f"{ran}; {short} ({_fit(own, unit)}, against {_fit(kept + shared, unit, of=own)}"
+        f"{besides}): each group "
         f"that ran together counts what its largest run measured, their measured {what}, "
-        f"{measured:.3g} {unit} in all, are scaled to {shared:.3g} {unit} ({by}), so none is "
+        f"{_fit(measured, unit)} in all, are scaled to {_fit(shared, unit, of=measured)} ({by}), "
+        "so none is "
         "counted twice"
     )
 

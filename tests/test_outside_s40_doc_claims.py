@@ -1,0 +1,85 @@
+"""Session 40, an outside check of the documentation's sentences against what greenprint does.
+
+docs/report.md says energies and CO2-eq "are written in the unit that fits each (from MWh down
+to nWh, from t down to ng)". The price tag's notes on runs that ran at the same time wrote raw
+kilowatt-hours and kilograms instead: an Optuna search run with ``n_jobs=2`` reported "their
+measured energies, 4.29e-07 kWh in all, count 2.16e-07 kWh; their CO2-eq likewise, 2.06e-07 to
+1.04e-07 kg" beside a price tag of "216 µWh". They now read as every other figure does ("429
+µWh in all, count 216 µWh; their CO2-eq likewise, 206 µg to 104 µg").
+
+Run as a stranger runs it: in an empty directory with a clean environment.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+
+import pytest
+
+from _report_cli import GREENPRINT, empty_home, run_in
+from integrations._frameworks import need_installed
+
+need_installed("optuna", "optuna")
+
+#: Four trials of 0.3 s in two threads: pairs of them run at the same time in one process.
+STUDY = """
+import time
+
+import optuna
+
+from greenprint.integrations.optuna import GreenprintCallback
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+cb = GreenprintCallback(ledger="greenprint.db")
+
+
+def objective(trial):
+    x = trial.suggest_float("x", 0, 1)
+    time.sleep(0.3)
+    return x
+
+
+study = optuna.create_study(study_name="threads", direction="maximize")
+study.optimize(cb.track(objective), n_trials=4, n_jobs=2, callbacks=[cb])
+"""
+
+#: A number in scientific notation before kWh or kg: what no figure of a report reads.
+RAW = re.compile(r"\d(?:\.\d+)?e[-+]?\d+ (?:kWh|kg)\b")
+ENERGY = r"[\d.]+ (?:MWh|kWh|Wh|mWh|µWh|nWh)"
+MASS = r"[\d.]+ (?:t|kg|g|mg|µg|ng)"
+
+
+@pytest.fixture(scope="module")
+def threads_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict, str]:
+    """An Optuna search in two threads, and its report (Markdown, JSON) and summary."""
+    home = empty_home(tmp_path_factory, "threads")
+    (home / "study.py").write_text(STUDY)
+    done = run_in(home, sys.executable, "study.py")
+    assert done.returncode == 0, done.stderr
+    done = run_in(
+        home, GREENPRINT, "report", "--format", "md,json", "--no-plots", "--out", "report"
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads((home / "report" / "report.json").read_text())
+    return (home / "report" / "report.md").read_text(), report, done.stdout + done.stderr
+
+
+def test_the_note_on_trials_in_threads_reads_in_the_unit_that_fits(
+    threads_report: tuple[str, dict, str],
+) -> None:
+    md, report, printed = threads_report
+    (note,) = [n for n in report["price_tag"]["notes"] if "ran at the same time" in n]
+    assert note.startswith("the 4 top-level trials ('trial-")  # in the ledger's order
+    assert re.search(
+        rf"their measured energies, {ENERGY} in all, count {ENERGY}; "
+        rf"their CO2-eq likewise, {MASS} to {MASS} ",
+        note,
+    ), note
+    # the count in the unit of what they measured, as the report writes a part of its whole
+    in_all, count = re.findall(rf"({ENERGY}) in all, count ({ENERGY})", note)[0]
+    assert in_all.split()[1] == count.split()[1], note
+    for text in (note, md, printed):
+        assert not RAW.search(text), RAW.search(text)
+    assert note.replace("_", "\\_") in md  # the report's notes, as written
