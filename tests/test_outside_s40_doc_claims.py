@@ -83,3 +83,36 @@ def test_the_note_on_trials_in_threads_reads_in_the_unit_that_fits(
     for text in (note, md, printed):
         assert not RAW.search(text), RAW.search(text)
     assert note.replace("_", "\\_") in md  # the report's notes, as written
+
+
+#: 18 trials of 9 model families (two each), scored.
+FAMILIES = """
+import greenprint as gp
+
+for k in range(18):
+    with gp.track(f"t{k}", study="families", params={"model": f"m{k % 9}"}) as run:
+        run.log(accuracy=0.5 + k / 100)
+"""
+
+
+def test_more_families_than_a_figure_draws_get_one_curve_and_a_note_as_documented(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """docs/report.md said "With group_by each family gets its own curve"; a figure draws 8 at
+    most, and 9 families get the whole search's curve alone, with a note (the doc now says so)."""
+    home = empty_home(tmp_path_factory, "families")
+    (home / "study.py").write_text(FAMILIES)
+    assert run_in(home, sys.executable, "study.py").returncode == 0
+    done = run_in(
+        home, GREENPRINT, "report", "--group-by", "params.model", "--format", "json",
+        "--no-plots", "--out", "report",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads((home / "report" / "report.json").read_text())
+    (evp,) = [f for f in report["figures"] if f["id"] == "evp_trials"]
+    roles = [s["role"] for s in evp["panels"][0]["series"]]
+    assert "mean" in roles and not [r for r in roles if r.startswith("family")], roles
+    assert (
+        "no curve per params.model: the trials fall into 9 families, more than the 8 a figure "
+        "draws one by one" in evp["notes"]
+    )
