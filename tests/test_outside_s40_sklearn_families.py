@@ -14,7 +14,10 @@ retrained and scored on a held-out split (``role="final"``, ``params={"model": "
 2. The Pareto plot's caption said "the star is the final run (or the trial whose configuration
    it retrained)" and drew no star: the retrain named its model beside the trial's ``C``, and
    only a trial with exactly the retrain's params was starred.
-3. ``--metric log_loss``, a metric only the baseline logged, noted "no finished or pruned trial
+3. The script run a second time into the same ledger (a researcher's rerun): the note on one
+   search run twice said "the final run is the best of them all", of a final run chosen as
+   the last started of the runs given role 'final' (the second retrain).
+4. ``--metric log_loss``, a metric only the baseline logged, noted "no finished or pruned trial
    has a value of 'log_loss'" without the metrics the trials did log, which docs/report.md
    promises (the trials' other metrics were not read: the baseline had the metric).
 
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 import sys
 from fractions import Fraction
 from pathlib import Path
@@ -158,3 +162,20 @@ def test_a_metric_only_the_baseline_logged_lists_the_trials_metrics(home: Path):
         "'log_loss'; metrics they logged: "
     )
     assert "'accuracy'" in note and "'score'" in note
+
+
+def test_the_script_run_again_keeps_its_last_retrain_as_the_final_run(
+    home: Path, tmp_path_factory: pytest.TempPathFactory
+):
+    again = empty_home(tmp_path_factory, "s40-again")
+    for name in ("study.py", "greenprint.db"):
+        shutil.copy(home / name, again / name)
+    made = run_in(again, sys.executable, "study.py")
+    assert made.returncode == 0, made.stderr
+    report = _report(again, "rep")
+    finals = sorted((r["started_at"], r["id"]) for r in report["runs"] if r["name"] == "final")
+    assert len(finals) == 2 and report["price_tag"]["final"]["run_id"] == finals[-1][1]
+    (note,) = [n for n in report["notes"] if n.startswith("the study holds one search run")]
+    assert "the study's 12 trials" in note
+    assert "best of them all" not in note
+    assert "the final run is named by its run id where its name repeats" in note

@@ -267,7 +267,8 @@ def _assemble(
                 "the final run is not identified"
             )
     final_id = tag.final.run_id if tag.final is not None else None
-    if again := searches_run_again(forest, trials.positions):
+    rule = tag.final.rule if tag.final is not None else None
+    if again := searches_run_again(forest, trials.positions, final_rule=rule):
         notes.append(again)
     if tag.final is not None:
         named = run_id_if_named_alike(tag.final.name, tag.final.run_id, (r.name for r in runs))

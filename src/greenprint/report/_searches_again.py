@@ -27,7 +27,9 @@ def _root(forest: RunForest, pos: int) -> int:
     return pos
 
 
-def searches_run_again(forest: RunForest, trials: Sequence[int]) -> str | None:
+def searches_run_again(
+    forest: RunForest, trials: Sequence[int], *, final_rule: str | None = "best-trial"
+) -> str | None:
     """A note when the study's trials are one search run by two processes or more, else ``None``.
 
     The trials (positions in ``forest``) are grouped by the process that ran their top-level
@@ -40,7 +42,9 @@ def searches_run_again(forest: RunForest, trials: Sequence[int]) -> str | None:
     (``gp.track("train")`` in a loop: nothing tells a repeat) are not named. The note says how
     they were read (one search: the expected best score draws from them all, the final run
     is the best of them all, named by its id where its name repeats) and how to keep them apart
-    or continue one search.
+    or continue one search. ``final_rule`` is what chose the final run (``FinalRun.rule``):
+    a run given role ``final`` or named (``"role"``, ``"given"``) is no best of them all (a
+    script run twice that retrains its best: the last retrain), so the note does not say so.
     """
     keys: Any = forest._process_keys
     if len(trials) < 4 or not any(keys):
@@ -81,8 +85,10 @@ def searches_run_again(forest: RunForest, trials: Sequence[int]) -> str | None:
         f"{times} times), as a script run again does (an in-memory Optuna study numbers its "
         "trials from 0 each time); they are read as one search, the study's "
         f"{count_of(len(trials), 'trial')}: the expected best score "
-        "draws from them all and the final run is the best of them all, named by its run id "
-        "where its name repeats; to keep the runs apart, give each its own study name "
+        "draws from them all and the final run "
+        + ("is the best of them all, " if final_rule == "best-trial" else "is ")
+        + "named by its run id where its name repeats; to keep the runs apart, give each its "
+        "own study name "
         "(optuna.create_study(study_name=...), gp.track(..., study=...), greenprint run "
         "--study); to go on with one Optuna search, give it a storage "
         "(optuna.create_study(study_name=..., storage='sqlite:///optuna.db', "
