@@ -116,3 +116,43 @@ def test_more_families_than_a_figure_draws_get_one_curve_and_a_note_as_documente
         "no curve per params.model: the trials fall into 9 families, more than the 8 a figure "
         "draws one by one" in evp["notes"]
     )
+
+
+#: The README's API quickstart (one run of 50,000 examples), and a study of one baseline.
+ONE_SIZE = """
+import greenprint as gp
+
+with gp.track("resnet-lr0.1", study="cifar-sweep", region="DE", pue=1.2) as run:
+    run.set(params={"lr": 0.1}, dataset_size=50_000)
+    run.log(accuracy=0.93)
+with gp.track("majority", study="baselines", role="baseline", dataset_size=1000) as run:
+    run.log(accuracy=0.1)
+"""
+
+
+def test_the_note_on_no_learning_curve_counts_and_names_the_runs_it_read(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The README's quickstart read "among 1 trials with a dataset_size", and a lone baseline
+    was called a trial ("among 1 trials"): docs/report.md says the last resort reads "every run
+    that has a dataset_size and is neither a part nor a sweep"."""
+    home = empty_home(tmp_path_factory, "one-size")
+    (home / "study.py").write_text(ONE_SIZE)
+    assert run_in(home, sys.executable, "study.py").returncode == 0
+    notes = {}
+    for study in ("cifar-sweep", "baselines"):
+        done = run_in(
+            home, GREENPRINT, "report", "--study", study, "--format", "json", "--no-plots",
+            "--out", study,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        report = json.loads((home / study / "report.json").read_text())
+        (notes[study],) = [n for n in report["notes"] if n.startswith("no learning curve")]
+    assert notes["cifar-sweep"] == (
+        "no learning curve: fewer than two training-set sizes among 1 trial with a dataset_size "
+        "(50,000 examples)"
+    )
+    assert notes["baselines"] == (
+        "no learning curve: fewer than two training-set sizes among 1 run with a dataset_size "
+        "(1,000 examples)"
+    )

@@ -117,7 +117,8 @@ def _sources(
     ]
     fraction = [p for p in sized if "fraction" in runs[p].params]
     tried.append((fraction, "runs with a 'fraction' parameter (run_learning_curve)"))
-    tried.append((sized, "trials with a dataset_size"))
+    every_trial = all(roles[p] == "trial" for p in sized)  # else a baseline, a final run...
+    tried.append((sized, f"{'trials' if every_trial else 'runs'} with a dataset_size"))
     return tried
 
 
@@ -139,7 +140,7 @@ def _no_sizes_note(
             "no learning curve: no run has a dataset_size (gp.track(..., dataset_size=n) or "
             "run.set(dataset_size=n), one run per training-set size)"
         )
-    read = [f"{len(c)} {s} ({_sizes_text(sizes, c)})" for c, s in tried if c]
+    read = [f"{_count(len(c), s)} ({_sizes_text(sizes, c)})" for c, s in tried if c]
     seen = {p for c, _ in tried for p in c}
     others = [  # a sweep or greener comparison of a size is read by its trials
         p for p in every if p not in seen and not _container(forest, roles, p)
@@ -155,6 +156,17 @@ def _no_sizes_note(
             "greenprint ledger set-role learning-curve RUN_ID...)"
         )
     return text
+
+
+def _count(count: int, source: str) -> str:
+    """``"1 trial with a dataset_size"``, ``"5 trials with a dataset_size"``: a source counted.
+
+    ``source`` names its runs in the plural, its first word ``runs`` or ``trials``.
+    """
+    if count == 1:
+        first, _, rest = source.partition(" ")
+        source = f"{first.removesuffix('s')} {rest}"
+    return f"{count} {source}"
 
 
 def _sizes_text(sizes: Sequence[Any], positions: Sequence[int]) -> str:
