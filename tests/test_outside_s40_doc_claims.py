@@ -7,6 +7,10 @@ measured energies, 4.29e-07 kWh in all, count 2.16e-07 kWh; their CO2-eq likewis
 1.04e-07 kg" beside a price tag of "216 µWh". They now read as every other figure does ("429
 µWh in all, count 216 µWh; their CO2-eq likewise, 206 µg to 104 µg").
 
+Also the prose of docs/report.md and docs/integrations.md that the product contradicted
+(more than 8 model families, the notes on learning curves, Optuna's retry callback as Optuna
+4.9 names it), each test below saying which.
+
 Run as a stranger runs it: in an empty directory with a clean environment.
 """
 
@@ -15,6 +19,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import time
 
 import pytest
 
@@ -156,3 +161,64 @@ def test_the_note_on_no_learning_curve_counts_and_names_the_runs_it_read(
         "no learning curve: fewer than two training-set sizes among 1 run with a dataset_size "
         "(1,000 examples)"
     )
+
+
+#: docs/integrations.md's retried trial with the retry callback Optuna 4.9 names (the older
+#: ``failed_trial_callback=RetryFailedTrialCallback(...)`` is deprecated there): the first
+#: process dies inside its trial (``os._exit``, as ``kill -9`` leaves it), the second retries it.
+RETRIED = """
+import os
+import sys
+import time
+
+import optuna
+from optuna.storages import RDBStorage
+
+from greenprint.integrations.optuna import GreenprintCallback
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
+if retry is None:  # before Optuna 4.9
+    retry = optuna.storages.RetryFailedTrialCallback
+    storage = RDBStorage("sqlite:///optuna.db", heartbeat_interval=1, grace_period=2,
+                         failed_trial_callback=retry(max_retry=1))
+else:
+    storage = RDBStorage("sqlite:///optuna.db", heartbeat_interval=1, grace_period=2,
+                         heartbeat_stale_trial_callback=retry(max_retry=1))
+cb = GreenprintCallback(ledger="greenprint.db", flush_interval_s=1, sample_interval_s=0.5)
+study = optuna.create_study(study_name="retried", storage=storage, load_if_exists=True,
+                            direction="maximize")
+
+
+def objective(trial):
+    x = trial.suggest_float("x", 0, 1)
+    if sys.argv[1] == "die":
+        time.sleep(1.5)  # a first flush
+        os._exit(9)  # no end recorded, as a kill -9 leaves it
+    return x
+
+
+study.optimize(cb.track(objective), n_trials=1, callbacks=[cb])
+print(",".join(t.state.name for t in study.trials))
+"""
+
+
+def test_a_trial_killed_and_retried_by_optunas_current_callback_is_one_trial(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """docs/integrations.md showed only ``failed_trial_callback=RetryFailedTrialCallback``,
+    which Optuna 4.9 deprecates (two FutureWarnings for a user who follows it); the doc now
+    gives ``heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback``, read the same."""
+    home = empty_home(tmp_path_factory, "retried")
+    (home / "study.py").write_text(RETRIED)
+    assert run_in(home, sys.executable, "study.py", "die").returncode == 9
+    time.sleep(3)  # the heartbeat's grace period (2 s) runs out
+    done = run_in(home, sys.executable, "-W", "error::FutureWarning", "study.py", "again")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["FAIL,COMPLETE"]  # Optuna: two trials
+    done = run_in(home, GREENPRINT, "ledger", "ls", "--tree", "--json")
+    assert done.returncode == 0, done.stderr
+    rows = {r["name"]: r for r in json.loads(done.stdout)}
+    assert rows["trial-0"]["role"] == "part" and rows["trial-0"]["status"] == "interrupted"
+    assert rows["trial-0"]["parent_id"] == rows["trial-1"]["id"]
+    assert rows["trial-1"]["role"] == "trial" and rows["trial-1"]["status"] == "finished"
