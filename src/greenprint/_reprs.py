@@ -113,6 +113,8 @@ def price_tag_html(tag: Any) -> str:
     lines = []
     if tag.final is not None:
         lines.append(f"final run {tag.final.label()}: {tag.final.describe()}")
+    if tag.final_role is not None:  # the row of role final holds more than the final run
+        lines.append(tag.final_role.text)
     share = tag.provenance.measured_share
     if share is not None:
         lines.append(f"energy measured by hardware counters: {share:.0%}")

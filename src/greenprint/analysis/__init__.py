@@ -44,6 +44,7 @@ from greenprint.analysis._pareto import hypervolume, pareto_front, pareto_runs
 from greenprint.analysis._pricetag import (
     EDH,
     CostTotals,
+    FinalRoleRuns,
     FinalRun,
     PriceTag,
     ProvenanceSummary,
@@ -72,6 +73,7 @@ __all__ = [
     "Efficiency",
     "FPO_PER_GFLOP",
     "FinalChoice",
+    "FinalRoleRuns",
     "FinalRun",
     "LearningCurve",
     "PriceTag",

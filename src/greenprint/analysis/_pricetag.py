@@ -82,6 +82,12 @@ from greenprint._jobs import job_notes
 from greenprint._provenance import is_fpo_lower_bound
 from greenprint._records import RUN_ROLES, RUN_STATUSES, RunRecord
 from greenprint.analysis._common import Mode, Reduce, RunForest, check_logged, run_end
+from greenprint.analysis._final_role import (
+    FinalRoleRuns,
+    final_role_groups,
+    listed_names,
+    named,
+)
 from greenprint.analysis._final_run import FinalRun, _logged_by, _logged_metrics, choose_final
 from greenprint.analysis._pricetag_model import EDH, CostTotals, PriceTag, ProvenanceSummary
 from greenprint.analysis._pricetag_notes import _beyond_note, _shared_notes, _unflushed_note
@@ -97,12 +103,13 @@ from greenprint.analysis._pricetag_sums import (
     _unknown_if_none_knows,
     _with_descendants,
 )
-from greenprint.analysis._roles import StudyTrials, study_trials
+from greenprint.analysis._roles import StudyRoles, StudyTrials, study_trials
 
 __all__ = [
     "EDH",
     "BeyondSums",
     "CostTotals",
+    "FinalRoleRuns",
     "FinalRun",
     "PriceTag",
     "ProvenanceSummary",
@@ -292,6 +299,13 @@ def forest_price_tag(
     else:  # every run its own owner: the role's positions, kept by roles
         of_status = _positions_of(status_of)
         of_role = {r: roles.positions(r) for r in RUN_ROLES if roles.positions(r)}
+    if final is not None and final not in forest.index:
+        raise AnalysisError(f"final run {final!r} is not among the runs")
+    choice = choose_final(trials, final=final)
+    chosen = choice.position
+    # by_role["final"] split when it holds more than the final run (searches' refits beside
+    # a retrain): the final run's, the refits' and the other retrains' positions
+    of_final = final_role_groups(forest, roles, of_role.get("final", ()), chosen) or {}
     statuses = sorted(of_status, key=lambda s: (order.get(s, len(order)), s))
     # a group of every run (a study of trials only...) sums what the total summed
     by_status = {
@@ -302,10 +316,11 @@ def forest_price_tag(
         for r in RUN_ROLES
         if r in of_role
     }
+    by_final = {group: totals(positions) for group, positions in of_final.items()}
 
     def unknown_where_none_knows(value: Literal["fpo", "duration_s"], knows: list[bool]) -> None:
         """Each group's total marked unknown in ``value`` where no run of it ``knows`` its own."""
-        nonlocal total, by_status, by_role
+        nonlocal total, by_status, by_role, by_final
 
         def mark(cost: CostTotals, positions: Sequence[int], knows: list[bool]) -> CostTotals:
             return _unknown_if_none_knows(cost, positions, knows, value)
@@ -317,6 +332,7 @@ def forest_price_tag(
         by_role = {
             r: total if c is whole else mark(c, of_role[r], knows) for r, c in by_role.items()
         }
+        by_final = {g: mark(c, of_final[g], knows) for g, c in by_final.items()}
 
     if total.fpo_unknown:  # else every 0 is a count: an unknown FPO would be counted
         unknown_where_none_knows("fpo", _knows_fpo(forest))
@@ -327,10 +343,6 @@ def forest_price_tag(
     ends = forest.column("ended_at")
     ended = max(ends if None not in ends else list(map(run_end, items)))
 
-    if final is not None and final not in forest.index:
-        raise AnalysisError(f"final run {final!r} is not among the runs")
-    choice = choose_final(trials, final=final)
-    chosen = choice.position
     if chosen is None and metric is not None and not _logged_by(items, metric):
         raise AnalysisError(
             f"no finished trial has a value of metric {metric!r} to rank by, and no run has "
@@ -386,6 +398,9 @@ def forest_price_tag(
         )
         notes.append(f"no metric given: the final run is not identified ({how})")
 
+    final_role = None
+    if by_final and chosen is not None:
+        final_role = _final_role(forest, roles, of_final, by_final, by_role["final"], chosen)
     return PriceTag(
         studies=tuple(sorted(set(forest.column("study")))),
         total=total,
@@ -403,4 +418,33 @@ def forest_price_tag(
         roles=roles,
         mode_note=trials.mode_note,
         roles_note=trials.roles_note,
+        final_role=final_role,
+    )
+
+
+def _final_role(
+    forest: RunForest,
+    roles: StudyRoles,
+    of_final: Mapping[str, Sequence[int]],
+    by_final: Mapping[str, CostTotals],
+    whole: CostTotals,
+    chosen: int,
+) -> FinalRoleRuns:
+    """``by_role["final"]`` split: the final run's, the refits' and the retrains' costs."""
+    owners = roles.owners
+
+    def heads(group: str) -> list[int]:  # the group's runs, not their parts
+        return [p for p in of_final.get(group, ()) if owners[p] == p]
+
+    refits, retrains = heads("refits"), heads("retrains")
+    return FinalRoleRuns(
+        whole=whole,
+        final_run=by_final.get("final_run"),
+        final_name=named(forest, chosen),
+        refits=by_final.get("refits"),
+        refit_ids=tuple(forest.runs[p].id for p in refits),
+        refit_names=listed_names(forest, refits),
+        retrains=by_final.get("retrains"),
+        retrain_ids=tuple(forest.runs[p].id for p in retrains),
+        retrain_names=listed_names(forest, retrains),
     )

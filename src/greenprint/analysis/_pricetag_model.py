@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from greenprint._format import (
     count_of,
@@ -26,6 +26,9 @@ from greenprint._format import (
 from greenprint.analysis._common import Mode, json_float
 from greenprint.analysis._final_run import FinalRun
 from greenprint.analysis._roles import StudyRoles
+
+if TYPE_CHECKING:  # pragma: no cover
+    from greenprint.analysis._final_role import FinalRoleRuns
 
 
 @dataclass(frozen=True)
@@ -260,6 +263,10 @@ class PriceTag:
         roles_note: ``roles.note`` with the trials that hold their repeats counted by where
             their score came from (:attr:`StudyTrials.roles_note`): the JSON's ``roles.note``,
             as the report says it.
+        final_role: ``by_role["final"]`` split into the final run, the searches' refits and
+            the other retrains, when it holds a run of role ``final`` other than the final
+            run (:class:`~greenprint.analysis._final_role.FinalRoleRuns`: the row's label and
+            a sentence that reconciles it with the final run's cost); else ``None``.
     """
 
     studies: tuple[str, ...]
@@ -278,6 +285,7 @@ class PriceTag:
     roles: StudyRoles | None = None
     mode_note: str | None = None
     roles_note: str | None = None
+    final_role: FinalRoleRuns | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every figure (NaN and infinities become ``None``)."""
@@ -286,6 +294,7 @@ class PriceTag:
             "total": self.total.to_dict(),
             "by_status": {k: v.to_dict() for k, v in self.by_status.items()},
             "by_role": {k: v.to_dict() for k, v in self.by_role.items()},
+            "final_role": self.final_role.to_dict() if self.final_role else None,
             "roles": self._roles_dict(),
             "mode_note": self.mode_note,
             "elapsed_s": json_float(self.elapsed_s),

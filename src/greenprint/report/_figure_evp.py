@@ -288,12 +288,19 @@ def _left_out(tag: PriceTag) -> str:
     if not others:
         return "The energy axis counts the trials, the whole study"
     left = sum(cost.energy_kwh for _, cost in others)
-    named = [f"{_LEFT_OUT.get(role, role)} ({format_energy(c.energy_kwh)})" for role, c in others]
+    named = [f"{_left_out_name(tag, role)} ({format_energy(c.energy_kwh)})" for role, c in others]
     listed = and_list(named)
     return (
         f"The energy axis counts the trials only: it leaves out {format_energy(left)} of the "
         f"study's {format_energy(tag.total.energy_kwh)}, {listed} (see the price tag by role)"
     )
+
+
+def _left_out_name(tag: PriceTag, role: str) -> str:
+    """A role as the caption names it: the final model's row with what else it holds."""
+    if role == "final" and tag.final_role is not None:  # "the final model and 2 refits"
+        return tag.final_role.words
+    return _LEFT_OUT.get(role, role)
 
 
 #: Param names that name a model family, hinted before any other param (:func:`family_hint`).

@@ -193,6 +193,8 @@ def render_html(report: Report, plots: FigureRenderer) -> str:
         if by_role is None
         else "<p>The same total by role:</p>"
         + _table(*by_role, classes=[""] * (len(by_role[1]) - 1) + ["total"])
+        # the row's cost beside the final run's: why they differ
+        + ("" if tag.final_role is None else f"<p>{esc(tag.final_role.text)}</p>")
     )
     edh = edh_sentence(report)
     run_header, run_rows = runs_table(report, params_limit=300)

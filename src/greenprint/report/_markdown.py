@@ -90,6 +90,8 @@ def render_markdown(report: Report, plots: FigureRenderer) -> str:
     by_role = price_tag_role_table(report)
     if by_role is not None:
         out += ["", "The same total by role:", ""] + _table(*by_role)
+        if tag.final_role is not None:  # the row's cost beside the final run's: why they differ
+            out += ["", esc(tag.final_role.text)]
     edh = edh_sentence(report)
     if edh:
         out += ["", esc(edh)]

@@ -16,6 +16,7 @@ from greenprint._format import (
     percent_shares,
     run_time_text,
 )
+from greenprint.analysis._pricetag_model import PriceTag
 from greenprint.report._model import Report, RunRow
 from greenprint.report._text import fpo_text, run_id_if_named_alike, run_time_of
 
@@ -294,8 +295,15 @@ ROLE_LABELS = {
 }
 
 
-def role_label(role: str) -> str:
-    """A role as the price tag by role names it (``"final"`` -> ``"final model"``)."""
+def role_label(role: str, tag: PriceTag | None = None) -> str:
+    """A role as the price tag by role names it (``"final"`` -> ``"final model"``).
+
+    With ``tag``, the row of role ``final`` says what it holds when that is more than the final
+    run (``"final + 2 refits"``: :attr:`PriceTag.final_role`), so that its cost is not
+    read as the final model's alone.
+    """
+    if role == "final" and tag is not None and tag.final_role is not None:
+        return tag.final_role.label
     return ROLE_LABELS.get(role, role)
 
 
@@ -318,7 +326,7 @@ def price_tag_role_table(report: Report) -> tuple[list[str], list[list[str]]] | 
     ):
         rows.append(
             [
-                "total" if role == "total" else role_label(role),
+                "total" if role == "total" else role_label(role, tag),
                 str(cost.runs),
                 format_energy(cost.energy_kwh),
                 format_emissions(cost.emissions_kg),
