@@ -159,7 +159,8 @@ def test_every_format_shows_the_table_in_one_unit_per_column(study, tmp_path):
     assert '<section id="efficiency">' in html and 'href="#efficiency"' in html
     tex = files["latex"].read_text(encoding="utf-8")
     paper = tex[tex.index("BEGIN PAPER") : tex.index("END PAPER")]
-    assert "final-retrain $\\star$ & 0.91 (test\\_accuracy)" in paper
+    # the score's metric under it: the table is as wide as one column of an A4 paper
+    assert r"final-retrain $\star$ & \begin{tabular}[t]{@{}r@{}}0.91 \\ (test\_accuracy)" in paper
     assert "majority $\\dagger$" in paper
     data = json.loads(files["json"].read_text(encoding="utf-8"))
     assert data["efficiency"] == json.loads(json.dumps(section.to_dict()))

@@ -4,16 +4,28 @@ The part between ``BEGIN PAPER`` and ``END PAPER`` is pasted into a ``twocolumn`
 user would) and compiled; pdflatex's log must have no overfull box in any alignment (a table
 wider than its column or page). The tables are checked once as shipped and once without the
 scale-to-fit guard, so that the layout itself fits and the guard is only a safety net.
+
+Fitting is not enough: a table scaled down to its column can be unreadable. A study of two
+scikit-learn searches (``track_search``, whose runs are named
+``RandomizedSearchCV-RandomForestClassifier-c2``) had its efficiency table set in 5 pt type in
+one column, its best-trials table in 7.5 pt, and a greener comparison (eight columns in one
+column) at 6 pt. The type size of every word of the compiled paper is read from the PDF
+(``pdftohtml -xml``: the size each font is drawn at, against a 10 pt word's): none may be under
+:data:`FLOOR_PT`.
 """
 
 from __future__ import annotations
 
+import html
 import re
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
+from _report_cli import GREENPRINT, empty_home, run_in
 from greenprint.report import build_report, write_report
 from greenprint.report._latex import _FIT
 
@@ -24,6 +36,14 @@ PREAMBLE = (
     "\\usepackage[utf8]{inputenc}\n\\usepackage{booktabs,graphicx}\n\\begin{document}\n"
     "\\section{Results}\nSome text of the paper around the tables.\n"
 )
+
+#: The smallest type a reader of a printed paper reads: ``\\scriptsize`` in a 10 pt article.
+#: The tables are set in 8 pt (one column) and 9 pt (``table*``): a table scaled down by more
+#: than 1/8 fails.
+FLOOR_PT = 7.0
+
+#: A word of the paper's own text, at 10 pt: the measure of every other word's size.
+REFERENCE = "GPREFERENCE"
 
 
 def _paper_part(tex: str) -> str:
@@ -36,8 +56,8 @@ def _overfull(log: str) -> str:
     return "\n".join(line for line in log.splitlines() if "Overfull" in line)
 
 
-def _compile(pdflatex: str, work, body: str) -> str:
-    (work / "paper.tex").write_text(PREAMBLE + body + "\n\\end{document}\n", encoding="utf-8")
+def _compile(pdflatex: str, work, body: str, preamble: str = PREAMBLE) -> str:
+    (work / "paper.tex").write_text(preamble + body + "\n\\end{document}\n", encoding="utf-8")
     done = subprocess.run(
         [pdflatex, "-interaction=nonstopmode", "-halt-on-error", "paper.tex"],
         cwd=work,
@@ -87,3 +107,166 @@ def test_tables_fit_a_two_column_paper(tmp_path, require_component, hostile):
     log = _compile(pdflatex, work, "{\\footnotesize\\setlength{\\tabcolsep}{3pt}" + measure + "}")
     width, column = re.search(r"GPWIDTH ([\d.]+)pt COLUMN ([\d.]+)pt", log).groups()
     assert float(width) <= float(column), (width, column)
+
+
+def _readable_paper(options: str) -> str:
+    """A two-column article in Latin Modern (Type 1 fonts, as most papers' are)."""
+    return (
+        PREAMBLE.replace("[twocolumn]", f"[twocolumn{options}]")
+        .replace("\\usepackage[utf8]", "\\usepackage{lmodern}\n\\usepackage[utf8]")
+        .replace("Some text of", f"{REFERENCE} text of")
+    )
+
+
+def _type_sizes(work: Path) -> list[tuple[float, str]]:
+    """Each piece of text of ``paper.pdf`` that has two letters or more, with its type size, pt.
+
+    ``pdftohtml -xml`` gives each font the size its text is drawn at (scaled by a
+    ``\\resizebox`` or not), at a zoom it rounds to a pixel: against the reference word's, which
+    is 10 pt, a size to within 0.2 pt. Subscripts, stars and daggers (one character) are left
+    out. (``pdftotext -bbox`` heights are not sizes: they depend on the font's descriptor, and
+    one font embedded twice gave 9 pt type the height of 6 pt.)
+    """
+    done = subprocess.run(
+        ["pdftohtml", "-xml", "-i", "-q", "-stdout", "-zoom", "3", "paper.pdf"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    fonts = dict(re.findall(r'<fontspec id="(\d+)" size="(\d+)"', done.stdout))
+    texts = [
+        (int(fonts[font]), html.unescape(re.sub(r"<[^>]*>", "", text)))
+        for font, text in re.findall(r'<text [^>]*font="(\d+)"[^>]*>(.*?)</text>', done.stdout)
+    ]
+    reference = next(size for size, text in texts if text.startswith(REFERENCE))
+    return sorted(
+        (round(10 * size / reference, 2), text)
+        for size, text in texts
+        if sum(ch.isalpha() for ch in text) >= 2
+    )
+
+
+def _require_tools(require_component) -> str:
+    pdflatex = shutil.which("pdflatex")
+    require_component(
+        pdflatex is not None and shutil.which("pdftohtml") is not None,
+        "pdflatex or pdftohtml is not installed (texlive-latex-recommended, poppler-utils)",
+    )
+    assert pdflatex is not None
+    kpsewhich = subprocess.run(["kpsewhich", "lmodern.sty"], capture_output=True, text=True)
+    require_component(bool(kpsewhich.stdout.strip()), "lmodern is not installed (lmodern)")
+    return pdflatex
+
+
+# A paper's study as its author writes it: two scikit-learn searches through the integration
+# (default run names, 40-odd characters), two baselines, the best model retrained and scored
+# on a held-out split.
+SKLEARN_STUDY = """
+from sklearn.datasets import load_digits
+from sklearn.dummy import DummyClassifier
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import RandomizedSearchCV, train_test_split
+
+import greenprint as gp
+from greenprint.integrations.sklearn import track_search
+
+X, y = load_digits(return_X_y=True)
+Xtr, Xte, ytr, yte = train_test_split(X[:400], y[:400], test_size=0.25, random_state=0)
+for strategy in ("most_frequent", "stratified"):
+    with gp.track(f"dummy-{strategy}", study="paper", role="baseline") as run:
+        run.log(accuracy=DummyClassifier(strategy=strategy, random_state=0).fit(Xtr, ytr)
+                .score(Xte, yte))
+logreg = RandomizedSearchCV(LogisticRegression(max_iter=500), {"C": [0.01, 0.1, 1.0, 10.0]},
+                            n_iter=3, cv=3, random_state=0)
+forest = RandomizedSearchCV(RandomForestClassifier(random_state=0),
+                            {"n_estimators": [4, 8, 16], "max_depth": [2, 4, 8]},
+                            n_iter=3, cv=3, random_state=0)
+track_search(logreg, Xtr, ytr, study="paper")
+track_search(forest, Xtr, ytr, study="paper")
+with gp.track("final", study="paper", role="final") as run:
+    run.set(params={"model": "logreg", **logreg.best_params_})
+    run.log(test_accuracy=logreg.best_estimator_.score(Xte, yte))
+"""
+
+
+@pytest.mark.slow
+def test_a_sklearn_study_s_tables_are_readable_in_one_column(tmp_path_factory, require_component):
+    """The user's way: the study recorded by its script, ``greenprint report --format latex``,
+    the paper part pasted into a two-column article (US letter and A4: 229.5 and 221 pt
+    columns). Every table keeps its type (8 pt, 9 pt in a ``table*``): the long run names wrap
+    in their column, each whole and escaped, none shortened."""
+    pytest.importorskip("sklearn")
+    pdflatex = _require_tools(require_component)
+    home = empty_home(tmp_path_factory, "latex-sklearn")
+    (home / "study.py").write_text(SKLEARN_STUDY, encoding="utf-8")
+    made = run_in(home, sys.executable, "study.py")
+    assert made.returncode == 0, made.stderr
+    done = run_in(home, GREENPRINT, "report", "--study", "paper", "--format", "latex",
+                  "--no-plots", "--out", "rep")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    tex = (home / "rep" / "report.tex").read_text(encoding="utf-8")
+    body = _paper_part(tex)
+    joined = body.replace("\\allowbreak{}", "")
+    for name in ("LogisticRegression-c0", "LogisticRegression-c1", "RandomForestClassifier-c2"):
+        assert f"RandomizedSearchCV-{name}".replace("_", "\\_") in joined  # whole, each row
+    assert "resizebox" in body  # the guard is still there: the layout, not it, keeps the type
+    work = home / "paper"
+    shutil.copytree(home / "rep", work)
+    for options in ("", ",a4paper"):
+        log = _compile(pdflatex, work, body, _readable_paper(options))
+        assert not re.search(r"Overfull \\hbox .* in alignment", log), _overfull(log)
+        sizes = _type_sizes(work)
+        small = [(size, text) for size, text in sizes if size < FLOOR_PT]
+        assert not small, (options, small[:10])
+        names = [size for size, text in sizes if "RandomizedSearchCV" in text]
+        assert names and min(names) >= 8.0, (options, names)  # \footnotesize, not scaled
+        # the layout itself fits: without the guard, nothing runs out of its column either
+        unguarded = body.replace(_FIT, "").replace("\\end{tabular}}", "\\end{tabular}")
+        log = _compile(pdflatex, work, unguarded, _readable_paper(options))
+        assert not re.search(r"Overfull \\hbox .* in alignment", log), _overfull(log)
+
+
+GREENER_STUDY = """
+import torch
+from torch import nn
+
+from greenprint import greener
+
+torch.manual_seed(0)
+x = torch.randn(64, 16)
+model = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 2))
+greener.compare(model, None, x, [greener.dynamic_int8(), greener.prune_unstructured(0.5)],
+                study="greener-demo", min_time_s=0.01, num_threads=1)
+"""
+
+
+@pytest.mark.slow
+def test_a_greener_comparison_spans_both_columns_at_a_readable_size(
+    tmp_path_factory, require_component
+):
+    """Eight columns (variant, score, energy, FPO dense and executed, parameters, size,
+    break-even) were a one-column ``table`` scaled to 6 pt. It is a ``table*`` now, the comment
+    above it saying why, its units under the column names, in 9 pt."""
+    pytest.importorskip("torch")
+    pdflatex = _require_tools(require_component)
+    home = empty_home(tmp_path_factory, "latex-greener")
+    (home / "compare.py").write_text(GREENER_STUDY, encoding="utf-8")
+    made = run_in(home, sys.executable, "compare.py")
+    assert made.returncode == 0, made.stderr
+    done = run_in(home, GREENPRINT, "report", "--study", "greener-demo", "--format", "latex",
+                  "--no-plots", "--out", "rep")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    body = _paper_part((home / "rep" / "report.tex").read_text(encoding="utf-8"))
+    greener = body[body.index("\\section*{Greener") :]
+    assert "% table*: eight columns span both columns" in greener
+    assert "\\begin{table*}" in greener and "(+" in greener  # the int8 ops, under its FPO
+    work = home / "paper"
+    shutil.copytree(home / "rep", work)
+    log = _compile(pdflatex, work, body, _readable_paper(",a4paper"))
+    assert not re.search(r"Overfull \\hbox .* in alignment", log), _overfull(log)
+    small = [(size, text) for size, text in _type_sizes(work) if size < FLOOR_PT]
+    assert not small, small[:10]
+    variants = [size for size, text in _type_sizes(work) if text in ("dynamic-int8", "prune-50%")]
+    assert variants and min(variants) >= 9.0, variants  # \small, not scaled

@@ -28,6 +28,7 @@ from greenprint.analysis._common import RunForest, json_float, lower_is_better
 from greenprint.analysis._efficiency import FPO_PER_GFLOP, score_per_cost
 from greenprint.analysis._roles import StudyTrials
 from greenprint.report._escape import html_section_table
+from greenprint.report._latex_fit import COLUMN_PT, FIT, FOOTNOTESIZE_EM, fit_names
 
 __all__ = [
     "MAX_FRONT_ROWS",
@@ -420,40 +421,58 @@ def _latex_legend(section: EfficiencySection) -> str:
 
 
 def latex_section(section: EfficiencySection | None, esc: Callable[[str], str]) -> list[str]:
-    """The section as LaTeX lines: a compact ``booktabs`` table that fits one paper column."""
+    r"""The section as LaTeX lines: a compact ``booktabs`` table that fits one paper column.
+
+    Its type stays ``\footnotesize`` (8 pt): long run names wrap (:func:`fit_names`), and the
+    column per FPO is left out when none of its runs' FPO is known (a scikit-learn study: a
+    column of dashes), the caption saying so.
+    """
     if section is None:
         return []
     _, rows = section.table()
     # the table has no FPO column to say "at least": the caption says what a bound means
     bound = any(c[6].startswith("at most ") for c in rows)
+    per_fpo = any(r.fpo is not None for r in section.rows)
+    per = "per unit of energy and of FPO" if per_fpo else "per unit of energy (no run's FPO known)"
+    header = ["run", "score", f"per {section.energy_unit}"]
+    header += [f"per {section.fpo_unit}"] if per_fpo else []
+    cells, names = [], []
+    for row, text in zip(section.rows, rows, strict=True):
+        mark = "".join(f" {symbol}" for why, symbol, _ in _LATEX_MARKS if why in row.why)
+        names.append((text[0], mark))
+        line = [esc(text[0]) + mark, esc(text[2]), esc(text[5])]
+        if per_fpo:
+            fpo = text[6]
+            line.append(
+                r"$\leq$" + esc(fpo.removeprefix("at most "))
+                if fpo.startswith("at most ")
+                else esc(fpo)
+            )
+        cells.append(line)
+    head = [esc(h) for h in header]
+    align, cells = fit_names(
+        [head],
+        cells,
+        "l" + "r" * (len(header) - 1),
+        names=names,
+        stack=(1,),  # the score
+        em_pt=FOOTNOTESIZE_EM,
+        sep_pt=3.0,
+        line_pt=COLUMN_PT,
+    )
     out = [
         "\\begin{table}[t]\\centering\\footnotesize\\setlength{\\tabcolsep}{3pt}",
         "\\caption{"
         + esc(section.caption())
         + " "
-        + "; ".join(filter(None, (_latex_legend(section), "per unit of energy and of FPO")))
+        + "; ".join(filter(None, (_latex_legend(section), per)))
         + ("; $\\leq$: at most, as the run's FPO counted are a lower bound" if bound else "")
         + ".}",
-        "\\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}{!}{"
-        "\\begin{tabular}{@{}lrrr@{}}",
+        FIT + f"\\begin{{tabular}}{{@{{}}{align}@{{}}}}",
         "\\toprule",
-        " & ".join(
-            esc(h)
-            for h in ("run", "score", f"per {section.energy_unit}", f"per {section.fpo_unit}")
-        )
-        + " \\\\",
+        " & ".join(head) + " \\\\",
         "\\midrule",
     ]
-    for row, cells in zip(section.rows, rows, strict=True):
-        mark = "".join(f" {symbol}" for why, symbol, _ in _LATEX_MARKS if why in row.why)
-        per_fpo = cells[6]
-        per_fpo = (
-            r"$\leq$" + esc(per_fpo.removeprefix("at most "))
-            if per_fpo.startswith("at most ")
-            else esc(per_fpo)
-        )
-        out.append(
-            " & ".join([esc(cells[0]) + mark, esc(cells[2]), esc(cells[5]), per_fpo]) + " \\\\"
-        )
+    out += [" & ".join(line) + " \\\\" for line in cells]
     out += ["\\bottomrule", "\\end{tabular}}", "\\end{table}", ""]
     return out

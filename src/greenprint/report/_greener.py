@@ -19,6 +19,7 @@ from greenprint.greener._result import (
     break_even_text,
     table_cells,
 )
+from greenprint.report._latex_fit import FIT, PAGE_PT, SMALL_EM, fit_names
 from greenprint.report._model import Figure, Panel, Series
 
 __all__ = [
@@ -200,36 +201,57 @@ def html_section(results: Sequence[GreenerResult], esc: Callable[[str], str]) ->
     return "\n".join(parts)
 
 
-# scaled down to the line only when wider (the same rule as the report's other tables)
-_FIT = r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{"
+def _header_lines(header: str) -> tuple[str, str]:
+    """``"IT energy (µWh/1000)"`` as ``("IT energy", "(µWh/1000)")``: the unit on its own line."""
+    name, sep, unit = header.partition(" (")
+    return (name, "(" + unit) if sep and header.endswith(")") else (header, "")
 
 
 def latex_section(results: Sequence[GreenerResult], esc: Callable[[str], str]) -> list[str]:
-    """The section as LaTeX lines (a ``table*`` per comparison, ``booktabs`` rules)."""
+    r"""The section as LaTeX lines (a ``table*`` per comparison, ``booktabs`` rules).
+
+    Eight columns are wider than one column of a two-column paper at a readable size: the
+    table spans both (``table*``, as the best trials do), ``\small``, each header's unit on a
+    second line; long variant names wrap (:func:`fit_names`), never a smaller type.
+    """
     out: list[str] = []
     keep = (0, 1, 4, 6, 7, 8, 9, 11)  # variant, score, energy, FPO, params, size, break-even
     for result in results:
         header, rows = table_cells(result)
-        cols = "l" + "r" * (len(keep) - 1)
+        heads = [_header_lines(header[i].replace("◆ ", "")) for i in keep]
+        top = [esc(h[0]) for h in heads]
+        bottom = [esc(h[1]) for h in heads]
+        names, cells = [], []
+        for row in rows:
+            shown = [row[i] for i in keep]
+            name = shown[0].removeprefix("◆ ")
+            lead = "$\\diamond$ " if name != shown[0] else ""  # on the Pareto front
+            names.append((name, "", lead))
+            cells.append([lead + esc(name), *(esc(c) for c in shown[1:])])
+        align, cells = fit_names(
+            [top, bottom],
+            cells,
+            "l" + "r" * (len(keep) - 1),
+            names=names,
+            stack=(4,),  # FPO executed: its int8 ops under it
+            em_pt=SMALL_EM,
+            sep_pt=4.0,
+            line_pt=PAGE_PT,
+        )
         out += [
             f"\\section*{{{esc(_title(result))}}}",
             esc(_explain(result).replace("◆", "DIAMOND")).replace("DIAMOND", "$\\diamond$"),
             "",
-            "\\begin{table}[h]\\centering\\small",
-            _FIT + f"\\begin{{tabular}}{{{cols}}}",
+            "% table*: eight columns span both columns of a two-column paper",
+            "\\begin{table*}[t]\\centering\\small\\setlength{\\tabcolsep}{4pt}",
+            FIT + f"\\begin{{tabular}}{{@{{}}{align}@{{}}}}",
             "\\toprule",
-            " & ".join(esc(header[i].replace("◆ ", "")) for i in keep) + " \\\\",
+            " & ".join(top) + " \\\\",
+            " & ".join(bottom) + " \\\\",
             "\\midrule",
         ]
-        for cells in rows:
-            shown = [cells[i] for i in keep]
-            first = shown[0]
-            if first.startswith("◆ "):
-                shown[0] = "$\\diamond$ " + esc(first[2:])
-            else:
-                shown[0] = esc(first)
-            out.append(" & ".join([shown[0], *(esc(c) for c in shown[1:])]) + " \\\\")
-        out += ["\\bottomrule", "\\end{tabular}}", "\\end{table}", ""]
+        out += [" & ".join(line) + " \\\\" for line in cells]
+        out += ["\\bottomrule", "\\end{tabular}}", "\\end{table*}", ""]
         out += ["\\begin{itemize}"] + [f"\\item {esc(line)}" for line in _details(result)]
         out += [f"\\item provenance: {esc(p)}" for p in result.provenance]
         out += ["\\end{itemize}", ""]

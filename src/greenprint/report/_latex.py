@@ -6,8 +6,10 @@ part between the ``BEGIN PAPER`` and ``END PAPER`` comments can be pasted into a
 
 Layout for a two-column paper: the price tag is a ``table`` that fits one column (units in the
 header, bare numbers below, ``\footnotesize``); the best trials (eight columns) are a
-``table*`` spanning both columns, as are figures with side-by-side panels. Each tabular is
-scaled down to the line only when it would be wider (very long run names).
+``table*`` spanning both columns, as are figures with side-by-side panels. No table is set
+smaller than its type size to fit: long run names wrap in their column instead
+(:mod:`greenprint.report._latex_fit`); a tabular is scaled down to the line only when what it
+cannot wrap would still be wider (a metric name of 60 characters).
 """
 
 from __future__ import annotations
@@ -21,6 +23,14 @@ from greenprint.report._escape import latex_text as esc
 from greenprint.report._failure_text import failure_heading, failure_intro, failure_items
 from greenprint.report._failures import failures
 from greenprint.report._greener import latex_section
+from greenprint.report._latex_fit import (
+    COLUMN_PT,
+    FIT,
+    FOOTNOTESIZE_EM,
+    PAGE_PT,
+    SMALL_EM,
+    fit_names,
+)
 from greenprint.report._markdown import FIGURE_DIR
 from greenprint.report._model import Report, RunRow
 from greenprint.report._plots import FigureRenderer, figure_file_name
@@ -65,9 +75,9 @@ _MASS_UNITS = (
 _FPO_UNITS = ((1e18, "EFPO"), (1e15, "PFPO"), (1e12, "TFPO"), (1e9, "GFPO"), (1e6, "MFPO"))
 _TIME_UNITS = ((3600.0, "h"), (60.0, "min"), (1.0, "s"))
 
-# A tabular wider than the column (or the page, for table*) is scaled down to fit it; the
-# tables are laid out narrow enough that this only happens with very long run names.
-_FIT = r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{"
+# A tabular wider than the column (or the page, for table*) is scaled down to fit it: a safety
+# net only, as long names wrap (_latex_fit)
+_FIT = FIT
 
 
 def _label(text: str) -> str:
@@ -102,11 +112,33 @@ def _tabular(
     *,
     total: bool = False,
     units: Sequence[str] = (),
+    names: Sequence[tuple[str, str]] | None = None,
+    wrap: bool = False,
+    stack: Sequence[int] = (),
+    em_pt: float = FOOTNOTESIZE_EM,
+    sep_pt: float = 3.0,
+    line_pt: float = COLUMN_PT,
 ) -> list[str]:
-    """A booktabs tabular scaled down only if wider than the line; cells are LaTeX already.
+    r"""A booktabs tabular scaled down only if wider than the line; cells are LaTeX already.
 
     ``units``, if given, is a second header line (the columns' units, under their names).
+    ``wrap``: when the table would be wider than ``line_pt`` (an em of its type ``em_pt``, its
+    ``\tabcolsep`` ``sep_pt``), its first column wraps, and the cells ``"0.96
+    (test\_accuracy)"`` of the columns ``stack`` put the name under the score
+    (:func:`fit_names`); ``names`` are that column's names (raw text) and marks (LaTeX), one
+    per row, breakable anywhere a name may break (``None``: its cells, which break at spaces).
     """
+    if wrap:
+        align, rows = fit_names(
+            [header, *([units] if units else [])],
+            rows,
+            align,
+            names=names,
+            stack=stack,
+            em_pt=em_pt,
+            sep_pt=sep_pt,
+            line_pt=line_pt,
+        )
     # one line: a line break inside the resizebox would add a space to its width
     lines = [_FIT + f"\\begin{{tabular}}{{@{{}}{align}@{{}}}}", "\\toprule"]
     lines.append(" & ".join(header) + r" \\")
@@ -225,8 +257,11 @@ def _role_shares(report: Report) -> str:
 
 def _runs_table(
     report: Report, rows: Sequence[RunRow]
-) -> tuple[list[str], list[str], list[list[str]]]:
-    """Trials (and baselines) with units in the header; the final run starred."""
+) -> tuple[list[str], list[str], list[list[str]], list[tuple[str, str]]]:
+    """Trials (and baselines) with units in the header; the final run starred.
+
+    Also each row's name and mark, for a name column that wraps (:func:`_tabular`).
+    """
     energy = _unit([r.energy_kwh for r in rows], _ENERGY_UNITS)
     mass = _unit([r.emissions_kg for r in rows], _MASS_UNITS)
     fpo = _unit([None if r.fpo is None else float(r.fpo) for r in rows], _FPO_UNITS)
@@ -237,9 +272,10 @@ def _runs_table(
     fpo_unit = "" if all(r.fpo is None for r in rows) else f"({esc(fpo[1])})"
     units = ["", "", "", f"({energy[1]})", f"({mass[1]})", fpo_unit]
     units += [f"({time_unit[1]})", ""]
-    out = []
+    out, names = [], []
     for row in rows:
         mark = r" $\star$" if row.is_final else (r" $\dagger$" if row.role == "baseline" else "")
+        names.append((row.name, mark))
         out.append(
             [
                 esc(row.name) + mark,
@@ -256,7 +292,7 @@ def _runs_table(
                 "-" if row.dataset_size is None else f"{row.dataset_size:,}".replace(",", "{,}"),
             ]
         )
-    return header, units, out
+    return header, units, out, names
 
 
 # An error's text is typeset in typewriter type, which TeX never breaks inside a word: a
@@ -368,7 +404,7 @@ def render_latex(report: Report, plots: FigureRenderer) -> str:
         + ".}",
         f"\\label{{tab:gp-price-tag-{key}}}",
     ]
-    out += _tabular(header, rows, "l" + "r" * (len(header) - 1), total=True, units=units)
+    out += _tabular(header, rows, "l" + "r" * (len(header) - 1), total=True, units=units, wrap=True)
     out += [r"\end{table}", ""]
     if len(tag.by_role) > 1:  # the search alone is not the study: what each role cost
         role_header, role_units, role_rows = _price_tag_table(report, by_role=True)
@@ -388,13 +424,14 @@ def render_latex(report: Report, plots: FigureRenderer) -> str:
             "l" + "r" * (len(role_header) - 1),
             total=True,
             units=role_units,
+            wrap=True,  # "trials (the search)" on two lines where a column is narrow
         )
         out += [r"\end{table}", ""]
     best = top_runs(report, _TOP_RUNS)
     better = "higher" if report.mode == "max" else "lower"  # said nowhere else in the LaTeX
     baselines = [r for r in report.runs if r.role == "baseline" and r not in best]
     if best or baselines:
-        run_header, run_units, run_rows = _runs_table(report, [*best, *baselines])
+        run_header, run_units, run_rows, run_names = _runs_table(report, [*best, *baselines])
         shown = sum(1 for r in best if r.is_trial)  # the final run is added when not a trial
         what = (
             ("The best trial" if shown == 1 else f"The {shown} best trials")
@@ -429,11 +466,22 @@ def render_latex(report: Report, plots: FigureRenderer) -> str:
         out += [
             "% table*: eight columns span both columns of a two-column paper",
             r"\begin{table*}[t]",
-            r"\centering\small",
+            r"\centering\small\setlength{\tabcolsep}{4pt}",
             r"\caption{" + what + ".}",
             f"\\label{{tab:gp-runs-{key}}}",
         ]
-        out += _tabular(run_header, run_rows, "ll" + "r" * (len(run_header) - 2), units=run_units)
+        out += _tabular(
+            run_header,
+            run_rows,
+            "ll" + "r" * (len(run_header) - 2),
+            units=run_units,
+            wrap=True,
+            names=run_names,
+            stack=(2,),  # the score
+            em_pt=SMALL_EM,
+            sep_pt=4.0,
+            line_pt=PAGE_PT,
+        )
         out += [r"\end{table*}", ""]
     for figure in report.figures:
         caption = esc(figure.caption + " Provenance: " + "; ".join(figure.provenance) + ".")

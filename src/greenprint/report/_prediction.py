@@ -21,6 +21,7 @@ from typing import Any
 from greenprint._prediction import DEFAULT_CONFIDENCE, QUANTITIES, metric_name
 from greenprint._records import RunRecord
 from greenprint.analysis._common import json_float
+from greenprint.report._latex_fit import COLUMN_PT, FIT, FOOTNOTESIZE_EM, fit_names
 
 __all__ = [
     "PredictionRow",
@@ -280,6 +281,20 @@ def html_section(summary: PredictionSummary | None, esc: Callable[[str], str]) -
     return "".join(parts)
 
 
+# The LaTeX table's header lines: two, or three where long run names need the room
+_HEADS = (
+    (
+        ("run", "first", "energy", "CO2-eq", "time", "intervals"),
+        ("", "predicted at", "error", "error", "error", "held energy"),
+    ),
+    (
+        ("run", "first", "energy", "CO2-eq", "time", "intervals"),
+        ("", "predicted", "error", "error", "error", "held"),
+        ("", "at", "", "", "", "energy"),
+    ),
+)
+
+
 def latex_section(summary: PredictionSummary | None, esc: Callable[[str], str]) -> list[str]:
     """The section as LaTeX lines (a ``booktabs`` table)."""
     if summary is None:
@@ -287,19 +302,31 @@ def latex_section(summary: PredictionSummary | None, esc: Callable[[str], str]) 
     out = ["\\section*{Cost predictions}", esc(_EXPLAIN), "", esc(summary.sentence()), ""]
     if summary.rows:
         _, rows = summary.table()
-        # two header lines and a box no wider than the column: one column of a two-column paper
-        top = ["run", "first", "energy", "CO2-eq", "time", "intervals"]
-        bottom = ["", "predicted at", "error", "error", "error", "held energy"]
+        # two header lines and a box no wider than the column: one column of a two-column paper;
+        # long run names wrap in their column (never a smaller type than \footnotesize), and
+        # where the numbers leave them too little room, the headers take three lines
+        cells = [[esc(c) for c in row] for row in rows]
+        names = [(row[0], "") for row in rows]
+        for heads in _HEADS:
+            align, body = fit_names(
+                [[esc(h) for h in line] for line in heads],
+                cells,
+                "l" + "r" * (len(heads[0]) - 1),
+                names=names,
+                em_pt=FOOTNOTESIZE_EM,
+                sep_pt=2.0,
+                line_pt=COLUMN_PT,
+            )
+            if not align.startswith("p{") or "linewidth" in align:  # room enough for names
+                break
         out += [
             "\\begin{table}[h]\\centering\\footnotesize\\setlength{\\tabcolsep}{2pt}",
-            "\\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}{!}{"
-            "\\begin{tabular}{@{}l" + "r" * (len(top) - 1) + "@{}}",
+            FIT + f"\\begin{{tabular}}{{@{{}}{align}@{{}}}}",
             "\\toprule",
-            " & ".join(esc(h) for h in top) + " \\\\",
-            " & ".join(esc(h) for h in bottom) + " \\\\",
+            *(" & ".join(esc(h) for h in line) + " \\\\" for line in heads),
             "\\midrule",
         ]
-        out += [" & ".join(esc(c) for c in cells) + " \\\\" for cells in rows]
+        out += [" & ".join(cells) + " \\\\" for cells in body]
         out += ["\\bottomrule", "\\end{tabular}}", "\\end{table}", ""]
         more = _more(summary)
         out += [esc(more), ""] if more else []
