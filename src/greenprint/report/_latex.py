@@ -187,7 +187,8 @@ def _price_tag_table(
     """
     tag = report.price_tag
     if by_role:
-        costs = [(role_label(r), c) for r, c in tag.by_role.items()] + [("total", tag.total)]
+        costs = [(role_label(r, tag), c) for r, c in tag.by_role.items()]
+        costs.append(("total", tag.total))
     else:
         costs = [*tag.by_status.items(), ("total", tag.total)]
     energy = _unit([c.energy_kwh for _, c in costs], _ENERGY_UNITS)
@@ -249,9 +250,10 @@ def _role_shares(report: Report) -> str:
     shares = role_energy_shares(report)[:-1]  # the roles', not the total's
     if not shares:
         return ""
-    roles = report.price_tag.by_role
+    tag = report.price_tag
     return "; shares of the energy: " + ", ".join(
-        f"{esc(role_label(role))} {share:.1f}\\%" for role, share in zip(roles, shares, strict=True)
+        f"{esc(role_label(role, tag))} {share:.1f}\\%"
+        for role, share in zip(tag.by_role, shares, strict=True)
     )
 
 
@@ -415,7 +417,9 @@ def render_latex(report: Report, plots: FigureRenderer) -> str:
             r"and the runs around the search"
             + _role_shares(report)
             + _at_least(role_rows, tag.total)
-            + ".}",
+            + "."
+            + ("" if tag.final_role is None else " " + esc(tag.final_role.text))
+            + "}",
             f"\\label{{tab:gp-price-tag-roles-{key}}}",
         ]
         out += _tabular(
