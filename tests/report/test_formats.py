@@ -287,10 +287,10 @@ def test_rewriting_replaces_the_files(written, tmp_path):
 
 
 def test_figures_laid_out_once_for_every_format_look_as_drawn_alone(written, tmp_path):
-    """A report in several formats lays each figure out once and saves it in every image
-    format (a layout is two of a save's three passes); each image keeps the size and the
-    picture of the figure drawn alone in that format, also under a matplotlibrc that asks for
-    another layout engine."""
+    """A report in several formats lays each figure out once per layout (the screen's SVG and
+    PNG, the paper's PDF) and saves it in each of its image formats (a layout is two of a
+    save's three passes); each image keeps the size and the picture of the figure drawn alone
+    in that format, also under a matplotlibrc that asks for another layout engine."""
     import matplotlib
     import numpy as np
     from PIL import Image

@@ -118,14 +118,15 @@ def _readable_paper(options: str) -> str:
     )
 
 
-def _type_sizes(work: Path) -> list[tuple[float, str]]:
+def _type_sizes(work: Path, family: str = "") -> list[tuple[float, str]]:
     """Each piece of text of ``paper.pdf`` that has two letters or more, with its type size, pt.
 
     ``pdftohtml -xml`` gives each font the size its text is drawn at (scaled by a
     ``\\resizebox`` or not), at a zoom it rounds to a pixel: against the reference word's, which
     is 10 pt, a size to within 0.2 pt. Subscripts, stars and daggers (one character) are left
     out. (``pdftotext -bbox`` heights are not sizes: they depend on the font's descriptor, and
-    one font embedded twice gave 9 pt type the height of 6 pt.)
+    one font embedded twice gave 9 pt type the height of 6 pt.) ``family``: only the text in
+    fonts whose name holds it (``"DejaVu"``: the figures').
     """
     done = subprocess.run(
         ["pdftohtml", "-xml", "-i", "-q", "-stdout", "-zoom", "3", "paper.pdf"],
@@ -134,16 +135,17 @@ def _type_sizes(work: Path) -> list[tuple[float, str]]:
         text=True,
     )
     assert done.returncode == 0, done.stderr
-    fonts = dict(re.findall(r'<fontspec id="(\d+)" size="(\d+)"', done.stdout))
+    specs = re.findall(r'<fontspec id="(\d+)" size="(\d+)" family="([^"]*)"', done.stdout)
+    fonts = {font: (int(size), name) for font, size, name in specs}
     texts = [
-        (int(fonts[font]), html.unescape(re.sub(r"<[^>]*>", "", text)))
+        (*fonts[font], html.unescape(re.sub(r"<[^>]*>", "", text)))
         for font, text in re.findall(r'<text [^>]*font="(\d+)"[^>]*>(.*?)</text>', done.stdout)
     ]
-    reference = next(size for size, text in texts if text.startswith(REFERENCE))
+    reference = next(size for size, _, text in texts if text.startswith(REFERENCE))
     return sorted(
         (round(10 * size / reference, 2), text)
-        for size, text in texts
-        if sum(ch.isalpha() for ch in text) >= 2
+        for size, name, text in texts
+        if sum(ch.isalpha() for ch in text) >= 2 and family in name
     )
 
 
@@ -270,3 +272,107 @@ def test_a_greener_comparison_spans_both_columns_at_a_readable_size(
     assert not small, small[:10]
     variants = [size for size, text in _type_sizes(work) if text in ("dynamic-int8", "prune-50%")]
     assert variants and min(variants) >= 9.0, variants  # \small, not scaled
+
+
+def _figure_texts(pdf: Path) -> tuple[float, float, list[tuple[float, ...]]]:
+    """A figure PDF's page width and height and each text's (size, left, top, width, height,
+    text), in the figure's own points (``pdfinfo``'s page size; ``pdftohtml -xml``'s sizes and
+    boxes, in pixels of its zoom, 3: to within 0.2 pt)."""
+    info = subprocess.run(["pdfinfo", pdf.name], cwd=pdf.parent, capture_output=True, text=True)
+    width_pt = float(re.search(r"Page size:\s+([\d.]+) x", info.stdout).group(1))
+    done = subprocess.run(
+        ["pdftohtml", "-xml", "-i", "-q", "-stdout", "-zoom", "3", pdf.name],
+        cwd=pdf.parent,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    page = re.search(r'<page [^>]*height="(\d+)" width="(\d+)"', done.stdout)
+    assert page is not None
+    pt = width_pt / int(page.group(2))  # points a pixel
+    fonts = dict(re.findall(r'<fontspec id="(\d+)" size="(\d+)"', done.stdout))
+    boxes = re.findall(
+        r'<text top="(\d+)" left="(\d+)" width="(\d+)" height="(\d+)" font="(\d+)">'
+        r"(.*?)</text>",
+        done.stdout,
+    )
+    texts = [
+        (*(pt * int(v) for v in (fonts[font], left, top, w, h)), html.unescape(text))
+        for top, left, w, h, font, text in boxes
+    ]
+    return width_pt, pt * int(page.group(1)), texts
+
+
+def _lines(texts: list[tuple[float, ...]]) -> list[tuple[float, str]]:
+    """The horizontal lines of a figure's text (a ligature is a text of its own), each with
+    its bottom, top to bottom."""
+    rows: dict[float, list[tuple[float, str]]] = {}
+    for _, left, top, width, height, text in texts:
+        if width:  # a rotated (y) label's pieces have no width
+            rows.setdefault(top + height, []).append((left, str(text)))
+    return sorted(
+        (bottom, "".join(text for _, text in sorted(row))) for bottom, row in rows.items()
+    )
+
+
+@pytest.mark.slow
+def test_a_sklearn_study_s_figures_are_readable_as_printed(tmp_path_factory, require_component):
+    """The figures of a paper's study (two scikit-learn searches, one EVP curve per model
+    family, baselines, a final run starred on the Pareto plot), ``greenprint report --format
+    latex`` in an empty directory, the paper part pasted into two-column articles (letter and
+    A4). The PDF figures were drawn 7.6 in wide (12 in for the timeline's two panels) in 9 pt
+    with 7 pt legends and printed at a column's 3.1 in (the text's 6.3 in): their text printed
+    at 2.8 to 4.9 pt. A paper figure is drawn at the size it is printed, its text in 8 pt, its
+    legend under its axes: every word and number prints at 7 pt or more."""
+    pytest.importorskip("sklearn")
+    pytest.importorskip("matplotlib")
+    pdflatex = _require_tools(require_component)
+    home = empty_home(tmp_path_factory, "latex-figures")
+    (home / "study.py").write_text(SKLEARN_STUDY, encoding="utf-8")
+    made = run_in(home, sys.executable, "study.py")
+    assert made.returncode == 0, made.stderr
+    done = run_in(home, GREENPRINT, "report", "--study", "paper", "--format", "latex",
+                  "--group-by", "params.estimator", "--out", "rep")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    body = _paper_part((home / "rep" / "report.tex").read_text(encoding="utf-8"))
+    one_column = ["evp-trials", "evp-energy", "pareto"]
+    for name in one_column:
+        assert f"\\includegraphics[width=\\linewidth]{{figures/{name}.pdf}}" in body
+    assert (
+        "\\begin{figure*}[t]\n\\centering\n\\includegraphics[width=\\linewidth]{figures/timeline.pdf}"
+        in body
+    )
+    figures = home / "rep" / "figures"
+    drawn = {name: _figure_texts(figures / f"{name}.pdf") for name in [*one_column, "timeline"]}
+    for name, (width, height, texts) in drawn.items():
+        assert min(size for size, *_ in texts) >= 7.8, name  # every text in 8 pt, as drawn
+        for _, left, top, w, h, text in texts:  # nothing runs off the figure (a clipped legend)
+            assert left >= 0 and top >= 0 and left + w <= width + 1 and top + h <= height + 1, (
+                name, text, (width, height))  # fmt: skip
+    # the Pareto plot's legend is out of the data: under the x label, its long entries wrapped
+    lines = _lines(drawn["pareto"][2])
+    x_label = next(bottom for bottom, line in lines if line.startswith("energy per trial"))
+    legend = [(bottom, line) for bottom, line in lines if line.startswith(("finished (", "final"))]
+    assert len(legend) == 2 and min(bottom for bottom, _ in legend) > x_label, lines
+    assert "(RandomizedSearchCV-LogisticRegression-c1)" in [line for _, line in lines]
+    # the families' curves are in the EVP legend, under its axes
+    lines = _lines(drawn["evp-trials"][2])
+    x_label = next(bottom for bottom, line in lines if line == "trials (n)")
+    families = [b for b, line in lines if line.startswith(("LogisticRegr", "RandomForest"))]
+    assert len(families) == 2 and min(families) > x_label, lines
+    work = home / "paper"
+    shutil.copytree(home / "rep", work)
+    measure = "\\typeout{GPCOLUMN \\the\\columnwidth\\space GPTEXT \\the\\textwidth}\n"
+    for options in ("", ",a4paper"):
+        log = _compile(pdflatex, work, measure + body, _readable_paper(options))
+        column, text_width = map(
+            float, re.search(r"GPCOLUMN ([\d.]+)pt GPTEXT ([\d.]+)pt", log).groups()
+        )
+        # as printed: the figure's own size scaled to the line it is included at
+        for name, (width, _, texts) in drawn.items():
+            scale = (text_width if name == "timeline" else column) / width
+            printed = min(size for size, *_ in texts) * scale
+            assert printed >= FLOOR_PT, (options, name, round(printed, 2), width)
+        # and read back from the compiled paper: the figures' type (DejaVu Sans) with letters
+        sizes = [(size, text) for size, text in _type_sizes(work, family="DejaVu")]
+        assert len(sizes) > 20 and min(sizes)[0] >= FLOOR_PT, (options, sizes[:5])

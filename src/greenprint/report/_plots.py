@@ -1,9 +1,17 @@
-"""Drawing the report's figures with matplotlib (the ``report`` extra), imported lazily.
+r"""Drawing the report's figures with matplotlib (the ``report`` extra), imported lazily.
 
 Only the object-oriented API is used (``matplotlib.figure.Figure``, no pyplot state), so drawing
 never opens a window, touches a global backend or leaks figures. A :class:`FigureRenderer`
-draws each figure once and keeps its SVG, PNG and PDF output, so writing all formats draws each
-figure once.
+draws each figure once per layout and keeps its output: once for the screen (SVG in the HTML
+report, PNG beside the Markdown) and once for print (the PDF a LaTeX report includes), so writing
+all formats draws each figure twice.
+
+The two layouts (:data:`_SCREEN`, :data:`_PAPER`): a screen figure is 7.6 in wide (6 in a panel
+side by side), 9 pt, its legend right of the axes; a paper figure is drawn at the size a
+two-column paper prints it (one panel: a column, 3.3 in; side-by-side panels: the text width,
+7 in), all its text 8 pt, each legend under its axes, long entries wrapped, so that
+``\includegraphics[width=\linewidth]`` scales it by about 0.9 to 1.1 (a letter or A4 article's
+221 to 229.5 pt column, an ACM or IEEE one's 3.33 to 3.5 in): its text prints at 7 pt or more.
 """
 
 from __future__ import annotations
@@ -12,7 +20,9 @@ import importlib.util
 import io
 import logging
 import math
+import textwrap
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from greenprint._imports import require
@@ -54,6 +64,60 @@ _BASELINE_DASHES: tuple[Any, ...] = (":", "--", "-.", (0, (5, 1, 1, 1, 1, 1)), (
 # Scatter markers shrink and fade as points pile up, so that a 100,000-trial cloud stays a
 # readable density (and its front and star stay visible on top).
 _SCATTER_FULL_UP_TO = 500
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """How big a figure is drawn and where its legends go.
+
+    Attributes:
+        panel_in: the width of one panel, inches (a one-panel figure: ``single_in``).
+        single_in: the width of a figure of one panel, inches.
+        plot_in: the height of the figure without its legends below, inches.
+        font_pt: the type size of every text but the legends', points.
+        legend_pt: the legends' type size, points.
+        legend_below: legends under their axes (paper), else right of them (screen).
+        marker_scale: scatter markers' areas times this (a paper figure's points are smaller).
+    """
+
+    panel_in: float
+    single_in: float
+    plot_in: float
+    font_pt: float
+    legend_pt: float
+    legend_below: bool
+    marker_scale: float = 1.0
+
+    def width_in(self, panels: int) -> float:
+        """The figure's width for ``panels`` panels side by side, inches."""
+        return self.single_in if panels == 1 else self.panel_in * panels
+
+
+#: The HTML's SVG and the Markdown's PNG: wide, the legend right of the axes.
+_SCREEN = _Layout(
+    panel_in=6.0, single_in=7.6, plot_in=3.6, font_pt=9, legend_pt=7, legend_below=False
+)
+#: The LaTeX report's PDF, at the size a two-column paper prints it (module docstring).
+_PAPER = _Layout(
+    panel_in=3.5,
+    single_in=3.3,
+    plot_in=2.3,
+    font_pt=8,
+    legend_pt=8,
+    legend_below=True,
+    marker_scale=0.6,
+)
+# DejaVu Sans's mean advance width, in ems (for wrapping and columns of a legend below)
+_EM_PER_CHAR = 0.6
+# The height of a legend's line below the axes, in ems (text, spacing and padding)
+_LEGEND_LINE_EM = 1.75
+
+
+def _layout(ext: str) -> _Layout:
+    """The PDF is for print (the LaTeX report); PNG and SVG for the screen."""
+    return _PAPER if ext == "pdf" else _SCREEN
+
+
 _SAVE_OPTIONS: dict[str, dict[str, Any]] = {
     "svg": {"metadata": {"Date": None}},
     "pdf": {"metadata": {"CreationDate": None}},
@@ -83,8 +147,10 @@ class FigureRenderer:
     Args:
         enabled: ``False`` draws nothing (every figure is reported unavailable).
         exts: the image formats the figures will be asked for (a report in several formats):
-            each figure is then laid out once and saved in all of them when first asked for,
-            instead of drawn again per format (its layout is two of a save's three passes).
+            each figure is then laid out once per layout (:func:`_layout`: the screen's SVG and
+            PNG, the paper's PDF) and saved in all of them when first asked for, instead of
+            drawn again per format (its layout is two of a save's three passes). The cache is
+            keyed by (figure id, format): a format has one layout.
     """
 
     def __init__(self, *, enabled: bool = True, exts: Iterable[str] = ()) -> None:
@@ -122,13 +188,18 @@ class FigureRenderer:
         return text[text.index("<svg") :]
 
     def _draw(self, figure: Figure, exts: list[str]) -> None:
+        """Draws ``figure`` once per layout its ``exts`` need, saving each of them."""
+        for layout in dict.fromkeys(_layout(ext) for ext in exts):
+            self._draw_laid_out(figure, layout, [e for e in exts if _layout(e) is layout])
+
+    def _draw_laid_out(self, figure: Figure, layout: _Layout, exts: list[str]) -> None:
         matplotlib, mpl_figure = _import_matplotlib()
-        width = 7.6 if len(figure.panels) == 1 else 6.0 * len(figure.panels)  # + legend
+        width = layout.width_in(len(figure.panels))  # screen: + the legend
         settings = {
             "svg.fonttype": "none",
             "svg.hashsalt": figure.id,
             "pdf.fonttype": 42,
-            "font.size": 9,
+            "font.size": layout.font_pt,
             "axes.spines.top": False,
             "axes.spines.right": False,
             # no layout engine from the user's matplotlibrc: set_layout_engine(None) below
@@ -136,10 +207,13 @@ class FigureRenderer:
             "figure.constrained_layout.use": False,
         }
         with matplotlib.rc_context(settings):
-            fig = mpl_figure(figsize=(width, 3.6), layout="constrained")
+            fig = mpl_figure(figsize=(width, layout.plot_in), layout="constrained")
             axes = fig.subplots(1, len(figure.panels), squeeze=False)[0]
+            legend_in = 0.0
             for ax, panel in zip(axes, figure.panels, strict=True):
-                _draw_panel(ax, panel)
+                legend_in = max(legend_in, _draw_panel(ax, panel, layout, width / len(axes)))
+            if legend_in:  # the plot keeps its height, the legends below it are added
+                fig.set_size_inches(width, layout.plot_in + legend_in)
             for ext in exts:
                 buffer = io.BytesIO()
                 fig.savefig(buffer, format=ext, **_SAVE_OPTIONS.get(ext, {}))
@@ -166,7 +240,8 @@ def _reference_range(panel: Panel) -> tuple[float, float] | None:
     return (min(ys), max(ys)) if ys else None
 
 
-def _draw_panel(ax: Any, panel: Panel) -> None:
+def _draw_panel(ax: Any, panel: Panel, layout: _Layout, width_in: float) -> float:
+    """Draws ``panel`` on ``ax`` (``width_in`` wide); returns the height of its legend below, in."""
     crowd = sum(len(s.x) for s in panel.series if s.kind == "scatter")
     data_range = _reference_range(panel)
     limits = None
@@ -194,12 +269,19 @@ def _draw_panel(ax: Any, panel: Panel) -> None:
             dashes = _BASELINE_DASHES[baselines % len(_BASELINE_DASHES)]
             baselines += 1
         # a baseline far from the data would squash it: listed in the legend, not drawn
-        _draw_series(ax, series, off_axes=off, crowd=crowd, dashes=dashes)
+        _draw_series(
+            ax, series, off_axes=off, crowd=crowd, dashes=dashes, marker_scale=layout.marker_scale
+        )
     if limits is not None and panel.y_scale != "log":
         ax.set_ylim(*limits)
     xs = [v for s in panel.series for v in _finite(s.x)]
     if panel.x_scale == "log" and xs and min(xs) > 0:
         ax.set_xscale("log")
+    elif layout.legend_below:  # a narrow panel: five-digit tick labels would run together
+        from matplotlib.ticker import MaxNLocator
+
+        counts = panel.x_unit in ("trials", "examples")
+        ax.xaxis.set_major_locator(MaxNLocator(5, integer=counts, steps=[1, 2, 2.5, 5, 10]))
     elif panel.x_unit in ("trials", "examples"):  # counts: whole-number ticks, never "1.5"
         from matplotlib.ticker import MaxNLocator
 
@@ -207,22 +289,87 @@ def _draw_panel(ax: Any, panel: Panel) -> None:
     ys = [v for s in panel.series for v in _finite(s.y)]
     if panel.y_scale == "log" and ys and min(ys) > 0:
         ax.set_yscale("log")
-    ax.set_xlabel(_plain(panel.x_label))
-    ax.set_ylabel(_plain(panel.y_label))
+    x_label, y_label = _plain(panel.x_label), _plain(panel.y_label)
+    if layout.legend_below:  # a narrow figure: a label longer than its axis takes two lines
+        x_label = _wrap(x_label, width_in * 0.85, layout.font_pt)
+        y_label = _wrap(y_label, layout.plot_in * 0.85, layout.font_pt)
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(y_label)
     ax.grid(True, linewidth=0.4, alpha=0.5)
-    if sum(1 for s in panel.series if s.label) > 1:
+    if sum(1 for s in panel.series if s.label) <= 1:
+        return 0.0
+    if layout.legend_below:
+        legend, legend_in = _legend_below(ax, layout, width_in)
+    else:
         # outside the data area (right of the axes): never hides a point or a line
-        legend = ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-        handles = getattr(legend, "legend_handles", ())
-        for handle, text in zip(handles, legend.get_texts(), strict=False):
-            # tiny dense markers get a legible key (the final run's star keeps its size)
-            if (
-                hasattr(handle, "set_sizes")
-                and crowd > _SCATTER_FULL_UP_TO
-                and not text.get_text().startswith("final")
-            ):
-                handle.set_sizes([18.0])
-                handle.set_alpha(0.9)
+        legend = ax.legend(
+            fontsize=layout.legend_pt, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0)
+        )
+        legend_in = 0.0
+    handles = getattr(legend, "legend_handles", ())
+    for handle, text in zip(handles, legend.get_texts(), strict=False):
+        # tiny dense markers get a legible key (the final run's star keeps its size)
+        if (
+            hasattr(handle, "set_sizes")
+            and crowd > _SCATTER_FULL_UP_TO
+            and not text.get_text().startswith("final")
+        ):
+            handle.set_sizes([18.0 * layout.marker_scale])
+            handle.set_alpha(0.9)
+    return legend_in
+
+
+def _wrap(text: str, width_in: float, size_pt: float) -> str:
+    """``text`` broken into lines of at most ``width_in`` (at ``size_pt``), at spaces or dashes."""
+    chars = max(12, int(width_in * 72 / (size_pt * _EM_PER_CHAR)))
+    return "\n".join(textwrap.wrap(text, chars, break_on_hyphens=True)) or text
+
+
+def _columns_in(widths: list[float], columns: int) -> float:
+    """The width of a legend of entries ``widths`` (ems) in ``columns`` columns, in ems."""
+    rows = math.ceil(len(widths) / columns)
+    return sum(max(widths[k : k + rows]) for k in range(0, len(widths), rows))
+
+
+def _legend_below(ax: Any, layout: _Layout, width_in: float) -> tuple[Any, float]:
+    """The panel's legend under its axes (in as many columns as fit), and its height, inches.
+
+    Out of the data area, as on the screen, but below: a paper figure is one column wide, and a
+    legend beside its axes would leave them a third of it. A long entry (a run's name) is
+    wrapped to the panel's width.
+    """
+    from matplotlib.transforms import ScaledTranslation
+
+    handles, labels = ax.get_legend_handles_labels()
+    em_in = layout.legend_pt / 72
+    key_em = 2.0 + 0.8  # the key (handlelength) and the gap after it (handletextpad)
+    labels = [_wrap(label, width_in - key_em * em_in, layout.legend_pt) for label in labels]
+    widths = [
+        key_em + 2.0 + _EM_PER_CHAR * max(len(line) for line in label.split("\n"))
+        for label in labels
+    ]  # each entry and a column's spacing, ems
+    columns = 1  # as many as fit: matplotlib fills a legend's columns first
+    while columns < len(labels) and _columns_in(widths, columns + 1) * em_in <= width_in:
+        columns += 1
+    rows = math.ceil(len(labels) / columns)
+    # row r holds entries r, r + rows, ...
+    lines = sum(
+        max(labels[k].count("\n") + 1 for k in range(r, len(labels), rows)) for r in range(rows)
+    )
+    # under the tick labels and the x label (two lines of type and their pads)
+    below = ScaledTranslation(0, -(2.6 * layout.font_pt + 10) / 72, ax.figure.dpi_scale_trans)
+    legend = ax.legend(
+        handles,
+        labels,
+        fontsize=layout.legend_pt,
+        frameon=False,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.0),
+        bbox_transform=ax.transAxes + below,
+        ncols=columns,
+        borderaxespad=0.0,
+    )
+    return legend, (lines * _LEGEND_LINE_EM * layout.legend_pt + 4) / 72
 
 
 def _array(values: tuple[float, ...]) -> Any:
@@ -233,9 +380,17 @@ def _array(values: tuple[float, ...]) -> Any:
 
 
 def _draw_series(
-    ax: Any, series: Series, *, off_axes: bool = False, crowd: int = 0, dashes: Any = None
+    ax: Any,
+    series: Series,
+    *,
+    off_axes: bool = False,
+    crowd: int = 0,
+    dashes: Any = None,
+    marker_scale: float = 1.0,
 ) -> None:
     style = dict(_STYLE.get(series.role, {}))
+    if marker_scale != 1.0 and "s" in style:  # a scatter's marker area, smaller in print
+        style["s"] *= marker_scale
     if dashes is not None:
         style["linestyle"] = dashes
     raster = len(series.x) > _RASTER_ABOVE
