@@ -83,7 +83,8 @@ def count_fpo(
     counter = FPOCounter(module, strict=strict, rules=rules)
     saved = _save_grads(module, inputs, kwargs)
     try:
-        with _meta_errors(_count_on_real), counter:
+        advice = _count_on_real(_devices(module, inputs, kwargs))
+        with _meta_errors(advice), counter:
             output = model(*inputs, **kwargs)
             if backward:  # a function's parameters are known only from its graph
                 saved += _clear_grads(_graph_leaves(output), saved)
@@ -249,18 +250,59 @@ def _first_line(error: BaseException) -> str:
     return (str(error).splitlines() or [""])[0].split(". ")[0]
 
 
-def _count_on_real(error: BaseException) -> str:
-    line = _first_line(error)
-    real = "count it on real tensors, with `greenprint fpo --device cpu` on the command line"
-    if isinstance(error, NotImplementedError):
-        return f"the model runs an op that has no kernel for meta tensors ({line}): {real}"
-    if "on meta tensors" not in line:  # a device mismatch: it makes tensors elsewhere
-        return f"the model cannot run on meta tensors ({line}): {real}"
+def _devices(model: torch.nn.Module | None, inputs: Any, kwargs: Any) -> tuple[str, str]:
+    """The devices of ``model``'s parameters and buffers and of the input tensors, as text.
+
+    Each is the sorted device types joined by ``" and "`` (``"cpu"``, ``"cpu and meta"``), or
+    ``""`` when there are none (a function has no parameters of its own to read).
+    """
+    from torch.utils._pytree import tree_leaves
+
+    held = [*model.parameters(), *model.buffers()] if model is not None else []
+    given = [t for t in tree_leaves((inputs, kwargs)) if isinstance(t, torch.Tensor)]
     return (
-        f"the model reads a value ({line}), which meta tensors do not have: {real} (a mask it "
-        "tests, such as nn.Transformer's tgt_mask or a Hugging Face attention_mask, decides "
-        "what it runs)"
+        " and ".join(sorted({t.device.type for t in held})),
+        " and ".join(sorted({t.device.type for t in given})),
     )
+
+
+def _count_on_real(devices: tuple[str, str]) -> Callable[[BaseException], str]:
+    """The advice for a count that fails on meta tensors, knowing where model and inputs are.
+
+    ``devices`` is :func:`_devices`' pair. A model on one device and inputs on another, one of
+    them meta (a real model given meta inputs, as a hurried reading of "inputs may be meta
+    tensors" suggests, or a meta model given the batch), is told to put both on one device,
+    not that the model cannot run on meta.
+    """
+    held, given = devices
+
+    def advice(error: BaseException) -> str:
+        line = _first_line(error)
+        real = "count it on real tensors, with `greenprint fpo --device cpu` on the command line"
+        if isinstance(error, NotImplementedError):
+            return f"the model runs an op that has no kernel for meta tensors ({line}): {real}"
+        if "on meta tensors" not in line:  # a device mismatch
+            if held and given and held != given and "meta" in (held, given):
+                both = (
+                    "the model on meta too (`model.to('meta')`, or built under `with "
+                    "torch.device('meta'):`), or real inputs"
+                    if given == "meta"
+                    else "the inputs on meta too (`x.to('meta')`, or "
+                    "greenprint.fpo.example_inputs(shape)), or the model on real tensors"
+                )
+                return (
+                    f"the model's parameters are on {held} and its inputs on {given} ({line}): "
+                    f"put both on one device, {both}; on meta nothing is allocated"
+                )
+            # the model makes tensors on another device
+            return f"the model cannot run on meta tensors ({line}): {real}"
+        return (
+            f"the model reads a value ({line}), which meta tensors do not have: {real} (a mask "
+            "it tests, such as nn.Transformer's tgt_mask or a Hugging Face attention_mask, "
+            "decides what it runs)"
+        )
+
+    return advice
 
 
 def _pass_not_on_meta(error: BaseException) -> str:
