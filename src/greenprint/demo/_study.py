@@ -382,9 +382,12 @@ def _baselines(
     logreg = {"model": "logreg", "lr": 0.01, "batch": 64, "wd": 0.0, "epochs": max_epochs}
     torch.manual_seed(seed)  # its initial weights: the same on every run of a seed
     model = build_model(logreg)
-    # Counted before its run opens (train() finds the count): the demo's first count starts the
-    # FPO counter (torch imports torch._dynamo, ~1.7 s of CPU), greenprint's one-off cost that
-    # was 95 % of this baseline's run (2 s and 2 mWh for 15 epochs that take 0.1 s).
+    # Counted before its run opens (train() finds the count): the demo's first count imports
+    # sympy (meta shape checks). The first torch.optim optimizer, made in train(), imports
+    # torch._dynamo (~1.1 s of CPU), which no count does any more: imported here, outside every
+    # run, or this baseline's run pays it (0.48 s and 0.6 mWh for 5 epochs that take 0.024 s).
+    import torch._dynamo
+
     fpo_per_epoch(model, logreg, data)
     with gp.track(
         "baseline-logreg", study=study, ledger=led, params=logreg, role="baseline"
