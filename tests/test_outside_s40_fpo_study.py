@@ -10,6 +10,12 @@ one; SGD with momentum 4 per parameter; a (2, 2) max pool 4 compares per output,
 log-softmax ``6n - 1`` per row, its backward ``4n - 1``), never read from greenprint, and the
 report's runs must carry the same totals.
 
+A loop counted as it runs (``with gp.FPOCounter(model)`` around it, as docs/fpo.md shows) that
+also called ``training_fpo`` and ``count_fpo`` counted, besides what it ran, the step
+``training_fpo`` runs on a meta copy (which computed nothing: 672,647 FPO and the warm-up's
+4,820 more per call for this MLP) and ``count_fpo``'s count of the zero weights (1 per weight).
+Now a count on meta, and greenprint's reading of the weights, are counted by that count alone.
+
 The mistake it found: a count of a real model given ``example_inputs(...)`` (meta by default,
 as the README's "Inputs may be meta tensors" reads), or of a meta model given the real batch,
 raised "the model cannot run on meta tensors ...: count it on real tensors", which sent the
@@ -85,7 +91,19 @@ for model, width, lr in (("mlp", 32, 0.1), ("mlp", 16, 0.01), ("cnn", 8, 0.1)):
     out["trials"][name] = {{"step": steps.total // steps.steps, "val": val.total,
                           "optimizer": steps.optimizer_total // steps.steps, "run": run.fpo}}
 
+# a training loop counted as it runs, its steps also counted by training_fpo, then validated
 mlp = make("mlp", 32)
+opt = torch.optim.SGD(mlp.parameters(), lr=0.1, momentum=0.9)
+with gp.FPOCounter(mlp) as loop:
+    steps = gp.training_fpo(mlp, x[:{B}], steps={STEPS}, target=y[:{B}],
+                            loss_fn=F.cross_entropy, optimizer=opt)
+    for s in range({STEPS}):
+        opt.zero_grad()
+        F.cross_entropy(mlp(x[s * {B}:(s + 1) * {B}]), y[s * {B}:(s + 1) * {B}]).backward()
+        opt.step()
+    val = gp.count_fpo(mlp, xv, backward=False)
+out["loop"] = [loop.total, steps.total, val.total]
+
 real = gp.count_fpo(mlp, x[:{B}]).total
 for label, model, inputs in (("meta inputs", mlp, example_inputs(({B}, {IN}))),
                              ("meta model", make("mlp", 32).to("meta"), (x[:{B}],))):
@@ -190,6 +208,16 @@ def test_a_studys_fpo_match_the_layers_by_hand_and_mixed_devices_are_named(tmp_p
         assert "count it on real tensors" not in message and "\n" not in message
     # and what they advise counts what the real model does
     assert out["advised"] == [out["advised"][0]] * 3
+
+    # a loop counted as it ran: its steps and its validation, not training_fpo's step on a meta
+    # copy (which computed nothing) nor count_fpo's reading of the weights; its first SGD step
+    # copies the gradient into the momentum buffer (2 per parameter, not 4)
+    params = IN * 32 + 32 + 32 * CLASSES + CLASSES
+    assert out["loop"] == [
+        STEPS * mlp_step(32) - 2 * params + mlp_val(32),
+        STEPS * mlp_step(32),
+        mlp_val(32),
+    ]
 
     # counting once before the first trial took sympy's import out of it, not torch._dynamo's:
     # the trial's own SGD optimizer imported it (docs/analysis.md said a count would)

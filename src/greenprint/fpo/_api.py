@@ -13,6 +13,7 @@ import torch
 
 from greenprint._exceptions import FPOInputError
 from greenprint.fpo._counter import FPOCounter
+from greenprint.fpo._counting_mode import NOBODY, counted_alone
 from greenprint.fpo._no_dynamo import no_dynamo_import, plain_step
 from greenprint.fpo._result import FPOResult
 
@@ -83,8 +84,10 @@ def count_fpo(
     counter = FPOCounter(module, strict=strict, rules=rules)
     saved = _save_grads(module, inputs, kwargs)
     try:
-        advice = _count_on_real(_devices(module, inputs, kwargs))
-        with _meta_errors(advice), counter:
+        devices = _devices(module, inputs, kwargs)
+        # on meta nothing runs: a counter of the user's around this one counts none of it
+        alone = counted_alone(counter) if "meta" in " ".join(devices) else contextlib.nullcontext()
+        with _meta_errors(_count_on_real(devices)), alone, counter:
             output = model(*inputs, **kwargs)
             if backward:  # a function's parameters are known only from its graph
                 saved += _clear_grads(_graph_leaves(output), saved)
@@ -93,7 +96,8 @@ def count_fpo(
         _restore_grads(saved)
     result = counter.result
     if module is not None:
-        weights = _zero_weights(module)
+        with counted_alone(NOBODY):  # reading the weights is not the model's work
+            weights = _zero_weights(module)
         if weights is not None:
             result = replace(result, weights=weights[0], zero_weights=weights[1])
     return result
@@ -194,7 +198,9 @@ def training_fpo(
         keywords = {key: _to_meta(value) for key, value in keywords.items()}
         target = _to_meta(target)
         counter = FPOCounter(model, strict=strict, rules=rules)
-        with _meta_errors(_pass_not_on_meta):
+        # a step on a meta copy computes nothing: a counter of the user's around this one
+        # (a training loop counted as it runs) counts none of it
+        with _meta_errors(_pass_not_on_meta), counted_alone(counter):
             _step(model, batch, keywords, target, loss_fn, make_optimizer, counter)
         return counter.result.times(steps)
     counter = FPOCounter(model, strict=strict, rules=rules)

@@ -9,6 +9,9 @@ runs and is counted.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, Protocol
 
 import torch
@@ -55,6 +58,28 @@ _PASSTHROUGH = {
 }
 
 
+#: The one counter that counts while greenprint counts on its own behalf (a step on a meta copy,
+#: its own bookkeeping), or ``NOBODY``; ``None`` when every active counter counts.
+_ALONE: ContextVar[object | None] = ContextVar("greenprint_fpo_alone", default=None)
+NOBODY = object()
+
+
+@contextmanager
+def counted_alone(counter: object) -> Iterator[None]:
+    """Ops run in the block are counted by ``counter`` only (``NOBODY``: by no counter).
+
+    A user's own counter around ``training_fpo`` or ``count_fpo`` (``with gp.FPOCounter(model)
+    as c:`` around a training loop that counts its steps too) would otherwise also count the
+    step greenprint runs on a meta copy, which computed nothing, and the ops greenprint runs
+    to read the model (its zero weights).
+    """
+    token = _ALONE.set(counter)
+    try:
+        yield
+    finally:
+        _ALONE.reset(token)
+
+
 class _CountingMode(TorchDispatchMode):
     """The dispatch mode that counts: every op below autograd reaches ``__torch_dispatch__``.
 
@@ -88,6 +113,9 @@ class _CountingMode(TorchDispatchMode):
         kwargs = kwargs or {}
         if func in _PASSTHROUGH:
             return NotImplemented
+        alone = _ALONE.get()
+        if alone is not None and alone is not self.counter:  # greenprint's own work: not here
+            return func(*args, **kwargs)
         if isinstance(func, torch._ops.HigherOrderOperator):
             return run_higher_order(self, func, args, kwargs)
         counter = self.counter
