@@ -20,7 +20,7 @@ from typing import Any
 
 from greenprint._format import and_list, count_of, format_energy
 from greenprint.analysis._common import RunForest
-from greenprint.analysis._pricetag_model import CostTotals
+from greenprint.analysis._cost_totals import CostTotals
 from greenprint.analysis._roles import StudyRoles
 
 __all__ = ["FinalRoleRuns", "final_role_groups", "listed_names", "named"]
