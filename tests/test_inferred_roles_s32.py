@@ -165,7 +165,7 @@ def test_the_learning_curve_beside_the_search_is_one_and_the_retrain_is_named(ho
     assert [rows[f"lc-{f}"]["role"] for f in (0.25, 0.5, 0.75, 1.0)] == ["learning-curve"] * 4
     assert rows["trial-3"]["role"] == "trial" and rows["final-model"]["role"] == "trial"
     note = _roles_note(report)
-    assert "(11 trial, 25 part, 4 learning-curve, 2 sweep)" in note
+    assert "(11 trials, 25 parts, 4 learning-curve runs, 2 sweeps)" in note
     ids = " ".join(i for _, i in _ids(home, "outside", "lc-"))
     said = note[note.index("4 runs ('lc-0.25', 'lc-0.5', 'lc-0.75', 'lc-1.0')") :]
     assert "differ only by their training-set size (dataset_size 449 to 1,797)" in said

@@ -508,7 +508,7 @@ def test_data_scaling_study_reads_its_roles_and_curve(scaling_study):
     rows = _rows(report)
     tag = report["price_tag"]
     assert tag["roles"]["counts"] == {"part": 3, "baseline": 2, "final": 1, "learning-curve": 8}
-    assert tag["roles"]["inferred"] == 3 and "(3 part)" in tag["roles"]["note"]
+    assert tag["roles"]["inferred"] == 3 and "(3 parts)" in tag["roles"]["note"]
     assert (tag["final"]["name"], tag["final"]["rule"]) == ("final", "role")
     assert tag["final"]["score"] == pytest.approx(built["final"])
     for name in ("majority", "bayes"):  # scored by the run inside (its part)

@@ -414,7 +414,7 @@ def test_mlflow_nested_runs_read_as_a_sweep_of_trials(mlflow_search):
     tag = report["price_tag"]
     rows = _rows(report)
     assert tag["roles"]["counts"] == {"sweep": 1, "trial": 5, "final": 1}
-    assert tag["roles"]["inferred"] == 6 and "(5 trial, 1 sweep)" in tag["roles"]["note"]
+    assert tag["roles"]["inferred"] == 6 and "(5 trials, 1 sweep)" in tag["roles"]["note"]
     assert rows["search"]["role_inferred"] and not rows["final"]["role_inferred"]
     assert {k: v["trials"] for k, v in tag["by_status"].items() if v["trials"]} == {
         "finished": 4,

@@ -87,6 +87,17 @@ RunRole = Literal["trial", "part", "baseline", "final", "learning-curve", "sweep
 #: * ``greener``: work of :mod:`greenprint.greener` (a comparison of greener variants, each
 #:   variant's measurement, distillation and fine-tuning runs).
 RUN_ROLES: tuple[str, ...] = get_args(RunRole)
+#: A run of each role as a sentence counts it, singular (``count_of(n, ROLE_NOUNS[role])``:
+#: "2 trials", "1 final run"): a role name alone is no noun ("2 learning-curve").
+ROLE_NOUNS: dict[str, str] = {
+    "trial": "trial",
+    "part": "part",
+    "baseline": "baseline",
+    "final": "final run",
+    "learning-curve": "learning-curve run",
+    "sweep": "sweep",
+    "greener": "greener run",
+}
 
 
 def check_role(role: object) -> str | None:

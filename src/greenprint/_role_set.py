@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from greenprint._forest import RunForest, json_float
 from greenprint._format import count_of
-from greenprint._records import CUT_SHORT_STATUSES, RUN_ROLES, RunRecord
+from greenprint._records import CUT_SHORT_STATUSES, ROLE_NOUNS, RUN_ROLES, RunRecord
 from greenprint._role_repeats import (
     _configuration,
     _less_repeat,
@@ -184,7 +184,9 @@ class StudyRoles:
         plain = self.n_inferred - self.overridden
         texts = []
         if plain:
-            listing = ", ".join(f"{n} {r}" for r in RUN_ROLES if (n := found.get(r)))
+            listing = ", ".join(
+                count_of(n, ROLE_NOUNS[r]) for r in RUN_ROLES if (n := found.get(r))
+            )
             whose = (
                 "every run" if plain == len(self.roles) else f"{plain} of {len(self.roles)} runs"
             )

@@ -71,7 +71,7 @@ def test_inference_rules():
     owners = {study.runs[p].id: study.runs[o].id for p, o in enumerate(study.owners)}
     assert owners["cv-f0-w"] == "cv" and owners["t0-f0"] == "t0" and owners["t0"] == "t0"
     assert study.note is not None and study.note.startswith("roles inferred for every run")
-    assert "(6 trial, 3 part, 1 sweep)" in study.note and "role=" in study.note
+    assert "(6 trials, 3 parts, 1 sweep)" in study.note and "role=" in study.note
 
 
 def test_given_roles_win_and_the_runs_below_follow_them():

@@ -182,7 +182,7 @@ def test_a_curve_by_hand_beside_an_optuna_search_is_a_learning_curve(
     assert {rows[f"trial-{i}"]["role"] for i in range(8)} == {"trial"}
     ids = _curve_ids(home, "svc")
     note = next(n for n in report["notes"] if n.startswith("roles inferred"))
-    assert note.startswith("roles inferred for 4 of 12 runs (4 learning-curve)")
+    assert note.startswith("roles inferred for 4 of 12 runs (4 learning-curve runs)")
     assert "4 runs ('lc-0.25', 'lc-0.5', 'lc-0.75', 'lc-1.0') share one configuration" in note
     assert f"give them role='trial' (greenprint ledger set-role trial {ids})" in note
     assert "Study **svc**: 8 trials, ranked by **value**" in md

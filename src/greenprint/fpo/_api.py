@@ -95,6 +95,8 @@ def count_fpo(
     finally:
         _restore_grads(saved)
     result = counter.result
+    if not backward and not result.backward_total:  # forward only: no backward was counted
+        result = replace(result, backward_counted=False)
     if module is not None:
         with counted_alone(NOBODY):  # reading the weights is not the model's work
             weights = _zero_weights(module)

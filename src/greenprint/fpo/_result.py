@@ -87,6 +87,14 @@ class FPOResult:
             counted as dense kernels run them: a zero weight's products are multiplied and
             added as any other's (a sparse kernel would skip them; ``greener.compare``'s *FPO
             executed* counts that), and the table says so.
+        backward_counted: whether a backward pass was counted. ``False`` for a forward-only
+            count (``count_fpo(..., backward=False)``, ``greenprint fpo`` without
+            ``--backward``) in which no backward ran: ``backward_total``, ``recompute_total``
+            and the per-op and per-module backward are then 0 only because nothing was
+            counted, so the tables leave their backward column out and read ``backward   not
+            counted``, and :meth:`to_dict` writes ``null`` for them. ``True`` for every other
+            count (an :class:`FPOCounter` counts whatever backward runs inside it, 0 when
+            none does).
     """
 
     total: int
@@ -108,6 +116,7 @@ class FPOResult:
     assumptions: dict[str, str] = field(default_factory=dict)
     weights: int | None = None
     zero_weights: int | None = None
+    backward_counted: bool = True
 
     @property
     def forward_by_module(self) -> dict[str, int]:
@@ -171,14 +180,28 @@ class FPOResult:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict of every field (counts in FPO, exact integers)."""
+        """A JSON-ready dict of every field (counts in FPO, exact integers).
+
+        A forward-only count (``backward_counted`` false) writes ``null`` for what was not
+        counted: ``backward_total``, ``recompute_total`` and each op's and module's
+        ``backward`` (and ``recompute``), never 0.
+        """
+        counted = self.backward_counted
+
+        def phases(by: dict[str, dict[str, int]]) -> dict[str, dict[str, int | None]]:
+            not_counted = () if counted else ("backward", "recompute")
+            return {
+                k: {p: None if p in not_counted else n for p, n in v.items()} for k, v in by.items()
+            }
+
         return {
             "unit": "FPO",
             "total": self.total,
             "forward_total": self.forward_total,
-            "backward_total": self.backward_total,
+            "backward_counted": counted,
+            "backward_total": self.backward_total if counted else None,
             "optimizer_total": self.optimizer_total,
-            "recompute_total": self.recompute_total,
+            "recompute_total": self.recompute_total if counted else None,
             "matmul_total": self.matmul_total,
             "params": self.params,
             "trainable_params": self.trainable_params,
@@ -187,8 +210,8 @@ class FPOResult:
             "by_module": dict(self.by_module),
             "unknown_ops": dict(self.unknown_ops),
             "calls": dict(self.calls),
-            "by_op_phase": {k: dict(v) for k, v in self.by_op_phase.items()},
-            "by_module_phase": {k: dict(v) for k, v in self.by_module_phase.items()},
+            "by_op_phase": phases(self.by_op_phase),
+            "by_module_phase": phases(self.by_module_phase),
             "complex_ops": dict(self.complex_ops),
             "assumptions": dict(self.assumptions),
             "weights": self.weights,
@@ -239,8 +262,12 @@ class FPOResult:
         """
         # with activation checkpointing, a column for the forward re-run inside backward
         recompute = self.recompute_total > 0
+        # a forward-only count leaves the backward column out: its 0s were never counted
+        backward = self.backward_counted
         header = ["module", "forward", "backward", "total", "share"]
         rows = [header[:3] + ["recompute"] + header[3:] if recompute else header]
+        if not backward:
+            rows[0].remove("backward")
 
         # each row's share in tenths of a percent, the rows under a row apportioned its share,
         # so that they add up to it as their FPO do (each rounded alone, the docs' example
@@ -260,6 +287,8 @@ class FPOResult:
             cells = [label, cell("forward"), cell("backward"), format_fpo(fpo), share]
             if recompute:
                 cells.insert(3, cell("recompute"))
+            if not backward:
+                del cells[2]
             return cells
 
         children = _children(list(self.by_module))
@@ -328,13 +357,19 @@ class FPOResult:
                     self._pct(fpo, None if tenths is None else tenths[k]),
                 ]
             )
-        return rows
+        # columns of what was not counted (a forward-only count's backward) or did not run
+        # (no optimizer step: the summary and the module table leave it out too) are left out
+        drop = {3} if not self.backward_counted else set()
+        drop |= {4} if not self.optimizer_total else set()
+        return [[cell for i, cell in enumerate(row) if i not in drop] for row in rows]
 
     def _summary(self) -> list[str]:
         lines = [
             f"total      {format_fpo(self.total)} ({self.total:,} FPO)",
             f"forward    {format_fpo(self.forward_total)}",
-            f"backward   {format_fpo(self.backward_total)}",
+            f"backward   {format_fpo(self.backward_total)}"
+            if self.backward_counted
+            else "backward   not counted (a forward-only count)",
         ]
         if self.recompute_total:
             lines.append(

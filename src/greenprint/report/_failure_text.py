@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from greenprint._format import and_list, count_of
+from greenprint._records import ROLE_NOUNS
 from greenprint.report._failures import (
     FAILURE_GROUPS_SHOWN,
     FAILURE_RUNS_SHOWN,
@@ -37,15 +38,7 @@ __all__ = [
 ]
 
 #: What a group of failed runs calls a run of each role (``"7 trials failed"``).
-_ROLE_NOUNS = {
-    "trial": "trial",
-    "baseline": "baseline",
-    "final": "final run",
-    "learning-curve": "learning-curve run",
-    "greener": "greener run",
-    "sweep": "sweep",
-    "part": "part",
-}
+_ROLE_NOUNS = ROLE_NOUNS  # one table for every sentence
 #: Failed parts named in the line that says which runs inside or around the listed ones the
 #: price tag counts too (the rest are counted: "and 3 more").
 TALLY_NAMES_SHOWN = 5

@@ -1,0 +1,123 @@
+"""Session 40, an outside check of wording: what was not counted never reads 0, and a count agrees
+with its noun (issue 12: "Unknown FPO is 'unknown' with the count of runs, never 0; every number
+in a sentence has its unit label").
+
+Two faults found, run as a stranger runs greenprint (an empty directory, a clean environment):
+
+* ``greenprint fpo`` without ``--backward`` (an inference count, ``count_fpo(...,
+  backward=False)``) printed ``backward   0 FPO``, a backward column of ``0 FPO`` in both
+  tables and ``"backward_total": 0`` in ``--json``, though no backward was counted; and its
+  ``--by op`` table an optimizer column of ``0 FPO`` where no optimizer step ran. Now the
+  columns are left out, the summary reads ``backward   not counted``, and the JSON has
+  ``"backward_counted": false`` and ``null``. A backward that was counted and is 0 (a live
+  ``FPOCounter`` around an inference) still reads 0.
+* The report's note on roles counted them as a tally: "roles inferred for every run (2 trial,
+  1 sweep)". Now "(2 trials, 1 sweep)", "1 learning-curve run".
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from _report_cli import GREENPRINT, cli_report, empty_home, report_text, run_in
+
+MODELS = """
+import torch
+
+
+def mlp():
+    return torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+"""
+
+#: An inference counted live: the counter counts any backward that runs, and none does.
+LIVE = """
+import torch
+import greenprint as gp
+from models import mlp
+
+model = mlp().eval()
+with gp.FPOCounter(model) as c, torch.no_grad():
+    model(torch.randn(2, 4))
+print(c.result.table())
+print(json.dumps(c.result.to_dict()))
+""".replace("import torch\n", "import json\nimport torch\n", 1)
+
+#: A search with no role given: a sweep around two trials, and a run on a subsample beside it.
+STUDY = """
+import greenprint as gp
+
+with gp.track("search", study="s"):
+    for lr in (0.1, 0.2):
+        with gp.track(f"lr={lr}", study="s") as run:
+            run.set(params={"lr": lr})
+            run.log(loss=lr)
+"""
+
+
+def _summary_line(table: str, key: str) -> str:
+    return next(line for line in table.splitlines() if line.startswith(key + " "))
+
+
+def test_a_forward_only_count_says_its_backward_was_not_counted(tmp_path_factory):
+    pytest.importorskip("torch")
+    home = empty_home(tmp_path_factory, "fpo-forward")
+    (home / "models.py").write_text(MODELS)
+
+    done = run_in(home, GREENPRINT, "fpo", "models:mlp", "--input-shape", "2,4")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert out.splitlines()[2].split() == ["module", "forward", "total", "share"]
+    assert _summary_line(out, "backward") == "backward   not counted (a forward-only count)"
+    assert "0 FPO  " not in out.split("\n\n")[1]  # no column of zeros in the table
+
+    done = run_in(home, GREENPRINT, "fpo", "models:mlp", "--input-shape", "2,4", "--by", "op")
+    assert done.returncode == 0, done.stderr
+    rows = done.stdout.splitlines()
+    assert rows[2].split() == ["op", "calls", "forward", "total", "share"]
+    assert rows[3].split() == ["aten.addmm", "2", "82", "FPO", "82", "FPO", "93.2%"]
+
+    done = run_in(home, GREENPRINT, "fpo", "models:mlp", "--input-shape", "2,4", "--json")
+    data = json.loads(done.stdout)
+    assert data["backward_counted"] is False
+    assert data["backward_total"] is None and data["recompute_total"] is None
+    assert data["forward_total"] == data["total"] == 88  # 2 x (2*4*3 + 3) + 6 + 2 x (2*3*2 + 2)
+    assert data["by_op_phase"]["aten.addmm"] == {"forward": 82, "backward": None, "optimizer": 0}
+    assert data["by_module_phase"]["0"] == {"forward": 54, "backward": None, "recompute": None}
+
+    # counted: the backward's numbers, in every place the forward-only count said "not counted"
+    done = run_in(home, GREENPRINT, "fpo", "models:mlp", "--input-shape", "2,4", "--backward")
+    header = done.stdout.splitlines()[2].split()
+    assert header == ["module", "forward", "backward", "total", "share"]
+    assert _summary_line(done.stdout, "backward") == "backward   112 FPO"
+    args = ("fpo", "models:mlp", "--input-shape", "2,4", "--backward", "--json")
+    data = json.loads(run_in(home, GREENPRINT, *args).stdout)
+    assert data["backward_counted"] is True and data["backward_total"] == 112
+
+
+def test_a_counted_backward_of_no_fpo_still_reads_0(tmp_path_factory):
+    pytest.importorskip("torch")
+    home = empty_home(tmp_path_factory, "fpo-live")
+    (home / "models.py").write_text(MODELS)
+    (home / "live.py").write_text(LIVE)
+    done = run_in(home, sys.executable, "live.py")
+    assert done.returncode == 0, done.stderr
+    table, line = done.stdout.rsplit("\n", 2)[:2]
+    assert table.splitlines()[0].split() == ["module", "forward", "backward", "total", "share"]
+    assert _summary_line(table, "backward") == "backward   0 FPO"
+    data = json.loads(line)
+    assert data["backward_counted"] is True and data["backward_total"] == 0
+
+
+def test_the_note_on_inferred_roles_counts_runs_with_their_nouns(tmp_path_factory):
+    home = empty_home(tmp_path_factory, "roles-note")
+    (home / "study.py").write_text(STUDY)
+    done = run_in(home, sys.executable, "study.py")
+    assert done.returncode == 0, done.stderr
+    report = cli_report(home, "--study", "s", "--metric", "loss")
+    (note,) = [n for n in report["notes"] if n.startswith("roles inferred")]
+    assert note.startswith("roles inferred for every run (2 trials, 1 sweep), as no role")
+    for fmt in ("md", "html", "latex"):
+        assert "(2 trials, 1 sweep)" in report_text(home, fmt), fmt
