@@ -234,7 +234,7 @@ def test_a_learning_curve_of_runs_of_several_kinds_is_drawn_or_the_note_says_why
         (note,) = notes
         assert "fewer than two training-set sizes among" in note
         assert "among 5 runs with a dataset_size (150 examples)" in note  # 4 trials, their refit
-        assert "the 3 other run(s) with a dataset_size (300 to 1,200 examples) are 'part'" in note
+        assert "the 3 other runs with a dataset_size (300 to 1,200 examples) are 'part'" in note
         assert "role 'learning-curve'" in note
         assert "no learning curve" in report_text(home, "md")
         return

@@ -121,3 +121,42 @@ def test_the_note_on_inferred_roles_counts_runs_with_their_nouns(tmp_path_factor
     assert note.startswith("roles inferred for every run (2 trials, 1 sweep), as no role")
     for fmt in ("md", "html", "latex"):
         assert "(2 trials, 1 sweep)" in report_text(home, fmt), fmt
+
+
+#: One run (role final), merged into a new ledger; a metric misspelt; an unscored trial left out.
+ONE_OF_EACH = """
+import json
+import math
+
+import greenprint as gp
+from greenprint.analysis import expected_max_performance, price_tag
+
+with gp.track("lr=0.1", study="one", ledger="node.db", params={"lr": 0.1}, role="final") as run:
+    run.log(accuracy=0.9)
+runs = gp.Ledger("node.db").runs(study="one")
+try:
+    price_tag(runs, metric="accuracyy")
+except gp.AnalysisError as e:
+    refused = str(e)
+omitted = expected_max_performance([0.5, math.nan, 0.7], nan_policy="omit").notes
+print(json.dumps({"refused": refused, "omitted": list(omitted)}))
+"""
+
+
+def test_counts_of_one_read_singular(tmp_path_factory):
+    """'merged 1 ledger(s) ...: 1 run(s) added, ... (1 metric points, ...)', 'none of the 1
+    run(s) logged metric', '1 trials without a score were left out': each count now with its
+    noun (count_of), singular for one."""
+    home = empty_home(tmp_path_factory, "one-of-each")
+    (home / "one.py").write_text(ONE_OF_EACH)
+    done = run_in(home, sys.executable, "one.py")
+    assert done.returncode == 0, done.stderr
+    said = json.loads(done.stdout)
+    assert said["refused"].startswith("the one run logged no metric 'accuracyy'; did you mean")
+    assert said["omitted"] == ["1 trial without a score was left out"]
+
+    merged = run_in(home, GREENPRINT, "ledger", "merge", "team.db", "node.db")
+    assert merged.returncode == 0, merged.stderr
+    assert merged.stdout.startswith("merged 1 ledger into ")
+    assert ": 1 run added, 0 updated, 0 already there (1 metric point, " in merged.stdout
+    assert "(s)" not in merged.stdout

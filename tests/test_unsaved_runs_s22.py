@@ -138,7 +138,7 @@ def test_a_run_still_refused_at_exit_is_saved_apart_and_merged_back_as_the_warni
     assert after["energy_kwh"] == pytest.approx(ended["energy_kwh"], rel=1e-12)
     assert after["samples"] >= before["samples"] > 0  # those written before, and the rest
     again = run_in(home, *command.group(1).split())  # merging twice changes nothing
-    assert again.returncode == 0 and "0 run(s) added, 0 updated, 1 already there" in again.stdout
+    assert again.returncode == 0 and "0 runs added, 0 updated, 1 already there" in again.stdout
 
 
 def test_a_score_logged_after_a_refused_end_is_written_with_the_run(
@@ -225,7 +225,7 @@ def test_a_postgresql_server_down_at_the_end_costs_no_wait_and_the_run_is_saved_
     assert list(elsewhere.iterdir()) == []
     into = f"sqlite:///{home / 'into.db'}"
     pasted = run_in(elsewhere, "bash", "-c", command, env={**clean_env(), "LEDGER_URL": into})
-    assert pasted.returncode == 0 and "1 run(s) added" in pasted.stdout, pasted.stderr
+    assert pasted.returncode == 0 and "1 run added" in pasted.stdout, pasted.stderr
     assert list(elsewhere.iterdir()) == []
     (home / "greenprint.db").unlink(missing_ok=True)
     saved.rename(home / "greenprint.db")

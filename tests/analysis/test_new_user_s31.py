@@ -65,7 +65,7 @@ def test_pareto_runs_with_a_metric_no_run_logged_names_those_logged() -> None:
     with pytest.raises(AnalysisError) as info:
         pareto_runs(runs, metric="val")
     assert str(info.value) == (
-        "none of the 4 run(s) logged metric 'val'; did you mean 'value'? (metrics logged: 'value')"
+        "none of the 4 runs logged metric 'val'; did you mean 'value'? (metrics logged: 'value')"
     )
     # the same words as efficiencies, which already refused it
     with pytest.raises(AnalysisError) as same:
@@ -160,6 +160,4 @@ def test_learning_curve_with_a_metric_no_run_logged_names_those_logged() -> None
     assert learning_curve(runs, metric="accuracy").dataset_size.tolist() == [100, 200, 400]
     with pytest.raises(AnalysisError) as info:
         learning_curve(runs, metric="acc")
-    assert (
-        str(info.value) == "none of the 3 run(s) logged metric 'acc' (metrics logged: 'accuracy')"
-    )
+    assert str(info.value) == "none of the 3 runs logged metric 'acc' (metrics logged: 'accuracy')"

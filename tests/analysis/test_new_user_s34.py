@@ -32,7 +32,7 @@ def test_a_metric_no_run_logged_is_refused_with_the_names_logged(runs):
     with pytest.raises(AnalysisError) as raised:
         price_tag(runs, metric="accuracyy")
     message = str(raised.value)
-    assert "none of the 3 run(s) logged metric 'accuracyy'" in message
+    assert "none of the 3 runs logged metric 'accuracyy'" in message
     assert "did you mean 'accuracy'?" in message
     assert "metrics logged: 'accuracy'" in message
 

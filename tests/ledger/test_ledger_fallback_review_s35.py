@@ -229,7 +229,7 @@ def test_ls_and_report_say_runs_wait_in_the_fallback_until_merged(tmp_path):
     for _ in range(2):  # the command the note gives, twice: the second adds nothing
         merged = _cli("ledger", "merge", "runs/gp.db", str(fallback), cwd=failed, temp=temp)
         assert merged.returncode == 0, merged.stderr
-    assert "0 run(s) added, 0 updated, 6 already there" in merged.stdout
+    assert "0 runs added, 0 updated, 6 already there" in merged.stdout
     listed = _cli("ledger", "ls", "--ledger", "runs/gp.db", cwd=failed, temp=temp)
     assert "wait in" not in listed.stderr, listed.stderr
 

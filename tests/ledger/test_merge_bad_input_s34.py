@@ -92,9 +92,9 @@ def test_an_input_that_cannot_be_merged_leaves_out_as_it_was(
     assert _tables(ledger_url) == []  # no file, no tables in the empty database
     # the same merge without it: every run once, and again: nothing changes
     assert main(["ledger", "merge", ledger_url, str(node0), str(node1)]) == 0
-    assert "3 run(s) added" in capsys.readouterr().out
+    assert "3 runs added" in capsys.readouterr().out
     assert main(["ledger", "merge", ledger_url, str(node1), str(node0)]) == 0
-    assert "0 run(s) added, 0 updated, 3 already there" in capsys.readouterr().out
+    assert "0 runs added, 0 updated, 3 already there" in capsys.readouterr().out
     with Ledger(ledger_url, create=False) as led:
         runs = led.runs(study="llm")
         assert sorted(r.name for r in runs) == ["eval-a", "fit-a", "fit-b"]

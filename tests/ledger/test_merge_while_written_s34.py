@@ -63,16 +63,16 @@ def test_a_run_renamed_after_a_merge_is_merged_again(ledger_url, tmp_path: Path,
 
         assert wait_until(flushed, 60), "the run's first flush (its first point) never came"
         assert main(["ledger", "merge", ledger_url, str(node)]) == 0
-        assert "1 run(s) added" in capsys.readouterr().out
+        assert "1 run added" in capsys.readouterr().out
         assert [(n, s) for n, s, *_ in _runs(ledger_url)] == [("warmup", "llm")]
     finally:
         gate.touch()
         assert job.wait(60) == 0
     assert main(["ledger", "merge", ledger_url, str(node)]) == 0
     out, err = capsys.readouterr()
-    assert "0 run(s) added, 1 updated, 0 already there" in out, err
+    assert "0 runs added, 1 updated, 0 already there" in out, err
     assert main(["ledger", "merge", ledger_url, str(node)]) == 0  # again: nothing changes
-    assert "0 run(s) added, 0 updated, 1 already there" in capsys.readouterr().out
+    assert "0 runs added, 0 updated, 1 already there" in capsys.readouterr().out
     # the merged ledger holds the run as it ended, as the node's own file does
     merged = _runs(ledger_url)
     assert merged == _runs(str(node))

@@ -618,7 +618,7 @@ def test_a_merge_of_a_big_v5_file_says_no_migration(tmp_path: Path) -> None:
     merged = _cli("ledger", "merge", str(target), str(node), cwd=tmp_path)
     assert merged.returncode == 0, merged.stderr
     assert merged.stderr == ""
-    assert merged.stdout.startswith("merged 1 ledger(s) into ")
+    assert merged.stdout.startswith("merged 1 ledger into ")
     assert node.read_bytes() == before
     _marks_are_of_the_points(target)
 

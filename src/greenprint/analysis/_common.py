@@ -133,6 +133,7 @@ def check_logged(runs: Sequence[RunRecord], metric: str) -> None:
         return  # nothing scored yet: no entry, as for runs that logged no value of it
     listed = ", ".join(repr(name) for name in logged)
     raise AnalysisError(
-        f"none of the {len(runs)} run(s) logged metric {metric!r}{did_you_mean([metric], logged)}"
+        f"{'the one run' if len(runs) == 1 else f'none of the {len(runs)} runs'} logged "
+        f"{'no ' if len(runs) == 1 else ''}metric {metric!r}{did_you_mean([metric], logged)}"
         f" (metrics logged: {listed})"
     )

@@ -34,6 +34,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from greenprint._exceptions import AnalysisError, ConfigError
+from greenprint._format import count_of
 from greenprint._records import RUN_STATUSES, RunRecord
 from greenprint.analysis._common import (
     Mode,
@@ -331,7 +332,8 @@ def _evp(
             f"{n_missing} of {total} trials had no score and {count} as {worst} ({used_fill:g})"
         )
     elif n_missing:
-        notes.append(f"{n_missing} trials without a score were left out")
+        were = "was" if n_missing == 1 else "were"
+        notes.append(f"{count_of(n_missing, 'trial')} without a score {were} left out")
     return EVPCurve(
         n=frozen_array(ns),
         mean=frozen_array(mean),

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from greenprint._format import known_duration
+from greenprint._format import count_of, known_duration
 from greenprint._records import RUN_STATUSES, RunRecord
 from greenprint.cli._cells import (
     aligned_table,
@@ -347,9 +347,11 @@ def merge_command(out: str, inputs: tuple[str, ...]) -> None:
         else ""
     )
     click.echo(
-        f"merged {len(inputs)} ledger(s) into {safe(url)}: {summary.added} run(s) added, "
+        f"merged {count_of(len(inputs), 'ledger')} into {safe(url)}: "
+        f"{count_of(summary.added, 'run')} added, "
         f"{summary.updated} updated, {summary.unchanged} already there{kept} "
-        f"({summary.metrics} metric points, {summary.samples} power samples written)"
+        f"({count_of(summary.metrics, 'metric point')}, "
+        f"{count_of(summary.samples, 'power sample')} written)"
     )
 
 

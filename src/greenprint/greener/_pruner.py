@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from greenprint._exceptions import ConfigError
+from greenprint._format import count_of
 from greenprint._validate import finite_number
 
 __all__ = ["CostAwarePruner", "PruneDecision", "TrialStatus", "percentile_of"]
@@ -382,7 +383,7 @@ class CostAwarePruner:
         values = self._references(cost, trial_id)
         if len(values) < self.n_min_trials:
             return keep(
-                f"{len(values)} trial(s) reached cost {cost:g} {unit}; "
+                f"{count_of(len(values), 'trial')} reached cost {cost:g} {unit}; "
                 f"{self.n_min_trials} needed to judge",
                 n=len(values),
             )
@@ -393,7 +394,7 @@ class CostAwarePruner:
         name = "median" if self.rule == "median" else f"{q:g}th percentile"
         sign = ("<" if maximize else ">") if worse else ("≥" if maximize else "≤")
         reason = (
-            f"{score:.6g} {sign} {name} {threshold:.6g} of {len(values)} trial(s) "
+            f"{score:.6g} {sign} {name} {threshold:.6g} of {count_of(len(values), 'trial')} "
             f"at cost {cost:.6g} {unit}"
         )
         return PruneDecision(trial_id, cost, score, worse, threshold, len(values), reason)

@@ -12,6 +12,7 @@ import copy
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from greenprint._format import count_of
 from greenprint.greener._variants import (
     Applied,
     Context,
@@ -88,7 +89,8 @@ def distilled(
     return Variant(
         _check_name(name),
         "distilled",
-        f"student distilled from the model ({epochs} epoch(s), T={temperature:g}, alpha={alpha:g})",
+        f"student distilled from the model ({count_of(epochs, 'epoch')}, T={temperature:g}, "
+        f"alpha={alpha:g})",
         apply,
     )
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from greenprint._exceptions import AnalysisError
+from greenprint._format import count_of
 from greenprint.analysis import (
     LearningCurve,
     resolve_roles,
@@ -150,8 +151,9 @@ def _no_sizes_note(
     if others and len({sizes[p] for p in others} | {sizes[p] for p in seen}) >= 2:
         kinds = sorted({roles[p] for p in others})
         text += (
-            f"; the {len(others)} other run(s) with a dataset_size ({_sizes_text(sizes, others)}) "
-            f"are {' or '.join(repr(k) for k in kinds)} runs, never a point: give the runs of a "
+            f"; the {count_of(len(others), 'other run')} with a dataset_size "
+            f"({_sizes_text(sizes, others)}) {'is' if len(others) == 1 else 'are'} "
+            f"{' or '.join(repr(k) for k in kinds)} runs, never a point: give the runs of a "
             "learning curve role 'learning-curve' (gp.track(..., role='learning-curve'), "
             "greenprint ledger set-role learning-curve RUN_ID...)"
         )

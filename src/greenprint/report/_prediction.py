@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from greenprint._format import count_of
 from greenprint._prediction import DEFAULT_CONFIDENCE, QUANTITIES, metric_name
 from greenprint._records import RunRecord
 from greenprint.analysis._common import json_float
@@ -119,9 +120,11 @@ class PredictionSummary:
     def sentence(self) -> str:
         """The section's summary in one paragraph."""
         n = len(self.rows)
+        one = self.predicted_runs == 1
         text = (
-            f"{self.predicted_runs} run(s) predicted their cost from their progress; {n} "
-            "finished with all of it reported and recorded the error of their first prediction"
+            f"{count_of(self.predicted_runs, 'run')} predicted {'its' if one else 'their'} cost "
+            f"from {'its' if one else 'their'} progress; {n} finished with all of it reported "
+            f"and recorded the error of {'its' if n == 1 else 'their'} first prediction"
         )
         if not n:
             return text + "."
@@ -234,7 +237,8 @@ _EXPLAIN = (
 
 def _more(summary: PredictionSummary) -> str | None:
     hidden = len(summary.rows) - MAX_ROWS
-    return f"... and {hidden} more run(s) (report.json lists them all)" if hidden > 0 else None
+    more = count_of(hidden, "more run")
+    return f"... and {more} (report.json lists them all)" if hidden > 0 else None
 
 
 def markdown_section(
