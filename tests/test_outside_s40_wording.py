@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import pytest
 
 from _report_cli import GREENPRINT, cli_report, empty_home, report_text, run_in
+
+SCHEMA = Path("docs") / "report-schema.json"
 
 MODELS = """
 import torch
@@ -160,3 +163,41 @@ def test_counts_of_one_read_singular(tmp_path_factory):
     assert merged.stdout.startswith("merged 1 ledger into ")
     assert ": 1 run added, 0 updated, 0 already there (1 metric point, " in merged.stdout
     assert "(s)" not in merged.stdout
+
+
+#: Early stopping by hand: a trial run to the end, two pruned by patience, one of which counted
+#: no FPO (its loop had no count).
+PRUNED = """
+import greenprint as gp
+
+for name, stop, counted in (("full", None, True), ("b", 2, True), ("c", 3, False)):
+    with gp.track(name, study="p", role="trial") as run:
+        for epoch in range(1, 9):
+            if counted:
+                run.add_fpo(1_000)
+            run.log(step=epoch, val_loss=1.0 / epoch)
+            if stop == epoch:
+                run.prune(step=epoch, by="patience")
+                break
+"""
+
+
+def test_what_pruned_trials_spent_says_whose_fpo_is_unknown(tmp_path_factory):
+    """'They spent ... and 2 kFPO (20% of its FPO)' where one of the two pruned trials counted
+    no FPO: the sum read as theirs, its share of the study's as known. Now '2 kFPO + unknown
+    for 1 run' and no share, in every format; the JSON's fpo_share is null and fpo_unknown 1."""
+    import jsonschema
+
+    home = empty_home(tmp_path_factory, "pruned-fpo")
+    (home / "study.py").write_text(PRUNED)
+    done = run_in(home, sys.executable, "study.py")
+    assert done.returncode == 0, done.stderr
+    report = cli_report(home, "--study", "p", "--metric", "val_loss")
+    schema = json.loads((Path(__file__).resolve().parents[1] / SCHEMA).read_text("utf-8"))
+    jsonschema.Draft202012Validator(schema).validate(report)
+    pruning = report["pruning"]
+    assert (pruning["fpo"], pruning["fpo_unknown"], pruning["fpo_share"]) == (2_000, 1, None)
+    for fmt in ("md", "html", "latex"):
+        text = report_text(home, fmt)
+        assert "CO2-eq and 2 kFPO + unknown for 1 run." in text, fmt
+        assert "of its FPO" not in text, fmt

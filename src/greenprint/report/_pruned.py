@@ -45,6 +45,7 @@ from greenprint._pruned import (
 from greenprint._records import RunRecord
 from greenprint.analysis import PriceTag
 from greenprint.analysis._common import json_float
+from greenprint.report._text import fpo_text
 
 __all__ = [
     "PrunedRow",
@@ -131,6 +132,10 @@ class PrunedSummary:
         saved_emissions_kg: the same in CO2-eq, kg.
         saved_fpo: the same in FPO (``None``: unknown, or one of them counted none).
         estimated: how many pruned trials the estimate covers (those with a step).
+        fpo_unknown: how many of the pruned runs' FPO is unknown, not in ``fpo`` (the price
+            tag's ``fpo_unknown`` of its ``pruned`` entry).
+        fpo_lower_bound: how many runs in ``fpo`` counted a lower bound.
+        study_fpo_unknown: how many of the study's runs' FPO is unknown, not in ``study_fpo``.
     """
 
     trials: int
@@ -150,6 +155,16 @@ class PrunedSummary:
     saved_emissions_kg: float | None
     saved_fpo: int | None
     estimated: int
+    fpo_unknown: int = 0
+    fpo_lower_bound: int = 0
+    study_fpo_unknown: int = 0
+
+    @property
+    def fpo_share(self) -> float | None:
+        """Their share of the study's FPO; ``None`` when either is unknown, even in part."""
+        if self.fpo is None or not self.study_fpo or self.fpo_unknown or self.study_fpo_unknown:
+            return None
+        return self.fpo / self.study_fpo
 
     @property
     def steps(self) -> list[float]:
@@ -193,10 +208,12 @@ class PrunedSummary:
         emissions = format_emissions(self.emissions_kg)
         if self.fpo is None:
             spent += f" and {emissions}"
-        else:
-            spent += f", {emissions} and {format_fpo(self.fpo)}"
-            if self.study_fpo:
-                spent += f" ({format_share(self.fpo / self.study_fpo)} of its FPO)"
+        else:  # "2 kFPO + unknown for 1 run": a run that counted none is no 0 in a sum
+            spent += (
+                f", {emissions} and {fpo_text(self.fpo, self.fpo_unknown, self.fpo_lower_bound)}"
+            )
+            if self.fpo_share is not None:
+                spent += f" ({format_share(self.fpo_share)} of its FPO)"
         out.append(spent + ".")
         if self.saved_energy_kwh is None or self.saved_emissions_kg is None:
             if self.full_steps is None:
@@ -293,11 +310,8 @@ class PrunedSummary:
                 if self.study_energy_kwh > 0
                 else None
             ),
-            "fpo_share": (
-                json_float(self.fpo / self.study_fpo)
-                if self.fpo is not None and self.study_fpo
-                else None
-            ),
+            "fpo_unknown": self.fpo_unknown,
+            "fpo_share": json_float(self.fpo_share),
             "estimate": {
                 "trials": self.estimated,
                 "saved_energy_kwh": json_float(self.saved_energy_kwh),
@@ -428,6 +442,9 @@ def pruned_summary(
         saved_emissions_kg=saved_c,
         saved_fpo=saved_f,
         estimated=len(scaled),
+        fpo_unknown=spent.fpo_unknown if spent is not None and fpo is not None else 0,
+        fpo_lower_bound=spent.fpo_lower_bound if spent is not None and fpo is not None else 0,
+        study_fpo_unknown=total.fpo_unknown,
     )
 
 
