@@ -201,3 +201,32 @@ def test_what_pruned_trials_spent_says_whose_fpo_is_unknown(tmp_path_factory):
         text = report_text(home, fmt)
         assert "CO2-eq and 2 kFPO + unknown for 1 run." in text, fmt
         assert "of its FPO" not in text, fmt
+
+
+#: Three trials: one scored by its cross-validation folds (its parts), two by their own loss.
+FOLDS = """
+import greenprint as gp
+
+with gp.track("a", study="f", role="trial", params={"lr": 0.1}):
+    for fold in range(2):
+        with gp.track(f"a-fold{fold}", study="f", role="part") as part:
+            part.log(loss=0.2 + fold)
+for name, lr in (("b", 0.2), ("c", 0.3)):
+    with gp.track(name, study="f", role="trial", params={"lr": lr}) as run:
+        run.log(loss=lr)
+"""
+
+
+def test_the_note_on_trials_scored_by_their_parts_agrees_with_one(tmp_path_factory):
+    """'1 of 3 trials logged no 'loss' of their own: their score is the mean of their parts';
+    ...; 1 scored by their own': now 'its' for one."""
+    home = empty_home(tmp_path_factory, "folds-note")
+    (home / "study.py").write_text(FOLDS)
+    done = run_in(home, sys.executable, "study.py")
+    assert done.returncode == 0, done.stderr
+    report = cli_report(home, "--study", "f", "--metric", "loss", "--format", "json")
+    (note,) = [n for n in report["notes"] if "of its own" in n or "of their own" in n]
+    assert note.startswith(
+        "1 of 3 trials logged no 'loss' of its own: its score is the mean of its parts' "
+        "(e.g. cross-validation folds); 2 scored by their own"
+    ), note

@@ -133,8 +133,10 @@ class StudyTrials:
         why = "(runs of its name and params but another seed or fold, made its parts)"
         if again == n:
             return f"each trial's score is the mean of its own and its repeats' {why}"
-        repeats = f"{again} of {n} trials are scored by the mean of their own and their repeats'"
-        repeats += f" {why}"
+        # "1 of 3 trials is scored by its own...", "2 of 3 trials are scored by their own..."
+        are, their = ("is", "its") if again == 1 else ("are", "their")
+        repeats = f"{again} of {n} trials {are} scored by the mean of {their} own and {their} "
+        repeats += f"repeats' {why}"
         parts = self.from_parts - again
         if parts == n:
             return (
@@ -142,14 +144,15 @@ class StudyTrials:
                 "its parts' (e.g. cross-validation folds)"
             )
         own = sum(1 for p in self.positions if self.scores[p].source == "own")
+        their, score = ("its", "its score") if parts == 1 else ("their", "their score")
         text = (
-            f"{parts} of {n} trials logged no {self.metric!r} of their own: their score "
-            "is the mean of their parts' (e.g. cross-validation folds)"
+            f"{parts} of {n} trials logged no {self.metric!r} of {their} own: {score} "
+            f"is the mean of {their} parts' (e.g. cross-validation folds)"
         )
         if again:
             text = f"{text}; {repeats}" if parts else repeats
         if own:
-            text += f"; {own} scored by their own"
+            text += f"; {own} scored by {'its' if own == 1 else 'their'} own"
         if none := n - self.from_parts - own:
             text += f"; {none} without a score (failed, or no part scored)"
         return text
