@@ -230,3 +230,31 @@ def test_the_note_on_trials_scored_by_their_parts_agrees_with_one(tmp_path_facto
         "1 of 3 trials logged no 'loss' of its own: its score is the mean of its parts' "
         "(e.g. cross-validation folds); 2 scored by their own"
     ), note
+
+
+#: A baseline given its role inside a trial (a helper that tracks itself): read as its part.
+INSIDE = """
+import greenprint as gp
+
+with gp.track("a", study="i", role="trial", params={"lr": 0.1}) as run:
+    with gp.track("a-check", study="i", role="baseline"):
+        pass
+    run.log(loss=0.1)
+with gp.track("b", study="i", role="trial", params={"lr": 0.2}) as run:
+    run.log(loss=0.2)
+"""
+
+
+def test_the_note_on_one_role_given_inside_a_trial_reads_singular(tmp_path_factory):
+    """'1 of 3 runs were given a role but ran inside a trial (...): they are read as its
+    parts, their cost inside its own': now 'was' and 'it is read as that run's part'."""
+    home = empty_home(tmp_path_factory, "inside-note")
+    (home / "study.py").write_text(INSIDE)
+    done = run_in(home, sys.executable, "study.py")
+    assert done.returncode == 0, done.stderr
+    report = cli_report(home, "--study", "i", "--metric", "loss", "--format", "json")
+    (note,) = [n for n in report["notes"] if "given a role but ran inside" in n]
+    assert note.startswith(
+        "1 of 3 runs was given a role but ran inside a trial (or a part, baseline, final or "
+        "learning-curve run): it is read as that run's part, its cost inside that run's own"
+    ), note

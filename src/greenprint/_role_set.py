@@ -196,11 +196,16 @@ class StudyRoles:
                 "greenprint ledger set-role ROLE RUN_ID..."
             )
         if self.overridden:
+            read = (
+                "it is read as that run's part, its cost inside that run's own"
+                if self.overridden == 1
+                else "they are read as its parts, their cost inside its own"
+            )
             texts.append(
-                f"{self.overridden} of {len(self.roles)} runs were given a role but ran inside a "
-                "trial (or a part, baseline, final or learning-curve run): they are read as its "
-                "parts, their cost inside its own (e.g. a scikit-learn search inside an Optuna "
-                "trial)"
+                f"{self.overridden} of {len(self.roles)} runs "
+                f"{'was' if self.overridden == 1 else 'were'} given a role but ran inside a "
+                f"trial (or a part, baseline, final or learning-curve run): {read} (e.g. a "
+                "scikit-learn search inside an Optuna trial)"
             )
         if named := self.named_like:
             listing = ", ".join(
