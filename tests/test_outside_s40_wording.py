@@ -64,11 +64,16 @@ def _summary_line(table: str, key: str) -> str:
     return next(line for line in table.splitlines() if line.startswith(key + " "))
 
 
-def test_a_forward_only_count_says_its_backward_was_not_counted(tmp_path_factory):
+def test_a_forward_only_count_says_its_backward_was_not_counted(
+    tmp_path_factory, capsys, monkeypatch
+):
     pytest.importorskip("torch")
+    from greenprint.cli import main
+
     home = empty_home(tmp_path_factory, "fpo-forward")
     (home / "models.py").write_text(MODELS)
 
+    # as a stranger runs it first: the command, in an empty directory, a clean environment
     done = run_in(home, GREENPRINT, "fpo", "models:mlp", "--input-shape", "2,4")
     assert done.returncode == 0, done.stderr
     out = done.stdout
@@ -76,14 +81,21 @@ def test_a_forward_only_count_says_its_backward_was_not_counted(tmp_path_factory
     assert _summary_line(out, "backward") == "backward   not counted (a forward-only count)"
     assert "0 FPO  " not in out.split("\n\n")[1]  # no column of zeros in the table
 
-    done = run_in(home, GREENPRINT, "fpo", "models:mlp", "--input-shape", "2,4", "--by", "op")
-    assert done.returncode == 0, done.stderr
-    rows = done.stdout.splitlines()
+    # its other forms in this process (each command in a process of its own would import torch
+    # again: 1.5 s each), from the same directory
+    monkeypatch.chdir(home)
+    monkeypatch.syspath_prepend(str(home))
+
+    def fpo(*args: str) -> str:
+        capsys.readouterr()
+        assert main(["fpo", "models:mlp", "--input-shape", "2,4", *args]) == 0
+        return capsys.readouterr().out
+
+    rows = fpo("--by", "op").splitlines()
     assert rows[2].split() == ["op", "calls", "forward", "total", "share"]
     assert rows[3].split() == ["aten.addmm", "2", "82", "FPO", "82", "FPO", "93.2%"]
 
-    done = run_in(home, GREENPRINT, "fpo", "models:mlp", "--input-shape", "2,4", "--json")
-    data = json.loads(done.stdout)
+    data = json.loads(fpo("--json"))
     assert data["backward_counted"] is False
     assert data["backward_total"] is None and data["recompute_total"] is None
     assert data["forward_total"] == data["total"] == 88  # 2 x (2*4*3 + 3) + 6 + 2 x (2*3*2 + 2)
@@ -91,12 +103,11 @@ def test_a_forward_only_count_says_its_backward_was_not_counted(tmp_path_factory
     assert data["by_module_phase"]["0"] == {"forward": 54, "backward": None, "recompute": None}
 
     # counted: the backward's numbers, in every place the forward-only count said "not counted"
-    done = run_in(home, GREENPRINT, "fpo", "models:mlp", "--input-shape", "2,4", "--backward")
-    header = done.stdout.splitlines()[2].split()
+    out = fpo("--backward")
+    header = out.splitlines()[2].split()
     assert header == ["module", "forward", "backward", "total", "share"]
-    assert _summary_line(done.stdout, "backward") == "backward   112 FPO"
-    args = ("fpo", "models:mlp", "--input-shape", "2,4", "--backward", "--json")
-    data = json.loads(run_in(home, GREENPRINT, *args).stdout)
+    assert _summary_line(out, "backward") == "backward   112 FPO"
+    data = json.loads(fpo("--backward", "--json"))
     assert data["backward_counted"] is True and data["backward_total"] == 112
 
 
