@@ -33,6 +33,7 @@ from greenprint._format import (
     format_fpo,
     format_share,
     format_step,
+    fpo_text,
 )
 from greenprint._frozen import slot_constructor
 from greenprint._pruned import (
@@ -45,7 +46,6 @@ from greenprint._pruned import (
 from greenprint._records import RunRecord
 from greenprint.analysis import PriceTag
 from greenprint.analysis._common import json_float
-from greenprint.report._text import fpo_text
 
 __all__ = [
     "PrunedRow",

@@ -18,7 +18,7 @@ from greenprint._format import (
     format_energy,
     format_fpo,
     format_share,
-    fpo_none_counted,
+    fpo_text,
     percent_shares,
     run_time_text,
 )
@@ -47,41 +47,6 @@ def run_id_if_named_alike(name: str, run_id: str, names: Iterable[str]) -> str:
     ``trial-1``: "final run: trial-1" did not say which.
     """
     return f" (run {run_id[:8]})" if sum(1 for n in names if n == name) > 1 else ""
-
-
-def fpo_text(
-    fpo: int | None, unknown: int = 0, lower_bound: int | bool = 0, *, none_of: int = 0
-) -> str:
-    """FPO with its unit, never a zero that stands for "not counted".
-
-    Args:
-        fpo: the FPO counted (``None``: unknown).
-        unknown: how many runs' FPO is unknown (not in ``fpo``): ``CostTotals.fpo_unknown``,
-            where a run that counted none of its own counts as its children inside it.
-        lower_bound: how many runs in ``fpo`` counted a lower bound (``CostTotals.
-            fpo_lower_bound``; ops with no rule or on complex tensors), or whether ``fpo`` is
-            one: ``fpo`` is then "at least".
-        none_of: the number of runs of the set when none of them counted FPO (``CostTotals.
-            runs`` where ``fpo_known`` is false): said of them all, as ``unknown`` counts
-            only the innermost (45 runs in trials over folds: the 29 folds and refits).
-
-    Returns:
-        ``"1.23 GFPO"``, ``"at least 1.23 GFPO"``, ``"1.23 GFPO + unknown for 3 runs"``,
-        ``"FPO unknown (none of the 45 runs counted FPO)"`` (nothing counted, ``none_of``),
-        ``"FPO unknown for 26 runs"`` (nothing counted by the runs ``unknown`` counts) or
-        ``"FPO unknown"``.
-    """
-    if none_of:
-        return fpo_none_counted(none_of)
-    if fpo is None:
-        return "FPO unknown"
-    least = "at least " if lower_bound else ""
-    if not unknown:
-        return least + format_fpo(fpo)
-    runs = count_of(unknown, "run")
-    if fpo == 0:
-        return f"FPO unknown for {runs}"
-    return f"{least}{format_fpo(fpo)} + unknown for {runs}"
 
 
 def short_source(source: str) -> str:
