@@ -199,7 +199,7 @@ def test_three_ledgers_merged_price_the_study_as_the_sum_of_its_root_rows(thesis
     by status; the final run is the retrain given role 'final'; the baseline is a reference;
     the learning curve is drawn from the runs inside the 'learning-curve' run."""
     home, merged, report, (rows, items) = thesis
-    assert "0 run(s) added, 0 updated" in merged[1].stdout
+    assert "0 runs added, 0 updated" in merged[1].stdout
     assert {r["id"]: r["energy_kwh"] for r in rows} == {
         i["id"]: repr(i["energy_kwh"]) if i["energy_kwh"] is not None else "" for i in items
     }
@@ -267,7 +267,7 @@ def test_the_node_ledgers_merged_into_postgresql_report_as_the_sqlite_merge(thes
         nodes = (f"node-{n}.db" for n in "abc")
         done = run_in(home, GREENPRINT, "ledger", "merge", url, *nodes)
         _ok(done)
-    assert "0 run(s) added, 0 updated, 44 already there" in done.stdout
+    assert "0 runs added, 0 updated, 44 already there" in done.stdout
     report = _report(home, "--ledger", url, "--study", STUDY, "--format", "json")
     rows, _ = _exports(home, url)
     for key in ("ledger", "generated_at"):

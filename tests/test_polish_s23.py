@@ -74,7 +74,7 @@ def test_merge_leaves_its_input_as_it_found_it(tmp_path: Path) -> None:
         cwd=tmp_path, env=clean_env(), capture_output=True, text=True,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "1 run(s) added" in done.stdout
+    assert "1 run added" in done.stdout
     assert sorted(p.name for p in mine.parent.iterdir()) == listing == ["greenprint.db"]
     assert hashlib.sha256(mine.read_bytes()).hexdigest() == before
     assert {r.name for r in gp.Ledger(team).runs()} == {"team", "mine"}

@@ -691,7 +691,7 @@ def test_a_tune_ledger_merged_while_the_experiment_runs_and_after(
     capsys.readouterr()
     assert main(["ledger", "merge", str(merged), str(node)]) == 0, capsys.readouterr().err
     assert main(["ledger", "merge", str(merged), str(node)]) == 0  # again: nothing changes
-    assert "0 run(s) added, 0 updated, 3 already there" in capsys.readouterr().out
+    assert "0 runs added, 0 updated, 3 already there" in capsys.readouterr().out
     final = _runs(merged)
     assert final == _runs(node)
     assert sorted((study, role, status, n) for _, study, role, status, n in final) == sorted(

@@ -221,9 +221,9 @@ def test_cli_merge(tmp_path, nodes, capsys):
     out = tmp_path / "all.db"
     assert main(["ledger", "merge", str(out), *map(str, nodes)]) == 0
     line = capsys.readouterr().out
-    assert "5 run(s) added" in line and "0 already there" in line
+    assert "5 runs added" in line and "0 already there" in line
     assert main(["ledger", "merge", str(out), *map(str, nodes)]) == 0
-    assert "0 run(s) added, 0 updated, 5 already there" in capsys.readouterr().out
+    assert "0 runs added, 0 updated, 5 already there" in capsys.readouterr().out
 
 
 def test_cli_conflict_is_one_line_exit_2_and_no_output_file(tmp_path, nodes, capsys):
