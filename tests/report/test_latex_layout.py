@@ -193,29 +193,37 @@ with gp.track("final", study="paper", role="final") as run:
 """
 
 
-@pytest.mark.slow
-def test_a_sklearn_study_s_tables_are_readable_in_one_column(tmp_path_factory, require_component):
-    """The user's way: the study recorded by its script, ``greenprint report --format latex``,
-    the paper part pasted into a two-column article (US letter and A4: 229.5 and 221 pt
-    columns). Every table keeps its type (8 pt, 9 pt in a ``table*``): the long run names wrap
-    in their column, each whole and escaped, none shortened."""
+@pytest.fixture(scope="module")
+def sklearn_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The study recorded once by its script in an empty directory (each test reports it into
+    a folder of its own)."""
     pytest.importorskip("sklearn")
-    pdflatex = _require_tools(require_component)
     home = empty_home(tmp_path_factory, "latex-sklearn")
     (home / "study.py").write_text(SKLEARN_STUDY, encoding="utf-8")
     made = run_in(home, sys.executable, "study.py")
     assert made.returncode == 0, made.stderr
+    return home
+
+
+@pytest.mark.slow
+def test_a_sklearn_study_s_tables_are_readable_in_one_column(sklearn_study, require_component):
+    """The user's way: the study recorded by its script, ``greenprint report --format latex``,
+    the paper part pasted into a two-column article (US letter and A4: 229.5 and 221 pt
+    columns). Every table keeps its type (8 pt, 9 pt in a ``table*``): the long run names wrap
+    in their column, each whole and escaped, none shortened."""
+    pdflatex = _require_tools(require_component)
+    home = sklearn_study
     done = run_in(home, GREENPRINT, "report", "--study", "paper", "--format", "latex",
-                  "--no-plots", "--out", "rep")  # fmt: skip
+                  "--no-plots", "--out", "rep-tables")  # fmt: skip
     assert done.returncode == 0, done.stderr
-    tex = (home / "rep" / "report.tex").read_text(encoding="utf-8")
+    tex = (home / "rep-tables" / "report.tex").read_text(encoding="utf-8")
     body = _paper_part(tex)
     joined = body.replace("\\allowbreak{}", "")
     for name in ("LogisticRegression-c0", "LogisticRegression-c1", "RandomForestClassifier-c2"):
         assert f"RandomizedSearchCV-{name}".replace("_", "\\_") in joined  # whole, each row
     assert "resizebox" in body  # the guard is still there: the layout, not it, keeps the type
-    work = home / "paper"
-    shutil.copytree(home / "rep", work)
+    work = home / "paper-tables"
+    shutil.copytree(home / "rep-tables", work)
     for options in ("", ",a4paper"):
         log = _compile(pdflatex, work, body, _readable_paper(options))
         assert not re.search(r"Overfull \\hbox .* in alignment", log), _overfull(log)
@@ -316,7 +324,7 @@ def _lines(texts: list[tuple[float, ...]]) -> list[tuple[float, str]]:
 
 
 @pytest.mark.slow
-def test_a_sklearn_study_s_figures_are_readable_as_printed(tmp_path_factory, require_component):
+def test_a_sklearn_study_s_figures_are_readable_as_printed(sklearn_study, require_component):
     """The figures of a paper's study (two scikit-learn searches, one EVP curve per model
     family, baselines, a final run starred on the Pareto plot), ``greenprint report --format
     latex`` in an empty directory, the paper part pasted into two-column articles (letter and
@@ -324,17 +332,13 @@ def test_a_sklearn_study_s_figures_are_readable_as_printed(tmp_path_factory, req
     with 7 pt legends and printed at a column's 3.1 in (the text's 6.3 in): their text printed
     at 2.8 to 4.9 pt. A paper figure is drawn at the size it is printed, its text in 8 pt, its
     legend under its axes: every word and number prints at 7 pt or more."""
-    pytest.importorskip("sklearn")
     pytest.importorskip("matplotlib")
     pdflatex = _require_tools(require_component)
-    home = empty_home(tmp_path_factory, "latex-figures")
-    (home / "study.py").write_text(SKLEARN_STUDY, encoding="utf-8")
-    made = run_in(home, sys.executable, "study.py")
-    assert made.returncode == 0, made.stderr
+    home = sklearn_study
     done = run_in(home, GREENPRINT, "report", "--study", "paper", "--format", "latex",
-                  "--group-by", "params.estimator", "--out", "rep")  # fmt: skip
+                  "--group-by", "params.estimator", "--out", "rep-figures")  # fmt: skip
     assert done.returncode == 0, done.stderr
-    body = _paper_part((home / "rep" / "report.tex").read_text(encoding="utf-8"))
+    body = _paper_part((home / "rep-figures" / "report.tex").read_text(encoding="utf-8"))
     one_column = ["evp-trials", "evp-energy", "pareto"]
     for name in one_column:
         assert f"\\includegraphics[width=\\linewidth]{{figures/{name}.pdf}}" in body
@@ -342,7 +346,7 @@ def test_a_sklearn_study_s_figures_are_readable_as_printed(tmp_path_factory, req
         "\\begin{figure*}[t]\n\\centering\n\\includegraphics[width=\\linewidth]{figures/timeline.pdf}"
         in body
     )
-    figures = home / "rep" / "figures"
+    figures = home / "rep-figures" / "figures"
     drawn = {name: _figure_texts(figures / f"{name}.pdf") for name in [*one_column, "timeline"]}
     for name, (width, height, texts) in drawn.items():
         assert min(size for size, *_ in texts) >= 7.8, name  # every text in 8 pt, as drawn
@@ -361,7 +365,7 @@ def test_a_sklearn_study_s_figures_are_readable_as_printed(tmp_path_factory, req
     families = [b for b, line in lines if line.startswith(("LogisticRegr", "RandomForest"))]
     assert len(families) == 2 and min(families) > x_label, lines
     work = home / "paper"
-    shutil.copytree(home / "rep", work)
+    shutil.copytree(home / "rep-figures", work)
     measure = "\\typeout{GPCOLUMN \\the\\columnwidth\\space GPTEXT \\the\\textwidth}\n"
     for options in ("", ",a4paper"):
         log = _compile(pdflatex, work, measure + body, _readable_paper(options))
