@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "json_safe",
     "known_duration",
     "percent_shares",
+    "run_id_if_named_alike",
     "run_time_text",
     "run_times_text",
 ]
@@ -368,3 +369,12 @@ def fpo_text(
     if fpo == 0:
         return f"FPO unknown for {runs}"
     return f"{least}{format_fpo(fpo)} + unknown for {runs}"
+
+
+def run_id_if_named_alike(name: str, run_id: str, names: Iterable[str]) -> str:
+    """`` (run 1f6d7f61)`` when another run of ``names`` has the name ``name``, else ``""``.
+
+    A search run twice into one study (an in-memory Optuna study re-created each time) has two
+    ``trial-1``: "final run: trial-1" did not say which.
+    """
+    return f" (run {run_id[:8]})" if sum(1 for n in names if n == name) > 1 else ""

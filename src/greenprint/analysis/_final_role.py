@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from greenprint._format import and_list, count_of, format_energy
+from greenprint._format import and_list, count_of, format_energy, run_id_if_named_alike
 from greenprint.analysis._common import RunForest
 from greenprint.analysis._cost_totals import CostTotals
 from greenprint.analysis._roles import StudyRoles
@@ -202,8 +202,7 @@ def final_role_groups(
 def named(forest: RunForest, position: int) -> str:
     """A run's name, with its id where another run of the set has that name."""
     run = forest.runs[position]
-    shared = forest.column("name").count(run.name) > 1
-    return f"{run.name} (run {run.id[:8]})" if shared else run.name
+    return run.name + run_id_if_named_alike(run.name, run.id, forest.column("name"))
 
 
 def listed_names(forest: RunForest, positions: Sequence[int]) -> tuple[str, ...]:

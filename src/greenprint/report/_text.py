@@ -20,6 +20,7 @@ from greenprint._format import (
     format_share,
     fpo_text,
     percent_shares,
+    run_id_if_named_alike,
     run_time_text,
 )
 from greenprint._provenance import Provenance
@@ -38,15 +39,6 @@ __all__ = [
     "model_card_emissions",
     "short_source",
 ]
-
-
-def run_id_if_named_alike(name: str, run_id: str, names: Iterable[str]) -> str:
-    """`` (run 1f6d7f61)`` when another run of ``names`` has the name ``name``, else ``""``.
-
-    A search run twice into one study (an in-memory Optuna study re-created each time) has two
-    ``trial-1``: "final run: trial-1" did not say which.
-    """
-    return f" (run {run_id[:8]})" if sum(1 for n in names if n == name) > 1 else ""
 
 
 def short_source(source: str) -> str:
