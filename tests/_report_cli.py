@@ -252,3 +252,11 @@ def at_constant_power(report: dict, names: list[str], watts: float, lag_s: float
         assert row["energy_kwh"] == pytest.approx(kwh, rel=1e-3, abs=lag), name
         co2 = row["energy_kwh"] * row["pue"] * row["intensity_g_per_kwh"] / 1000
         assert row["emissions_kg"] == pytest.approx(co2, rel=1e-9), name
+
+
+def without_fit_guard(latex: str) -> str:
+    """``latex`` without the report's scale-down guard around each tabular (``_latex._FIT``):
+    what is left must fit its column by its own layout."""
+    from greenprint.report._latex import _FIT
+
+    return latex.replace(_FIT, "").replace("\\end{tabular}}", "\\end{tabular}")

@@ -382,7 +382,7 @@ def test_the_price_tag_by_role_fits_one_column_of_a_paper(
     """The LaTeX price tag by role goes in the paper part, one column wide like the table by
     status: pasted into a two-column paper, without the report's scale-down guard, no table
     overflows its column."""
-    from greenprint.report._latex import _FIT
+    from _report_cli import without_fit_guard
 
     pdflatex = shutil.which("pdflatex")
     require_component(pdflatex is not None, "pdflatex is not installed")
@@ -390,7 +390,7 @@ def test_the_price_tag_by_role_fits_one_column_of_a_paper(
     tex = render(study_with_roles, "latex", plots=False)
     body = tex[tex.index("\n", tex.index("BEGIN PAPER")) + 1 : tex.index("% ---- END PAPER")]
     assert "The same price tag by role" in body
-    unguarded = body.replace(_FIT, "").replace("\\end{tabular}}", "\\end{tabular}")
+    unguarded = without_fit_guard(body)
     paper = (
         "\\documentclass[twocolumn]{article}\n\\usepackage[T1]{fontenc}\n"
         "\\usepackage[utf8]{inputenc}\n\\usepackage{booktabs,graphicx}\n\\begin{document}\n"

@@ -25,9 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from _report_cli import GREENPRINT, empty_home, run_in
+from _report_cli import GREENPRINT, empty_home, run_in, without_fit_guard
 from greenprint._format import format_energy
-from greenprint.report._latex import _FIT
 from integrations._frameworks import need_installed
 
 need_installed("sklearn", "sklearn")
@@ -187,7 +186,7 @@ def test_the_row_fits_one_column_of_a_two_column_paper(home: Path, require_compo
     (work / "paper.tex").write_text(
         "\\documentclass[twocolumn]{article}\n\\usepackage[T1]{fontenc}\n"
         "\\usepackage[utf8]{inputenc}\n\\usepackage{booktabs,graphicx}\n\\begin{document}\n"
-        + table.replace(_FIT, "").replace("\\end{tabular}}", "\\end{tabular}")
+        + without_fit_guard(table)
         + "\n\\end{document}\n",
         encoding="utf-8",
     )

@@ -25,9 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from _report_cli import GREENPRINT, empty_home, run_in
+from _report_cli import GREENPRINT, empty_home, run_in, without_fit_guard
 from greenprint.report import build_report, write_report
-from greenprint.report._latex import _FIT
 
 from .conftest import make_study
 
@@ -94,7 +93,7 @@ def test_tables_fit_a_two_column_paper(tmp_path, require_component, hostile):
     if hostile:
         return  # 20-character hostile names may need the guard; the plain study must not
     assert "Overfull \\hbox" not in as_shipped, _overfull(as_shipped)
-    unguarded = body.replace(_FIT, "").replace("\\end{tabular}}", "\\end{tabular}")
+    unguarded = without_fit_guard(body)
     assert "resizebox" not in unguarded
     log = _compile(pdflatex, work, unguarded)
     assert "Overfull \\hbox" not in log, _overfull(log)
@@ -233,7 +232,7 @@ def test_a_sklearn_study_s_tables_are_readable_in_one_column(sklearn_study, requ
         names = [size for size, text in sizes if "RandomizedSearchCV" in text]
         assert names and min(names) >= 8.0, (options, names)  # \footnotesize, not scaled
         # the layout itself fits: without the guard, nothing runs out of its column either
-        unguarded = body.replace(_FIT, "").replace("\\end{tabular}}", "\\end{tabular}")
+        unguarded = without_fit_guard(body)
         log = _compile(pdflatex, work, unguarded, _readable_paper(options))
         assert not re.search(r"Overfull \\hbox .* in alignment", log), _overfull(log)
 
