@@ -37,8 +37,6 @@ __all__ = [
     "notebook_html",
 ]
 
-#: What a group of failed runs calls a run of each role (``"7 trials failed"``).
-_ROLE_NOUNS = ROLE_NOUNS  # one table for every sentence
 #: Failed parts named in the line that says which runs inside or around the listed ones the
 #: price tag counts too (the rest are counted: "and 3 more").
 TALLY_NAMES_SHOWN = 5
@@ -226,7 +224,7 @@ def failure_items(
     """
     items = []
     for group in found.groups[:FAILURE_GROUPS_SHOWN]:
-        nouns = Counter(_ROLE_NOUNS.get(row.role, f"{row.role} run") for row in group.runs)
+        nouns = Counter(ROLE_NOUNS.get(row.role, f"{row.role} run") for row in group.runs)
         counted = " and ".join(count_of(n, noun) for noun, n in nouns.items())
         statuses = {row.status for row in group.runs}
         verb = "failed or interrupted" if len(statuses) > 1 else statuses.pop()
