@@ -15,6 +15,7 @@ import heapq
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from greenprint._format import and_list
 from greenprint._liveness import WRITER_KEY
 from greenprint._records import CUT_SHORT_STATUSES
 
@@ -470,8 +471,16 @@ def job_notes(runs: Sequence[Any]) -> list[str]:
         job = getattr(run, "job_id", None)
         if job is not None and run.status == "lost":
             lost.setdefault(job, []).append(f"{run.id[:8]} on {run.host or 'an unknown host'}")
-    return [
-        f"job {job} is lost: run(s) {', '.join(where)} ended unrecorded (their process is "
-        "gone, or their heartbeat stopped); their cost until the last heartbeat is counted"
-        for job, where in lost.items()
-    ]
+    notes = []
+    for job, where in lost.items():
+        # "run a on h ended unrecorded (its process is gone, ...)", "runs a on h and b on h ..."
+        which, why, its = (
+            ("run", "its process is gone, or its heartbeat stopped", "its")
+            if len(where) == 1
+            else ("runs", "their processes are gone, or their heartbeats stopped", "their")
+        )
+        notes.append(
+            f"job {job} is lost: {which} {and_list(where)} ended unrecorded ({why}); {its} "
+            "cost until the last heartbeat is counted"
+        )
+    return notes

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from greenprint import _fallback_said, _ledger_backoff
 from greenprint._exceptions import GreenprintError
 from greenprint._forks import renew_after_fork
+from greenprint._format import count_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from greenprint.ledger import Ledger
@@ -274,12 +275,14 @@ def written_to(ledger: Ledger) -> None:
     if not _fallback_said.unmark(fallback.path) and not alone:
         return  # another process of the study said it
     logger.warning(
-        "greenprint: ledger %s takes runs again; the %d run(s) made while it could not are in "
-        "%s: %s puts them in it",
+        "greenprint: ledger %s takes runs again; the %s made while it could not %s in %s: %s "
+        "puts %s",
         fallback.display,
-        fallback.runs,
+        count_of(fallback.runs, "run"),
+        "is" if fallback.runs == 1 else "are",
         fallback.path,
         fallback.command(),
+        "it in the ledger" if fallback.runs == 1 else "them in it",
     )
 
 
@@ -469,9 +472,14 @@ def waiting(ledger: Ledger) -> str | None:
     if not count:
         return None
     command = _Fallback(path, str(ledger.path or ledger.url), password_masked(ledger)).command()
+    wait, them, they, puts = (
+        ("waits", "it", "it", "it in the ledger")
+        if count == 1
+        else ("wait", "them", "they", "them in it")
+    )
     return (
-        f"note: {count} run(s) meant for this ledger wait in {path} (its ledger could not take "
-        f"them when they ran): {command} puts them in it"
+        f"note: {count_of(count, 'run')} meant for this ledger {wait} in {path} (its ledger "
+        f"could not take {them} when {they} ran): {command} puts {puts}"
     )
 
 
@@ -546,11 +554,13 @@ def _said_at_exit() -> None:
         ]
     for fallback in fallbacks:
         logger.warning(
-            "greenprint: %d run(s) meant for ledger %s are saved in %s: %s puts them in it",
-            fallback.runs,
+            "greenprint: %s meant for ledger %s %s saved in %s: %s puts %s",
+            count_of(fallback.runs, "run"),
             fallback.display,
+            "is" if fallback.runs == 1 else "are",
             fallback.path,
             fallback.command(),
+            "it in the ledger" if fallback.runs == 1 else "them in it",
         )
 
 

@@ -123,7 +123,7 @@ def _check_fallback(home: Path, temp: Path, stderr: str, first: list[str], then:
     assert f"they are saved in {fallback} until it can (the study goes on)" in line
     assert f"`greenprint ledger merge {ledger} {fallback}` puts them in it" in line
     # at exit, once more with the count (the first line may be far back in a long study)
-    assert f"greenprint: 2 run(s) meant for ledger {ledger} are saved in {fallback}" in stderr
+    assert f"greenprint: 2 runs meant for ledger {ledger} are saved in {fallback}" in stderr
     assert not re.search(r"Traceback|LedgerPathError", stderr), stderr
     # the command, as the user runs it once the folder is back where the ledger was
     (home / "moved").rename(home / "runs")

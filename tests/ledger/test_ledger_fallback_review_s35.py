@@ -207,7 +207,7 @@ def test_ls_and_report_say_runs_wait_in_the_fallback_until_merged(tmp_path):
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
     # the line at exit counts the trials' parts made in the file too (before: 2 of its 6)
-    assert "greenprint: 6 run(s) meant for ledger" in done.stderr, done.stderr
+    assert "greenprint: 6 runs meant for ledger" in done.stderr, done.stderr
     failed = tmp_path / "fail"
     (failed / "away").rename(failed / "runs")  # the folder back
     (fallback,) = temp.glob("greenprint-*/greenprint-unsaved-*.db")
@@ -218,7 +218,7 @@ def test_ls_and_report_say_runs_wait_in_the_fallback_until_merged(tmp_path):
     # before: nothing said; the ledger listed 6 of the study's 12 runs
     (note,) = [line for line in listed.stderr.splitlines() if "wait in" in line]
     assert note == (
-        f"note: 6 run(s) meant for this ledger wait in {fallback} (its ledger could not take "
+        f"note: 6 runs meant for this ledger wait in {fallback} (its ledger could not take "
         f"them when they ran): {command} puts them in it"
     )
     reported = _cli(

@@ -134,7 +134,7 @@ def test_a_hung_postgres_server_costs_a_study_loop_its_timeout_once(temp, caplog
         assert "it took 2 s to fail, so the next runs go to the file without waiting" in down
         assert f'`greenprint ledger merge "$LEDGER_URL" {fallback}`' in down
         (again,) = _said(caplog, "takes runs again")
-        assert f"the 12 run(s) made while it could not are in {fallback}" in again
+        assert f"the 12 runs made while it could not are in {fallback}" in again
         merged = subprocess.run(
             ["bash", "-c", f'greenprint ledger merge "$LEDGER_URL" {fallback}'],
             env={**clean_env(), "LEDGER_URL": url, "PATH": _path()},

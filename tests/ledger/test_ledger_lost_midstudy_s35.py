@@ -103,7 +103,7 @@ def test_runs_go_on_in_a_fallback_while_the_postgres_server_is_down(own_server, 
     command = f'greenprint ledger merge "$LEDGER_URL" {fallback}'
     assert f"`{command}` (set LEDGER_URL to the ledger's URL, with its password)" in down
     (back,) = _said(caplog, "takes runs again")
-    assert f"the 2 run(s) made while it could not are in {fallback}" in back
+    assert f"the 2 runs made while it could not are in {fallback}" in back
     # the command as printed, pasted in another folder with LEDGER_URL set (it printed a bare
     # LEDGER_URL: pasted, the runs went into a new file ./LEDGER_URL, exit 0)
     elsewhere = temp / "elsewhere"
@@ -163,7 +163,7 @@ def test_a_script_goes_on_when_its_ledger_disk_fills(tmp_path):
     assert len(lines) == 2, done.stderr  # the fall-back, and the count at exit
     assert "cannot take runs (disk I/O error)" in lines[0]  # SQLite's word for EFBIG
     assert f"`greenprint ledger merge {ledger} {fallback}`" in lines[0]
-    assert f"2 run(s) meant for ledger {ledger} are saved in {fallback}" in lines[1]
+    assert f"2 runs meant for ledger {ledger} are saved in {fallback}" in lines[1]
     _merge(ledger, fallback)
     ledger_now = gp.Ledger(ledger, create=False)
     try:
