@@ -300,7 +300,7 @@ def test_pool_latex_says_the_scores_are_fold_means_and_which_roles_were_inferred
     tex = _text(home, "latex")
     table = tex[tex.index("best trials by val\\_loss") :].split("\\end{tabular}", 1)[0]
     caption = table.split("}", 1)[0]
-    assert "for 5 of the 6 trials, val\\_loss is the mean of their parts'" in caption, caption
+    assert "for 5 of 6 trials, val\\_loss is the mean of their parts'" in caption, caption
     notes = tex[tex.index("% ---- END PAPER") :]
     for note in report["notes"]:
         assert note.split(":")[0].replace("_", "\\_") in notes, note

@@ -1,5 +1,12 @@
 """Session 41: counts that read as a sentence reads them, whatever the count.
 
+* The EVP curves' note on trials without a score, or without a cost, said "1 of 1 trials had no
+  score and counts as the worst acc (0.7)" for a model family whose one trial crashed (curves
+  per family, each failed trial counted as the worst score of the whole study), and "2 of 2
+  trials ...". Now "the one trial", "both trials", "all 3 trials"; "1 of 3 trials" unchanged.
+* The LaTeX report's caption of the best trials said "for 8 of the 8 trials, accuracy is the
+  mean of their parts'" for a search whose every trial is scored by its folds. Now "for all 3
+  trials"; some of them read "for 5 of 6 trials", as the other formats' note does.
 * The fallback ledger file's lines said "the 1 run(s) made while it could not are in ...",
   "note: 1 run(s) meant for this ledger wait in ...", and a lost job's note "run(s) 3ab964cc on
   vm ended unrecorded (their process is gone ...)": now in the singular for one, and "runs a
@@ -16,7 +23,72 @@ import sys
 import pytest
 
 from _clean_env import clean_env
-from _report_cli import GREENPRINT, empty_home, run_in
+from _report_cli import GREENPRINT, empty_home, report_text, run_in
+
+#: Trials of four model families, logged as a user's loop logs them: the cnn's one trial and
+#: both gbm trials crashed before logging a score, and one of the three svm trials.
+FAMILIES = """
+import json
+import math
+
+import greenprint as gp
+from greenprint.analysis import evp_by_budget, expected_max_performance
+
+trials = [("mlp", 0.8), ("mlp", 0.85), ("cnn", None), ("gbm", None), ("gbm", None),
+          ("svm", 0.7), ("svm", 0.75), ("svm", None)]
+for i, (model, acc) in enumerate(trials):
+    with gp.track(f"t{i}", study="s", role="trial", params={"model": model}) as run:
+        if acc is not None:
+            run.log(acc=acc)
+runs = gp.Ledger().runs(study="s")
+curves = evp_by_budget(runs, metric="acc", group_by="params.model")
+notes = {family: list(curve.notes) for family, curve in curves.items()}
+# a chance-level score given for the one trial of a study that crashed
+alone = list(expected_max_performance([math.nan], fill_value=0.5, metric="acc").notes)
+print(json.dumps({"families": notes, "alone": alone}))
+"""
+
+
+def test_the_evp_note_counts_trials_as_a_sentence_does(tmp_path_factory):
+    home = empty_home(tmp_path_factory, "evp-counts")
+    (home / "families.py").write_text(FAMILIES)
+    done = run_in(home, sys.executable, "families.py")
+    assert done.returncode == 0, done.stderr
+    said = json.loads(done.stdout)
+    worst = "the worst acc (0.7)"
+    assert said["families"] == {
+        "mlp": [],
+        "cnn": [f"the one trial had no score and counts as {worst}"],
+        "gbm": [f"both trials had no score and count as {worst}"],
+        "svm": [f"1 of 3 trials had no score and counts as {worst}"],
+    }
+    assert said["alone"] == ["the one trial had no score and counts as the worst acc (0.5)"]
+    assert " of 1 trials" not in done.stdout and " of 2 trials" not in done.stdout
+
+
+#: A cross-validated search: each of three trials logged no score of its own, only its folds.
+FOLDS = """
+import greenprint as gp
+
+for lr in (0.1, 0.2, 0.3):
+    with gp.track(f"lr={lr}", study="cv", role="trial", params={"lr": lr}):
+        for fold in range(3):
+            with gp.track(f"lr={lr}-fold{fold}", study="cv", role="part") as part:
+                part.log(accuracy=0.7 + lr / (fold + 1))
+"""
+
+
+def test_the_latex_caption_says_every_trial_is_scored_by_its_folds(tmp_path_factory):
+    home = empty_home(tmp_path_factory, "latex-folds")
+    (home / "cv.py").write_text(FOLDS)
+    done = run_in(home, sys.executable, "cv.py")
+    assert done.returncode == 0, done.stderr
+    report = run_in(home, GREENPRINT, "report", "--out", "rep", "--format", "latex", "--no-plots")
+    assert report.returncode == 0, report.stderr
+    tex = report_text(home, "latex")
+    assert "for all 3 trials, accuracy is the mean of their parts'" in tex
+    assert "3 of the 3 trials" not in tex
+
 
 #: A study whose ledger's disk fills after its first run (RLIMIT_FSIZE: the kernel refuses a
 #: write past the size, as a full disk does): its second run is saved in the fallback file.

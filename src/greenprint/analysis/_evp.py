@@ -254,6 +254,20 @@ def expected_max_performance(
     }
 
 
+def count_out_of(count: int, total: int, noun: str) -> str:
+    """``count`` of ``total`` things called ``noun``, as a sentence says it (1 <= count <= total).
+
+    ``"1 of 3 trials"``; ``"the one trial"``, ``"both trials"`` and ``"all 5 trials"`` when
+    ``count`` is all of them (never ``"1 of 1 trials"``). The verb that follows agrees with
+    ``count``: ``"the one trial had no score and counts"``, ``"both trials ... count"``.
+    """
+    if count != total:
+        return f"{count} of {count_of(total, noun)}"
+    if total == 1:
+        return f"the one {noun}"
+    return f"both {noun}s" if total == 2 else f"all {count_of(total, noun)}"
+
+
 def _study_worst(values: np.ndarray, mode: Mode) -> float | None:
     """The worst finite score of every family together (``None``: none is finite).
 
@@ -329,7 +343,8 @@ def _evp(
         count = "counts" if n_missing == 1 else "count"
         worst = f"the worst {metric}" if metric else "the worst"
         notes.append(
-            f"{n_missing} of {total} trials had no score and {count} as {worst} ({used_fill:g})"
+            f"{count_out_of(n_missing, total, 'trial')} had no score and {count} as {worst} "
+            f"({used_fill:g})"
         )
     elif n_missing:
         were = "was" if n_missing == 1 else "were"
@@ -519,7 +534,9 @@ def evp_by_budget(
             if unknown:
                 cost = np.where(np.isnan(cost), np.nanmean(cost), cost)
                 what = "recorded run time" if timed else label
-                notes.append(f"{unknown} of {cost.size} trials had no {what}; given the mean")
+                notes.append(
+                    f"{count_out_of(unknown, cost.size, 'trial')} had no {what}; given the mean"
+                )
         else:
             label = unit or "cost"
             cost = finite_or_raise(costs, "costs")

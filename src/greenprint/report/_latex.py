@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from greenprint.analysis._evp import count_out_of
 from greenprint.analysis._pricetag import CostTotals
 from greenprint.report._efficiency import latex_section as efficiency_section
 from greenprint.report._escape import latex_text as esc
@@ -456,10 +457,12 @@ def render_latex(report: Report, plots: FigureRenderer) -> str:
             what += " (its score is of its own held-out split, named in its row)"
         from_parts = sum(1 for r in report.runs if r.is_trial and r.score_source == "parts")
         if best and from_parts:  # what the Markdown and HTML notes say: fold means
+            # "for 5 of 6 trials", "for all 8 trials" (a search's folds: not "8 of the 8")
             which = (
                 "the trial, {} is the mean of its"
                 if tag.total.trials == 1
-                else f"{from_parts} of the {tag.total.trials} trials, {{}} is the mean of their"
+                else count_out_of(from_parts, tag.total.trials, "trial")
+                + ", {} is the mean of their"
             )
             what += (
                 f"; for {which.format(esc(report.metric or ''))} parts' "
