@@ -242,11 +242,13 @@ def curve_of(
     """
     keep = check_statuses(statuses)
     fpo = forest.fpo_sums  # RunForest's rules, as the price tag's: one reading of a cost
-    costs = [forest.cost_sums(name) for name in ("energy_kwh", "emissions_kg")]
+    # NaN where no meter recorded it (meters=[]): left out of the means, never a 0 kWh
+    costs = [forest.known_cost_sums(name) for name in ("energy_kwh", "emissions_kg")]
     times = forest.duration_sums  # a run recorded without a duration: unknown, never 0 s
     untimed = 0  # points whose run time is unknown: left out of duration_s_mean/std
     groups: dict[int, list[tuple[float, ...]]] = {}
     skipped = 0
+    unscored = 0  # runs kept with a size but no score: what the error says when no point is left
     left_out: dict[str, int] = {}  # runs with a size and a score whose status is not kept
     for pos in positions:
         run = forest.runs[pos]
@@ -259,6 +261,7 @@ def curve_of(
             continue
         if not sized:
             skipped += 1
+            unscored += size > 0
             continue
         known_fpo = float(fpo.inclusive[pos]) if fpo.complete[pos] else math.nan
         energy, emissions = (float(c[pos]) for c in costs)
@@ -274,6 +277,13 @@ def curve_of(
                 f"no run carries both a dataset_size and a value of metric {metric!r} among "
                 f"those with status {kept}; runs of other statuses do: {found} "
                 "(statuses=None keeps every status)"
+            )
+        if unscored:  # they have sizes: the metric is what they lack, not a dataset_size
+            have = "has" if unscored == 1 else "have"
+            raise AnalysisError(
+                f"no run carries both a dataset_size and a value of metric {metric!r}: the "
+                f"{count_of(unscored, 'run')} with a dataset_size {have} no value of "
+                f"{metric!r} (log it on each, or choose a metric they logged)"
             )
         raise AnalysisError(
             f"no run carries both a dataset_size and a value of metric {metric!r}: "

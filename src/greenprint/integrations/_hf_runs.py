@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import socket
+import sys
 from typing import TYPE_CHECKING, Any
 
 from greenprint._exceptions import ConfigError
@@ -49,8 +50,47 @@ _PURPOSE = "greenprint.integrations.transformers"
 _transformers = require("transformers", extra="transformers", purpose=_PURPOSE)
 
 
+def keep_once(callbacks: list[Any], callback: Any) -> int:
+    """Remove the places of ``callback`` in ``callbacks`` after its first; how many there were.
+
+    ``Trainer(callbacks=[cb, cb])`` (or ``trainer.add_callback(cb)`` of a callback it has)
+    lists one callback twice: Hugging Face logs a warning and calls each of its hooks twice,
+    so a second ``on_train_begin`` of the same training ended its run ``failed`` ("training
+    ended without on_train_end") and started another. Only later places are removed: the
+    Trainer's loop over the list, at the first place now, calls the callbacks after it.
+    """
+    places = [i for i, c in enumerate(callbacks) if c is callback]
+    for i in reversed(places[1:]):
+        del callbacks[i]
+    return len(places)
+
+
 class _TrainingRuns:
     """The run of a training: its start, what ``on_train_begin`` completes, its end."""
+
+    def _once_in_callbacks(self) -> None:
+        """Keep this callback once in the callbacks of the Trainer calling its hook now.
+
+        Called first by the hooks that start something (``on_init_end``, ``on_train_begin``,
+        ``on_prediction_step``): the Trainer's ``CallbackHandler.call_event`` is two frames
+        up (the hook, then this). A callback listed twice is kept at its first place, with a
+        warning; another caller (a test calling the hook) is left alone.
+        """
+        caller = sys._getframe(2).f_locals  # call_event's: the handler and the callback
+        handler = caller.get("self")
+        if caller.get("callback") is not self or not isinstance(
+            handler, _transformers.trainer_callback.CallbackHandler
+        ):
+            return
+        times = keep_once(handler.callbacks, self)
+        if times > 1:
+            self._warn_once(  # type: ignore[attr-defined]
+                "listed twice",
+                f"greenprint: this GreenprintCallback was {times} times in the Trainer's "
+                "callbacks (Trainer(callbacks=[cb, cb]), or add_callback of one it had): kept "
+                f"once (else each hook runs {times} times: a second run for one training, the "
+                "first ended 'failed')",
+            )
 
     _options: dict[str, Any]
     _default_ledger: Any  # the configured ledger, pinned when the callback was made

@@ -99,7 +99,7 @@ from greenprint.integrations._hf_model_card import (  # noqa: E402
     add_co2_to_model_card,
     model_card_co2,
 )
-from greenprint.integrations._hf_runs import _TrainingRuns  # noqa: E402
+from greenprint.integrations._hf_runs import _TrainingRuns, keep_once  # noqa: E402
 from greenprint.integrations._hf_search import RUN_ID_ATTR as RUN_ID_ATTR  # noqa: E402
 from greenprint.integrations._hf_search import (  # noqa: E402
     _Objective,
@@ -231,7 +231,7 @@ class GreenprintCallback(  # type: ignore[misc]
         if self._attached is not None and self._attached is not trainer:
             raise ConfigError("this GreenprintCallback is attached to another Trainer already")
         callbacks = trainer.callback_handler.callbacks
-        if self in callbacks:
+        if keep_once(callbacks, self):  # every place, were it listed twice
             callbacks.remove(self)
         callbacks.insert(0, self)
         if self._attached is None:
@@ -284,12 +284,17 @@ class GreenprintCallback(  # type: ignore[misc]
         return wrapped
 
     # ------------------------------------------------------------------ hooks
+    def on_init_end(self, args: Any, state: Any, control: Any, **kwargs: Any):
+        """Keep this callback once in the new Trainer's callbacks (listed twice: a warning)."""
+        self._once_in_callbacks()
+
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any):
         """Start the run (a search trial is a ``trial``; one meter per node).
 
         Attached, the wrapped ``train`` started it at its call: here it gets what the Trainer
         has set up since (the trial's hyper-parameters as params, its name, the data size).
         """
+        self._once_in_callbacks()
         _check_args(args, state)
         search = bool(getattr(state, "is_hyper_param_search", False))
         early, self._early_run, self._early_trial = self._early_run, None, None
@@ -451,6 +456,7 @@ class GreenprintCallback(  # type: ignore[misc]
         evaluation = self._evaluation
         if evaluation is not None and evaluation.status == "running":
             return  # every batch after the first: nothing to do
+        self._once_in_callbacks()
         if self._evaluates_alone(state):
             self._start_evaluation(_calling_kind(), args, state, kwargs.get("model"))
 

@@ -64,6 +64,7 @@ from greenprint.report._build_notes import (
     _objectives_note,
     _running_note,
     _scorer_note,
+    _unscored_baselines_note,
 )
 from greenprint.report._run_rows import ROW_FIELD_ORDER as ROW_FIELD_ORDER
 from greenprint.report._run_rows import _rows
@@ -302,6 +303,8 @@ def _assemble(
         notes.extend(evp_notes)
         if evp and (hint := family_hint(inputs)):
             notes.append(hint)
+        if unscored := _unscored_baselines_note(forest, inputs.baselines, scores, metric):
+            notes.append(unscored)
         for builder in (pareto_figure, learning_curve_figure):
             figure, why = builder(inputs)
             if figure is not None:

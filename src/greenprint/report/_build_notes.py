@@ -6,12 +6,15 @@ and the FPO counts' assumptions.
 
 from __future__ import annotations
 
+import math
 import shlex
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from greenprint._format import count_of
+from greenprint._metric_names import is_bookkeeping_metric
+from greenprint._prediction import is_reserved_metric
 from greenprint._provenance import (
     FPO_ASSUMPTIONS_KEY,
     distinct_provenances,
@@ -28,6 +31,52 @@ from greenprint.analysis._common import (
 
 if TYPE_CHECKING:  # pragma: no cover
     pass
+
+
+def _unscored_baselines_note(
+    forest: RunForest, baselines: Sequence[int], scores: Mapping[str, float], metric: str | None
+) -> str | None:
+    """The baselines with no score of ``metric``: drawn nowhere, which a note must say.
+
+    A baseline is a reference line on the expected-best-score and Pareto plots and a row of the
+    efficiency table only with a score of the metric the trials are ranked by; a baseline that
+    logged another (a Lightning fit's ``eval_accuracy`` beside a Hugging Face search ranked by
+    its ``objective``) had been left out of all of them without a word. ``None`` when every
+    baseline has a score, or no metric ranks the study.
+    """
+    if metric is None:
+        return None
+    missing = [
+        forest.runs[p]
+        for p in baselines
+        if not math.isfinite(scores.get(forest.runs[p].id, math.nan))
+    ]
+    if not missing:
+        return None
+    logged = sorted(
+        {
+            point.name
+            for run in missing
+            for point in run.metrics
+            if not is_bookkeeping_metric(point.name) and not is_reserved_metric(point.name)
+        }
+    )
+    names = ", ".join(f"{run.name} ({run.id[:8]})" for run in missing[:5])
+    if len(missing) > 5:
+        names += f" and {len(missing) - 5} more"
+    one = len(missing) == 1
+    text = (
+        f"{count_of(len(missing), 'baseline')} {'has' if one else 'have'} no score of "
+        f"{metric!r}: no reference line is drawn for {'it' if one else 'them'} and no "
+        f"efficiency table lists {'it' if one else 'them'}: {names}"
+    )
+    if logged:
+        text += (
+            f"; {'it' if one else 'they'} logged {', '.join(logged)} (log {metric!r} on "
+            f"{'it' if one else 'them'} too, or rank the study by a metric every run logged "
+            "with --metric)"
+        )
+    return text
 
 
 def _scorer_note(forest: RunForest, sweeps: Sequence[int], metric: str | None) -> str | None:

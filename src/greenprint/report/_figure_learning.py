@@ -10,6 +10,8 @@ import numpy as np
 
 from greenprint._exceptions import AnalysisError
 from greenprint._format import count_of
+from greenprint._metric_names import is_bookkeeping_metric
+from greenprint._prediction import is_reserved_metric
 from greenprint.analysis import (
     LearningCurve,
     resolve_roles,
@@ -67,7 +69,13 @@ def learning_curve_figure(inputs: FigureInputs) -> tuple[Figure | None, str | No
         )
     except AnalysisError as e:
         if "no run carries" in str(e):
-            return None, f"no learning curve: of the {len(chosen)} {source}, {e}"
+            logged = _metrics_logged(forest, chosen)
+            return None, f"no learning curve: of the {len(chosen)} {source}, {e}" + (
+                f"; they logged {', '.join(logged)}: --metric NAME (metric= in Python) "
+                "ranks the study by NAME and draws the curve by it"
+                if logged
+                else ""
+            )
         raise
     if len(curve) < 2:
         return None, (
@@ -158,6 +166,25 @@ def _no_sizes_note(
             "greenprint ledger set-role learning-curve RUN_ID...)"
         )
     return text
+
+
+def _metrics_logged(forest: RunForest, positions: Sequence[int]) -> list[str]:
+    """The scores the runs at ``positions`` or their parts logged, most runs first.
+
+    A learning curve by Hugging Face Trainers of their own logs ``eval_accuracy`` but not the
+    ``objective`` of the search beside it (only the searching trainer's trainings do): the
+    note then names what they did log, not ``set run.set(dataset_size=...)`` (they have one).
+    Not the bookkeeping (``eval_runtime``, ``epoch``) nor greenprint's own.
+    """
+    counts: dict[str, int] = {}
+    for p in positions:
+        names: set[str] = set()
+        for q in (p, *forest.children[p]):
+            names.update(point.name for point in forest.runs[q].metrics)
+        for name in names:
+            if not is_bookkeeping_metric(name) and not is_reserved_metric(name):
+                counts[name] = counts.get(name, 0) + 1
+    return sorted(counts, key=lambda name: (-counts[name], name))
 
 
 def _count(count: int, source: str) -> str:

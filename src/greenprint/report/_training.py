@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from greenprint._exceptions import ConfigError
 from greenprint._metric_choice import is_held_out
+from greenprint._metric_names import is_bookkeeping_metric
 from greenprint._prediction import is_reserved_metric
 from greenprint._records import RunRecord
 
@@ -55,7 +56,14 @@ def held_out_of_parts(parts: Iterable[RunRecord], metric: str | None) -> dict[st
 
 
 def _held_out(run: RunRecord, metric: str | None) -> dict[str, float]:
-    """The run's held-out metrics (not ``metric``, not greenprint's own): last finite values."""
+    """The run's held-out metrics (not ``metric``, not greenprint's own): last finite values.
+
+    Not the bookkeeping an evaluation logs beside its scores either (Hugging Face's
+    ``test_runtime``, ``test_samples_per_second``: seconds and rates, never a score): a final
+    model scored on a test split read "scored test_loss = 0.6721, test_accuracy = 1,
+    test_runtime = 0.0087, test_samples_per_second = 7377, ..." in the price tag's sentence and
+    the compute statement, numbers without their units.
+    """
     found: dict[str, float] = {}
     for point in run.metrics:
         name = point.name
@@ -63,6 +71,7 @@ def _held_out(run: RunRecord, metric: str | None) -> dict[str, float]:
             name != metric
             and is_held_out(name)
             and not is_reserved_metric(name)
+            and not is_bookkeeping_metric(name)
             and math.isfinite(point.value)
         ):
             found[name] = point.value
