@@ -124,7 +124,39 @@ def check_run_options(
         # refused now, not when the first run starts
         raise LedgerError(f"{where}: ledger {ledger.url} is closed; pass an open ledger")
     Run(name, **run_options)  # checks every option; writes nothing
+    _reach_server_ledger(ledger)
     return dict(options)
+
+
+def _reach_server_ledger(ledger: Any) -> None:
+    """Connect now to a ledger on a database server, so that a wrong URL is refused at setup.
+
+    A run checks a path when it is made but reaches a server only when it starts: an
+    integration given a mistyped PostgreSQL URL (a database that does not exist, another
+    socket folder or port) was accepted, and the first trial raised instead, a traceback out
+    of ``study.optimize`` (its Optuna trial left ``FAIL`` in a shared storage) or out of
+    ``Tuner.fit`` once the cluster had started its trials. The ledger opened here is the one
+    the process's runs share later (its tables made, on a new database, as the first run
+    would). A ledger this process has already written to is not reached again: failing now, it
+    is the study's ledger failing mid-study, and its runs fall back as they start.
+
+    Args:
+        ledger: the ``ledger=`` option (a path or URL, ``None``: the inherited or configured
+            one; an open :class:`~greenprint.Ledger` and ``False`` are left alone).
+
+    Raises:
+        LedgerError: the server cannot be reached, or the database there is not a ledger.
+    """
+    from greenprint._run_fallback import known_good
+    from greenprint.ledger import Ledger
+    from greenprint.ledger._shared import shared_ledger
+
+    if ledger is False or isinstance(ledger, Ledger):
+        return
+    target = ledger_target(ledger)
+    if target.path is not None or target.memory or known_good(target.url):
+        return
+    shared_ledger(target.url)
 
 
 def stopped_by_budget(status: str | None, error: str | None) -> bool:
