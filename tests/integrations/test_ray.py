@@ -922,3 +922,96 @@ def test_a_reported_result_is_in_the_ledger_at_once(tmp_path: Path) -> None:
         assert record.metric("val_loss") == 0.9 and record.status == "running"
     finally:
         trial.run.stop()
+
+
+@pytest.mark.postgres
+def test_a_mistyped_postgresql_url_is_refused_on_the_driver(pg_server: Any) -> None:
+    """Outside check s41: a team's Tune script given a PostgreSQL URL naming no database.
+
+    ``trainable(train, ledger=URL)`` and ``GreenprintTuneCallback(ledger=URL)`` checked a
+    path but never reached a server: both accepted ``.../teem`` for ``.../team``, the cluster
+    started, and the callback raised out of ``Tuner.fit`` (a 200-line traceback) when the first
+    trial started. Now the driver connects where they are made and refuses it, before any
+    trial; a URL that works is taken as before.
+    """
+    bad = pg_server.url("no_such_study_db")
+    for make in (
+        lambda: trainable(_train, ledger=bad),
+        lambda: GreenprintTuneCallback(ledger=bad),
+    ):
+        with pytest.raises(gp.LedgerPathError) as refused:
+            make()
+        assert 'database "no_such_study_db" does not exist' in str(refused.value)
+        assert "\n" not in str(refused.value)
+    good = pg_server.new_database()
+    trainable(_train, ledger=good)
+    GreenprintTuneCallback(ledger=good)
+
+
+@pytest.mark.postgres
+def test_a_metric_tune_minimised_is_ranked_as_tune_ranked_it(
+    ray_cluster: Any, tmp_path: Path, pg_server: Any
+) -> None:
+    """Outside check s41: ``TuneConfig(metric="score", mode="min")``, a name that says nothing.
+
+    Tune tells callbacks neither metric nor mode, and the trial runs recorded none: the report
+    maximised ``score``, so the experiment's worst finished trial (lr=0.1 in a team's sweep,
+    score 0.05 against Tune's best 0.005) was named the final model, with no note. The callback
+    now reads the experiment's objective where Tune sets up its callbacks and records it as an
+    Optuna study's is (``objectives`` in the sweep's and each trial's provenance): the report
+    ranks ``score`` lowest first, and says why.
+    """
+    from greenprint.report import build_report
+
+    url = pg_server.new_database()
+    tuner = tune.Tuner(
+        trainable(_train, ledger=url, study="lower", sample_interval_s=0.1),
+        param_space={"x": tune.grid_search([2, 4])},  # scores 5 to 20 and 1 to 4: x=4 best
+        tune_config=tune.TuneConfig(
+            metric="score", mode="min", reuse_actors=True, max_concurrent_trials=1
+        ),
+        run_config=tune.RunConfig(
+            name="lower",
+            storage_path=str(tmp_path / "tune"),
+            callbacks=[GreenprintTuneCallback(ledger=url)],
+            verbose=0,
+        ),
+    )
+    assert tuner.fit().get_best_result().config["x"] == 4  # Tune's best
+
+    runs = Ledger(url).runs(study="lower")
+    assert sorted(r.role or "" for r in runs) == ["sweep", "trial", "trial"]
+    assert {r.provenance.get("objectives") for r in runs} == {"score: minimize"}
+    report = build_report(url, "lower")
+    final = report.price_tag.final
+    by_x = {r.params["x"]: r for r in runs if r.role == "trial"}
+    assert final is not None and final.run_id == by_x[4].id and final.score == 4.0
+    assert report.mode == "min"
+    assert any("'score' is minimised, as the search that ran the trials" in n for n in report.notes)
+
+
+def test_the_objective_given_to_a_scheduler_or_searcher_is_the_experiments() -> None:
+    """The mode given to the scheduler (``ASHAScheduler(metric=..., mode=...)``) or searcher
+    instead of ``TuneConfig``, as Tune's docs also show, is the experiment's too."""
+    from types import SimpleNamespace
+
+    from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, Searcher
+    from ray.tune.search.search_generator import SearchGenerator
+
+    from greenprint.integrations._ray_trials import _experiment_objective
+
+    def of(scheduler: Any, search: Any, **run_locals: Any) -> Any:
+        return _experiment_objective(
+            SimpleNamespace(scheduler_alg=scheduler, search_alg=search), run_locals
+        )
+
+    plain = BasicVariantGenerator()
+    asha = ASHAScheduler(metric="val_loss", mode="min")
+    assert of(asha, plain, metric=None, mode=None) == ("val_loss", "minimize")
+    asha = ASHAScheduler(mode="max")  # TuneConfig(metric=...) names the metric
+    asha.set_search_properties("acc", None)
+    assert of(asha, plain, metric="acc", mode=None) == ("acc", "maximize")
+    limited = SearchGenerator(ConcurrencyLimiter(Searcher(metric="err", mode="min"), 1))
+    assert of(None, limited, metric=None, mode=None) == ("err", "minimize")
+    assert of(None, plain, metric=None, mode=None) is None  # nothing named: by the name
+    assert of(None, None) is None  # another Ray: no controller found

@@ -127,14 +127,34 @@ _SETUP_FRAMES = 6
 _NOT_EARLY = frozenset({"NoopStopper", "MaximumIterationStopper", "TimeoutStopper"})
 
 
-def _early_stoppers() -> tuple[str, ...]:
+def _tune_setup() -> tuple[Any, Mapping[str, Any]]:
+    """Tune's ``TuneController`` that calls the callbacks' ``setup``, and its caller's locals.
+
+    Called from the callback's ``setup``: Tune's ``TuneController.setup_experiments`` calls
+    ``CallbackList.setup``, which calls the callback, and ``tune.run`` (which ``Tuner.fit``
+    calls) calls ``setup_experiments`` with the experiment's ``metric`` and ``mode`` among its
+    locals. ``(None, {})`` where no ``TuneController`` calls (another Ray).
+    """
+    frame: FrameType | None = sys._getframe(1)  # the callback's setup
+    for _ in range(_SETUP_FRAMES):
+        if frame is None:
+            break
+        found = frame.f_locals.get("self")
+        if frame.f_code.co_name == "setup_experiments" and hasattr(found, "scheduler_alg"):
+            caller = frame.f_back
+            return found, (dict(caller.f_locals) if caller is not None else {})
+        frame = frame.f_back
+    return None, {}
+
+
+def _early_stoppers(controller: Any) -> tuple[str, ...]:
     """What may stop the experiment's trials early: its scheduler and stoppers, by class name.
 
-    Called from the callback's ``setup``. Tune tells callbacks neither (their ``setup`` gets
-    the experiment's ``stop`` dict, ``{}`` for a ``Stopper``, and ``time_budget_s``; its own
-    progress output is handed the scheduler's class name by ``tune.run``), nor which of them
-    stopped a trial (its result reads ``done`` either way). Read from the ``TuneController``
-    that calls the callbacks' ``setup``: its ``scheduler_alg`` and its ``_stopper`` (the
+    Tune tells callbacks neither (their ``setup`` gets the experiment's ``stop`` dict, ``{}``
+    for a ``Stopper``, and ``time_budget_s``; its own progress output is handed the
+    scheduler's class name by ``tune.run``), nor which of them stopped a trial (its result
+    reads ``done`` either way). Read from the ``TuneController`` that calls the callbacks'
+    ``setup`` (:func:`_tune_setup`): its ``scheduler_alg`` and its ``_stopper`` (the
     ``RunConfig``'s ``stop`` Stopper, a ``CombinedStopper`` with ``time_budget_s``'s). The
     scheduler as Tune's progress output names it (``ASHAScheduler`` is
     ``AsyncHyperBandScheduler``), unless ``FIFOScheduler`` (it stops none); then each stopper
@@ -144,16 +164,6 @@ def _early_stoppers() -> tuple[str, ...]:
         ``("AsyncHyperBandScheduler",)``, ``("TrialPlateauStopper",)``, both; empty where no
         ``TuneController`` calls (another Ray) or nothing but a stopper of the experiment's end.
     """
-    frame: FrameType | None = sys._getframe(1)
-    controller: Any = None
-    for _ in range(_SETUP_FRAMES):
-        if frame is None:
-            break
-        found = frame.f_locals.get("self")
-        if frame.f_code.co_name == "setup_experiments" and hasattr(found, "scheduler_alg"):
-            controller = found
-            break
-        frame = frame.f_back
     if controller is None:
         return ()
     names: list[str] = []
@@ -165,6 +175,39 @@ def _early_stoppers() -> tuple[str, ...]:
         if name not in _NOT_EARLY and name not in names:
             names.append(name)
     return tuple(names)
+
+
+#: Tune's name for "no metric given" (``ray.tune.result.DEFAULT_METRIC``).
+_NO_METRIC = "_metric"
+
+
+def _experiment_objective(controller: Any, run_locals: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The metric the experiment optimised and its direction: ``("score", "minimize")``.
+
+    ``TuneConfig(metric=..., mode=...)`` (``tune.run``'s locals), else the scheduler's own
+    (``ASHAScheduler(metric=..., mode=...)``), else the searcher's (``OptunaSearch(metric=...,
+    mode=...)``), each ``mode`` taken where its metric is that one or none. Tune tells
+    callbacks neither. ``None`` when no metric with a mode is found: the report then ranks by
+    the metric's name, as for any run.
+    """
+    scheduler = getattr(controller, "scheduler_alg", None)
+    search = getattr(controller, "search_alg", None)
+    sources = [
+        (run_locals.get("metric"), run_locals.get("mode")),
+        (getattr(scheduler, "_metric", None), getattr(scheduler, "_mode", None)),
+        (
+            getattr(getattr(search, "searcher", None), "metric", None),
+            getattr(getattr(search, "searcher", None), "mode", None),
+        ),
+    ]
+    named = [m for m, _ in sources if isinstance(m, str) and m and m != _NO_METRIC]
+    if not named:
+        return None
+    metric = named[0]
+    for name, mode in sources:
+        if name in (None, _NO_METRIC, metric) and mode in ("min", "max"):
+            return metric, "minimize" if mode == "min" else "maximize"
+    return None
 
 
 def _stoppers(stopper: Any) -> list[Any]:

@@ -132,6 +132,7 @@ require("ray.tune", extra="ray", purpose="greenprint.integrations.ray", package=
 from ray import tune  # noqa: E402
 
 from greenprint._exceptions import ConfigError, GreenprintError  # noqa: E402
+from greenprint._provenance import OBJECTIVES_KEY, objectives_text  # noqa: E402
 from greenprint.integrations._common import (  # noqa: E402
     WarnOnce,
     check_run_options,
@@ -144,10 +145,12 @@ from greenprint.integrations._ray_trials import (  # noqa: E402
     _early_stoppers,
     _error_text,
     _experiment_name,
+    _experiment_objective,
     _final_status,
     _trial_name,
     _TrialNotes,
     _TrialState,
+    _tune_setup,
 )
 from greenprint.integrations._ray_workers import (  # noqa: E402
     _RECORD,
@@ -314,13 +317,16 @@ class GreenprintTuneCallback(_TrialLedger, _RestoredDrivers, _TrialNotes, tune.C
         self._experiment = ""  # the experiment's name, once the sweep starts
         self._study_checked = False  # the study a trial run was written in was looked at
         self._stoppers: tuple[str, ...] = ()  # what may stop a trial early (setup)
+        # the metric the experiment optimised, its direction ("minimize"; setup): the
+        # objectives of the sweep's and its trials' provenance
+        self._objective: tuple[str, str] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         """What Tune pickles with the run config (the settings; no run, no lock)."""
         state = dict(self.__dict__)
         state.update(_sweep=None, _trials={}, _paused=[], _warn=None, _resume=_Resume())
         state.update(_started=set(), _ended={}, _attempt_times={})
-        state.update(_experiment="", _study_checked=False, _stoppers=())
+        state.update(_experiment="", _study_checked=False, _stoppers=(), _objective=None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -370,8 +376,10 @@ class GreenprintTuneCallback(_TrialLedger, _RestoredDrivers, _TrialNotes, tune.C
         total_num_samples: int | None = None,
         **info: Any,
     ) -> None:
-        """Note the experiment's scheduler and stoppers (Tune calls it before the first trial)."""
-        self._stoppers = _early_stoppers()
+        """Note the experiment's scheduler, stoppers and objective (before the first trial)."""
+        controller, run_locals = _tune_setup()
+        self._stoppers = _early_stoppers(controller)
+        self._objective = _experiment_objective(controller, run_locals)
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         """Start the sweep run with the first trial (the experiment's name is known then).
@@ -511,10 +519,11 @@ class GreenprintTuneCallback(_TrialLedger, _RestoredDrivers, _TrialNotes, tune.C
                     fields_["error"] = error  # interrupted: "the experiment ended before ..."
                 elif status != "failed" and current.error and status != current.status:
                     fields_["error"] = None
+                notes = self._objective_notes()  # the metric Tune optimised, and how
                 if status == "pruned":  # how far it went, against the furthest trial
-                    notes = self._pruned_notes(state, furthest)
-                    if any(current.provenance.get(k) != v for k, v in notes.items()):
-                        fields_["provenance"] = {**current.provenance, **notes}
+                    notes.update(self._pruned_notes(state, furthest))
+                if any(current.provenance.get(k) != v for k, v in notes.items()):
+                    fields_["provenance"] = {**current.provenance, **notes}
                 if fields_:
                     ledger.flush(state.run_id, fields=fields_)
             except GreenprintError as e:
@@ -562,3 +571,20 @@ class GreenprintTuneCallback(_TrialLedger, _RestoredDrivers, _TrialNotes, tune.C
         if run.study != experiment:  # a trainable given no study writes under the experiment's
             self._resume.moved = experiment
         self._sweep = run.start()
+        notes = self._objective_notes()
+        if notes:
+            with self._sweep._lock:  # the run's provenance, written with its next flush
+                self._sweep._provenance.update(notes)
+
+    def _objective_notes(self) -> dict[str, str]:
+        """The experiment's objective as provenance: ``{"objectives": "score: minimize"}``.
+
+        The metric and mode Tune optimised (``TuneConfig(metric=..., mode=...)``, else the
+        scheduler's or searcher's), which Tune tells no callback and its results do not carry:
+        the report ranks the metric the way the experiment did, as an Optuna study's
+        (``score``, minimised by Tune, had been maximised: the worst trial the final model).
+        Empty when the experiment named none.
+        """
+        if self._objective is None:
+            return {}
+        return {OBJECTIVES_KEY: objectives_text([self._objective])}
