@@ -197,14 +197,14 @@ def _nested_sweep(
 
     It has children (not a job's links: ``virtual``, the forest's by default), not all given
     role ``part``, given role ``trial`` or ``sweep`` (:func:`_holds_trials`), or varying a
-    configuration within its own (they give its params its values) while it logged no score of
-    its own, or its best child's.
+    configuration within its own (they give its params its values; a child given role ``part``
+    is no configuration) while it logged no score of its own, or its best child's.
     """
     items = forest.runs
     if virtual is None:
         virtual = forest.virtual or (False,) * len(items)
     kids = [c for c in forest.children[pos] if not virtual[c]]
-    kid_runs = [items[c] for c in kids]
+    kid_runs = [items[c] for c in kids if items[c].role != "part"]
     run = items[pos]
     return (
         bool(kids)

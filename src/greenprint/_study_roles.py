@@ -10,7 +10,8 @@ or inferred here, at read time, from the nesting of runs within the set:
   that logged no score, or whose children were given role ``trial`` (an integration's trials inside
   ``gp.track("study")``), or whose score is its best child's among children that vary a
   configuration (a hand-written search that logs its best trial's score), is a ``sweep``, unless its
-  children were all given role ``part`` (the workers of one training, tracked as its parts); a root
+  children were all given role ``part`` (the workers of one training, tracked as its parts; a
+  child given role ``part`` is no configuration in any of these rules); a root
   whose children are all ranks of one distributed job (one ``job_id``: ``greenprint run`` around a
   script that spawns the ranks of one training) is a ``trial``, unless they were given role
   ``trial``; a root with params whose children do not vary a configuration (they give its params the
@@ -232,6 +233,10 @@ def resolve_roles(
             # a job's nodes and ranks linked under its head do not make it a sweep
             kids = [c for c in forest.children[pos] if not virtual[c]]
             kid_runs = [items[c] for c in kids]
+            # nor does a child given role 'part' (a step, or an earlier attempt made its part
+            # afterwards: set-role part X --part-of Y): no configuration of a search, it leaves
+            # a trial around its folds a trial (their configurations are the children's rest)
+            configs = [r for r in kid_runs if r.role != "part"]
             # nor do the ranks of one distributed job inside it (`greenprint run` around a
             # script that spawns them): they train one model, its parts
             jobs = {items[c].job_id for c in kids}
@@ -258,9 +263,9 @@ def resolve_roles(
                         or (
                             _has_score(run, metric)
                             # a search that logs its best trial's score is their sweep
-                            and not _logs_its_best_child(run, kid_runs, metric)
+                            and not _logs_its_best_child(run, configs, metric)
                         )
-                        or _runs_its_params(run, kid_runs)
+                        or _runs_its_params(run, configs)
                     )
                 )
             ) or (linked and any(items[c].role == "trial" for c in _held_by_ranks(forest, pos)))

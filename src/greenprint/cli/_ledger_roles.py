@@ -156,9 +156,11 @@ def set_role_command(
     id or a unique prefix of 4+ characters (from `ledger ls`). For the runs a report's notes
     name as read one way that may be another: `set-role baseline 3f2a` for a baseline read as a
     trial; `set-role part 9c1e --part-of 7b0d` for the failed attempt of a configuration that
-    was run again (one trial, not two). Every run is checked before any is written: on bad input
-    (an unknown role or run, a run still running, a part of another study's run or of itself,
-    a part holding runs read as trials: they would read as its parts) nothing changes.
+    was run again (one trial, not two); a part never makes that run a sweep, and where it reads
+    otherwise afterwards (its mean of its parts' takes theirs) a second line says how. Every
+    run is checked before any is written: on bad input (an unknown role or run, a run still
+    running, a part of another study's run or of itself, a part holding runs read as trials:
+    they would read as its parts) nothing changes.
     """
     check_role(role)  # a role typed wrong is named before the ledger is looked for
     with open_ledger(ledger) as led:
@@ -168,6 +170,10 @@ def set_role_command(
         if role == "part":
             _refuse_trials_inside(led, records, studies)
         read = _inferred_roles(studies, [r for r in records if r.role is None])
+        # the run they become parts of, as its report reads it before and after (its score
+        # may take theirs: the mean of its parts')
+        parent = led.run(part_of) if part_of is not None and role == "part" else None
+        parent_was = _read_of(led, parent) if parent is not None else None
         for now in led.set_role(role, *(record.id for record in records), part_of=part_of):
             under = f", part of run {now.parent_id[:8]}" if part_of and now.parent_id else ""
             before = was[now.id] or (
@@ -177,6 +183,44 @@ def set_role_command(
                 f"run {now.id[:8]} {safe(now.name, limit=MAX_CELL)} (study "
                 f"{safe(now.study, limit=MAX_CELL)}): role {before} -> {now.role}{under}"
             )
+        if parent is not None and parent_was is not None:
+            if said := _parent_read(parent, parent_was, _read_of(led, parent)):
+                click.echo(said)
+
+
+_Read = tuple[str, bool, "tuple[str, float, int] | None"]
+
+
+def _read_of(led: Any, run: RunRecord) -> _Read:
+    """``run``'s role, whether inferred, and its parts' score, as its study's report reads it."""
+    role, inferred, *_, parts = roles_as_read(led.runs(study=run.study), None, scores=True)[run.id]
+    return role, inferred, parts
+
+
+def _parent_read(run: RunRecord, was: _Read, now: _Read) -> str | None:
+    """A line on how ``run`` reads now that it has new parts, if not as before (else ``None``).
+
+    "run 97beb44b lr=0.2 (study cv): still read as trial; its accuracy, the mean of its
+    parts', 0.8222 (3 parts) -> 0.8069 (4 parts)": a part of another configuration that
+    logged the metric counts in a trial's mean of its parts'.
+    """
+    if was == now:
+        return None
+    (role_was, _, score_was), (role, inferred, score) = was, now
+    how = "read as" if inferred else "role"
+    text = (
+        f"run {run.id[:8]} {safe(run.name, limit=MAX_CELL)} (study "
+        f"{safe(run.study, limit=MAX_CELL)}): "
+    )
+    text += f"still {how} {role}" if role == role_was else f"{how} {role_was} -> {role}"
+    if score != score_was and score is not None:
+        metric, value, parts = score
+        old = f"{score_was[1]:.4g} ({count_of(score_was[2], 'part')})" if score_was else "none"
+        text += (
+            f"; its {safe(metric, limit=MAX_CELL)}, the mean of its parts', {old} -> "
+            f"{value:.4g} ({count_of(parts, 'part')})"
+        )
+    return text
 
 
 class _StudyRoles:
