@@ -19,7 +19,12 @@ retrained by a new Trainer and scored on a held-out test split. What the report 
 - ``Trainer(callbacks=[cb, cb])`` (Hugging Face only logs a warning) ran each hook twice: the
   second ``on_train_begin`` ended the training's run ``failed`` ("training ended without
   on_train_end (an exception)") and started another, and the report listed "2 parts failed".
-  The callback now keeps itself once, with a warning.
+  The callback now keeps itself once, with a warning;
+- with ``count_fpo=True`` the callback's own evaluation runs (a search trial's objective
+  evaluation, ``trial-0-evaluate``; the final model's test, ``final-evaluate``), parts of the
+  runs whose training it counted, counted none: every trial and the final model read "FPO
+  unknown" (the price tag "8.73 MFPO + unknown for 2 runs" for a 2-trial search). Their
+  forwards are now counted, as ``greenprint.count_fpo`` counts them.
 """
 
 from __future__ import annotations
@@ -72,10 +77,11 @@ def args(out, **kw):
                              disable_tqdm=True, **kw)
 
 
+# no evaluation during training: the search evaluates each trial after it (its objective)
 trainer = Trainer(model_init=lambda: AutoModelForSequenceClassification.from_config(config),
-                  args=args("search", eval_strategy="steps", eval_steps=2),
-                  train_dataset=train, eval_dataset=val, compute_metrics=accuracy)
-GreenprintCallback(study="ft", params={"model": "bert"}).attach(trainer)
+                  args=args("search"), train_dataset=train, eval_dataset=val,
+                  compute_metrics=accuracy)
+GreenprintCallback(study="ft", params={"model": "bert"}, count_fpo=True).attach(trainer)
 best = trainer.hyperparameter_search(
     hp_space=lambda t: {"learning_rate": t.suggest_float("learning_rate", 1e-4, 1e-2, log=True)},
     compute_objective=lambda m: m["eval_accuracy"], direction="maximize", backend="optuna",
@@ -120,9 +126,15 @@ fit.fit(BoW(), DataLoader(bow(train), batch_size=16), DataLoader(bow(val), batch
 final = Trainer(model=AutoModelForSequenceClassification.from_config(config),
                 args=args("final", **best.hyperparameters), train_dataset=train + val,
                 compute_metrics=accuracy)
-GreenprintCallback("final", study="ft", role="final").attach(final)
+GreenprintCallback("final", study="ft", role="final", count_fpo=True).attach(final)
 final.train()
-final.evaluate(test, metric_key_prefix="test")
+final.evaluate(test, metric_key_prefix="test")  # two batches of 8 (the default eval batch)
+model = final.model.eval()
+with torch.no_grad():
+    batch = gp.count_fpo(model, input_ids=torch.stack([e["input_ids"] for e in test[:8]]),
+                         labels=torch.stack([e["labels"] for e in test[:8]]), backward=False)
+with open("evaluation_fpo.txt", "w") as f:
+    f.write(str(2 * batch.total))
 
 # a hurried user lists the callback twice, and another attaches one listed twice
 cb = GreenprintCallback("twice", study="twice")
@@ -213,3 +225,26 @@ def test_a_callback_listed_twice_records_one_training_not_a_failed_one(home: Pat
     ]
     study = {r.name: r for r in runs}
     assert study["twice"].metric("train_loss") is not None
+
+
+def test_count_fpo_counts_the_evaluations_it_records_so_no_trial_reads_fpo_unknown(home: Path):
+    report, texts = _report(home)
+    runs = {r["id"]: r for r in report["runs"]}
+    (final,) = [r for r in runs.values() if r["name"] == "final"]
+    (test,) = [r for r in runs.values() if r["name"] == "final-evaluate"]
+    assert test["parent_id"] == final["id"] and test["role"] == "part"
+    # the test split's two batches of 8, forward with the loss, as gp.count_fpo counts them
+    assert test["fpo"] == int((home / "evaluation_fpo.txt").read_text())
+    # the final model's FPO are known: its training's and its test's
+    tag = report["price_tag"]
+    assert tag["final"]["fpo"] == final["fpo"] and final["fpo"] > test["fpo"] > 0
+    trials = [r for r in runs.values() if r["role"] == "trial"]
+    evaluations = [r for r in runs.values() if r["name"].endswith("-evaluate") and r is not test]
+    assert len(trials) == 2 and sorted(r["parent_id"] for r in evaluations) == sorted(
+        r["id"] for r in trials
+    )
+    assert all(r["fpo"] > 0 for r in trials + evaluations)
+    # no unknown FPO in the search: only the runs that counted none (the LC, the baseline)
+    assert tag["by_role"]["trial"]["fpo"] is not None
+    assert tag["by_role"]["trial"]["fpo_unknown"] == 0
+    assert "FPO unknown" not in texts["md"].split("## Runs")[0].split("Final run")[1][:400]

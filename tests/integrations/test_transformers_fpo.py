@@ -276,10 +276,16 @@ def test_each_trial_of_a_hyperparameter_search_counts_its_own_training(
     )
     per = _first_principles([_batch()], accumulation=1)[0]
     records = gp.Ledger(db).runs(study="hpo")
-    # each trial's objective evaluation after its training: a part of it, its forwards uncounted
+    # each trial's objective evaluation after its training: a part of it, its forwards counted
+    # (one batch of 8, the loss included: the model's forward, as count_fpo counts it); they
+    # were not until session 41, and each trial's FPO read unknown
+    evaluation = Tokens(8, seed=1)
+    eval_batch = {k: torch.stack([evaluation[i][k] for i in range(8)]) for k in evaluation[0]}
+    with torch.no_grad():
+        forward = count_fpo(tiny_bert().eval(), **eval_batch, backward=False).total
     assert sorted((r.role, r.fpo) for r in records) == [
-        ("part", None),
-        ("part", None),
+        ("part", forward),
+        ("part", forward),
         ("trial", 2 * per),
         ("trial", 2 * per),
     ]

@@ -36,6 +36,7 @@ from greenprint.integrations._hf_args import (
     _start_rank_part,
     _world_size,
 )
+from greenprint.integrations._hf_fpo import _ForwardFPO
 
 if TYPE_CHECKING:  # pragma: no cover
     from greenprint.tracking import Run
@@ -64,7 +65,13 @@ class _EvaluationRuns:
     _evaluated: str | None
     _evaluated_model: weakref.ref[Any] | None
     _evaluating: int
+    _count_fpo: bool
+    _evaluation_fpo: _ForwardFPO | None
     last_evaluation_id: str | None
+
+    if TYPE_CHECKING:  # pragma: no cover - the callback's own
+
+        def _warn_once(self, key: str, message: str) -> None: ...
 
     def _wrap_evaluation(self, method: Callable[..., Any], kind: str) -> Callable[..., Any]:
         """``trainer.evaluate`` (``predict``) measured as a run of its own outside a training.
@@ -81,6 +88,7 @@ class _EvaluationRuns:
             if trainer is None or not self._evaluates_alone(state):
                 return method(*args, **kwargs)
             self._start_evaluation(kind, trainer.args, state, trainer.model)
+            self._count_evaluation(trainer.args, trainer.model)
             self._evaluating += 1
             try:
                 result = method(*args, **kwargs)
@@ -192,6 +200,22 @@ class _EvaluationRuns:
         self._evaluated_model = weak_ref(model)
         self.last_evaluation_id = run.id
 
+    def _count_evaluation(self, args: Any, model: Any) -> None:
+        """Count the FPO of the evaluation's forwards into its run (``count_fpo=True``).
+
+        Only for an evaluation measured from its call (attached: the wrapped ``evaluate`` and
+        ``predict``, which end it), in one process: without ``attach`` its run starts after
+        the first batch, which its count would leave out, and with several processes it is
+        not counted (its FPO stay unknown, as before).
+        """
+        if (
+            self._count_fpo
+            and self._evaluation is not None
+            and model is not None
+            and _world_size(args) <= 1
+        ):
+            self._evaluation_fpo = _ForwardFPO(model, warn=self._warn_once)
+
     def _evaluated_with(self, state: Any, metrics: Any) -> None:
         """Log an evaluation's metrics on its own run; end it when no wrapper will."""
         run = self._evaluation
@@ -215,6 +239,17 @@ class _EvaluationRuns:
         run, trained_by = self._evaluation, self._evaluated
         model = self._evaluated_model() if self._evaluated_model is not None else None
         self._evaluation = self._evaluated = self._evaluated_model = None
+        counting, self._evaluation_fpo = self._evaluation_fpo, None
+        if counting is not None:
+            for counted, forwards in counting.close():
+                if run is None or run.status != "running":
+                    break
+                try:
+                    run.add_fpo(counted)  # its notes (a lower bound) once, the rest as a number
+                    if forwards > 1:
+                        run.add_fpo(int(counted.total) * (forwards - 1))
+                except BudgetExceeded:  # the evaluation is over anyway
+                    pass
         end_evaluation(run, status, error, trained_by=trained_by, model=model)
 
     def _trained_by(self, run: Run, state: Any, model: Any) -> str | None:

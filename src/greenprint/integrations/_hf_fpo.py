@@ -3,7 +3,8 @@
 :class:`_MicroBatchFPO` counts a micro-batch live, once per input shape, from its forward to
 the end of its backward (:func:`_live_counter`); :class:`_FPOCounts`, a base of the callback,
 adds the counts to the run at each substep's and step's end, and stops counting (warned) when
-the model's hook sees no training forward.
+the model's hook sees no training forward. :class:`_ForwardFPO` counts the forwards of an
+``evaluate()``/``predict()`` outside a training, for its own run.
 
 Private: :mod:`greenprint.integrations.transformers` is the public module.
 """
@@ -260,6 +261,98 @@ class _MicroBatchFPO:
             "greenprint: count_fpo could not count a training micro-batch of "
             f"{type(self.model).__name__} ({why}){more}",
         )
+
+
+class _ForwardFPO:
+    """The FPO of the forwards of an ``evaluate()``/``predict()`` (``count_fpo=True``).
+
+    An evaluation outside a training is a run of its own, a ``part`` of the run that trained
+    the model (a search trial's objective evaluation, the final model's test): without its FPO
+    that run's, and so the trial's and the final model's, read "FPO unknown" although their
+    training was counted. The evaluation loop calls the model's forward (under ``no_grad``) on
+    each batch: a forward pre-hook enters a counter at the first forward of each input key
+    (:func:`_input_key`: shapes, dtypes, padding masks) and the forward hook leaves it; later
+    forwards of that key take its count. :meth:`close` gives the counts; a count that failed
+    gives none (the run's FPO stay unknown, never those of the batches before it alone).
+    """
+
+    def __init__(self, model: Any, *, warn: Callable[[str, str], None]):
+        self.model = model
+        self.warn = warn
+        self.cache: dict[Any, FPOResult] = {}
+        self.calls: dict[Any, int] = {}
+        self.failed = False
+        self.depth = 0  # forwards of the model in progress (one inside another: the outer's)
+        self.key: Any = None  # the key of the forward in progress
+        self.counter: Any = None  # its counter, when its key is new
+        this = weakref.ref(self)
+
+        def pre_hook(module: Any, args: Any, kwargs: Any) -> None:
+            counting = this()
+            if counting is not None and module is counting.model:
+                counting.forward(args, kwargs)
+
+        def post_hook(module: Any, args: Any, kwargs: Any, output: Any) -> None:
+            counting = this()
+            if counting is not None and module is counting.model:
+                counting.forward_done()
+
+        self.handles = [
+            model.register_forward_pre_hook(pre_hook, with_kwargs=True),
+            model.register_forward_hook(post_hook, with_kwargs=True),
+        ]
+
+    def forward(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """The pre-hook: a forward begins; count it live when its key is new."""
+        import torch
+
+        self.depth += 1
+        if self.depth > 1 or self.failed or torch.compiler.is_compiling():
+            return
+        self.key = key = _input_key((args, kwargs))
+        self.calls[key] = self.calls.get(key, 0) + 1
+        if key in self.cache:
+            return
+        counter = _live_counter(self.model)  # no backward here: the forward's ops only
+        counter.__enter__()
+        counter._pre_hook(self.model, args)  # the call began before the counter's hooks
+        self.counter = counter
+
+    def forward_done(self) -> None:
+        """The forward hook: the forward is over; its count is kept for its key."""
+        self.depth = max(0, self.depth - 1)
+        if self.depth:
+            return
+        counter, self.counter = self.counter, None
+        if counter is None:
+            return
+        counter.__exit__(None, None, None)
+        if counter.failure is not None:
+            self.failed = True
+            self.warn(
+                "fpo-evaluation-failed",
+                "greenprint: count_fpo could not count an evaluation forward of "
+                f"{type(self.model).__name__} (FPOError: {counter.failure}); the evaluation's "
+                "run records no FPO",
+            )
+            return
+        self.cache[self.key] = counter.result
+
+    def close(self) -> list[tuple[FPOResult, int]]:
+        """Remove the hooks, leave a counter still open (a forward that raised); the counts.
+
+        Each input key's count and how many forwards ran with it; none when a count failed
+        or a forward raised inside its count.
+        """
+        for handle in self.handles:
+            handle.remove()
+        counter, self.counter = self.counter, None
+        if counter is not None:  # its forward raised: no count of it
+            counter.__exit__(None, None, None)
+            self.failed = True
+        if self.failed:
+            return []
+        return [(self.cache[key], n) for key, n in self.calls.items() if key in self.cache]
 
 
 def _input_key(value: Any) -> Any:

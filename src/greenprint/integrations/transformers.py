@@ -93,7 +93,7 @@ from greenprint.integrations._hf_args import (  # noqa: E402
     _world_size,
 )
 from greenprint.integrations._hf_evaluations import _EvaluationRuns  # noqa: E402
-from greenprint.integrations._hf_fpo import _FPOCounts, _MicroBatchFPO  # noqa: E402
+from greenprint.integrations._hf_fpo import _ForwardFPO, _FPOCounts, _MicroBatchFPO  # noqa: E402
 from greenprint.integrations._hf_model_card import (  # noqa: E402
     _CO2_FIELDS,
     add_co2_to_model_card,
@@ -192,6 +192,7 @@ class GreenprintCallback(  # type: ignore[misc]
         self._evaluated: str | None = None  # the run that trained the model it evaluates
         self._evaluated_model: weakref.ref[Any] | None = None  # the model it evaluates
         self._evaluating = 0  # depth of the wrapped evaluate()/predict() calls measured
+        self._evaluation_fpo: _ForwardFPO | None = None  # counts its forwards (count_fpo)
         self.last_run_id: str | None = None
         #: The id of the last ``evaluate``/``predict`` run, ``None`` before the first.
         self.last_evaluation_id: str | None = None
@@ -553,6 +554,7 @@ class GreenprintCallback(  # type: ignore[misc]
             _run=None, _figures=None, _attached=None, _objective=None, _state=None, _fpo=None
         )
         state.update(_evaluation=None, _evaluated=None, _evaluated_model=None, _evaluating=0)
+        state.update(_evaluation_fpo=None)
         # a copy is inside no train() call of this process's; _searching is kept: Ray Tune
         # pickles the trainer inside the wrapped search, and its workers' copies run the
         # search's trials (a trial's objective after its train() goes to its ended run)
