@@ -66,6 +66,7 @@ from greenprint.report._build_notes import (
     _scorer_note,
     _unscored_baselines_note,
 )
+from greenprint.report._first_trial import first_trial_note
 from greenprint.report._run_rows import ROW_FIELD_ORDER as ROW_FIELD_ORDER
 from greenprint.report._run_rows import _rows
 from greenprint.report._study_read import _other_studies_inside, _pick_study, _read_study
@@ -301,6 +302,8 @@ def _assemble(
         evp, evp_notes = evp_figures(inputs)
         figures.extend(evp)
         notes.extend(evp_notes)
+        if evp and (first := first_trial_note(forest, trials.positions)):
+            notes.append(first)  # a one-off cost of the process in it bends the curve on energy
         if evp and (hint := family_hint(inputs)):
             notes.append(hint)
         if unscored := _unscored_baselines_note(forest, inputs.baselines, scores, metric):
@@ -336,11 +339,11 @@ def _assemble(
     training_type, training_note = _training_type(runs, training_type, final_id)
     if training_note:
         notes.append(training_note)
-    held_out = _final_scores(runs, final_id, metric)
+    held_out = _final_scores(runs, final_id, metric, mode)
     if not held_out and run_of is not None and final_id is not None and tag.final is not None:
         if tag.final.score is None:  # a metric given: the runs were read with its points only
             parts = [run_of(r.id) for r in runs if r.parent_id == final_id]
-            held_out = _final_scores((run_of(final_id), *parts), final_id, metric)
+            held_out = _final_scores((run_of(final_id), *parts), final_id, metric, mode)
     pareto = next((f for f in figures if f.id == "pareto"), None)
     front_ids = (
         ()

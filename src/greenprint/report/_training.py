@@ -11,6 +11,7 @@ from greenprint._metric_choice import is_held_out
 from greenprint._metric_names import is_bookkeeping_metric
 from greenprint._prediction import is_reserved_metric
 from greenprint._records import RunRecord
+from greenprint._run_scores import lower_is_better
 
 if TYPE_CHECKING:  # pragma: no cover
     pass
@@ -20,7 +21,7 @@ __all__ = ["UNKNOWN_TRAINING_TYPE", "held_out_of_parts"]
 
 
 def _final_scores(
-    runs: Sequence[RunRecord], final_id: str | None, metric: str | None
+    runs: Sequence[RunRecord], final_id: str | None, metric: str | None, mode: str | None = None
 ) -> tuple[tuple[str, float], ...]:
     """The held-out scores the final run logged when it has none of ``metric``.
 
@@ -30,15 +31,31 @@ def _final_scores(
     A final run that logged none of its own but whose finished parts did (``greenprint run
     --role final -- python final.py``, the script scoring its model in a ``gp.track`` run of
     its own, inside the command's) has their mean, per metric, as a trial has its folds'.
+
+    Those whose direction is the study's ``mode`` come first (``test_accuracy`` before
+    ``test_loss`` where the trials are maximised), each kept in the order logged: the first
+    is the score the runs table shows for the final run, as the efficiency table takes its
+    first better-higher one (the runs table read ``0.6721 (test_loss)`` beside the efficiency
+    table's ``1 (test_accuracy)``).
     """
     final = next((r for r in runs if r.id == final_id), None)
     if final is None or (metric is not None and final.metric(metric) is not None):
         return ()
     found = _held_out(final, metric)
     if found:
-        return tuple(found.items())
+        return _mode_first(found.items(), mode)
     values = held_out_of_parts((run for run in runs if run.parent_id == final_id), metric)
-    return tuple((name, math.fsum(v) / len(v)) for name, v in values.items())
+    return _mode_first(((name, math.fsum(v) / len(v)) for name, v in values.items()), mode)
+
+
+def _mode_first(
+    scores: Iterable[tuple[str, float]], mode: str | None
+) -> tuple[tuple[str, float], ...]:
+    """``scores`` with those whose name's direction is ``mode`` first (stable; no mode: as is)."""
+    scores = tuple(scores)
+    if mode not in ("max", "min"):
+        return scores
+    return tuple(sorted(scores, key=lambda s: lower_is_better(s[0]) != (mode == "min")))
 
 
 def held_out_of_parts(parts: Iterable[RunRecord], metric: str | None) -> dict[str, list[float]]:
