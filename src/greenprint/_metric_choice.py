@@ -121,7 +121,8 @@ def pick_metric(
     # never a training schedule's figure (a Trainer's learning rate, epoch, runtime...) when
     # anything else was logged; among the most logged, the objective a search optimised (a
     # Trainer's hyperparameter_search), then a held-out metric (eval_loss) before a training
-    # one logged as often (a Trainer's loss); else the first logged (dict order)
+    # one logged as often (a Trainer's loss), then the one the baselines logged too, then the
+    # one objective the trials recorded (a Ray Tune experiment's metric); else the first logged
     candidates = [m for m in counts if not is_bookkeeping_metric(m)] or list(counts)
 
     def often(m: str) -> int:
@@ -130,11 +131,17 @@ def pick_metric(
     kept_by = _kept_by(counted)
     # the objectives a search recorded (an Optuna study's values_0, values_1...)
     declared = {m for run in counted for m, _ in objectives_of(run.provenance)}
+    # the one objective the trials recorded (several: a multi-objective search, ranked as
+    # before), and scikit-learn's 'score', the same value as the mean_test_<scorer> a search
+    # records, logged first
+    objective = set(declared) if len(declared) == 1 else set()
+    if any(m.startswith("mean_test_") for m in objective):
+        objective.add("score")
     # a trial's best value of a metric it logged each epoch (best_val_acc beside val_acc): the
     # score of the model it kept, before its last epoch's
     best_of = {m: of for m in candidates if (of := _best_of(m)) is not None and of in counts}
 
-    def rank(m: str) -> tuple[int, bool, bool, bool, bool, bool, int, int]:
+    def rank(m: str) -> tuple[int, bool, bool, bool, bool, bool, int, bool, int]:
         return (
             often(m),
             m in _SEARCH_OBJECTIVES,
@@ -143,6 +150,7 @@ def pick_metric(
             m in best_of,
             is_held_out(m) or is_held_out(best_of.get(m, "")),
             shared.get(m, 0),
+            m in objective,
             counts[m],
         )
 
@@ -185,6 +193,10 @@ def pick_metric(
                 ", the one the study's baselines and learning-curve runs logged too, before "
                 "the metrics logged as often"
             )
+        elif chosen in objective and any(
+            often(m) == often(chosen) for m in candidates if m not in objective
+        ):
+            why += ", the objective its trials recorded the search optimised, before the others"
         elif ties := [m for m in candidates if m != chosen and rank(m) == rank(chosen)]:
             # nothing told them apart: the first logged of those logged as often
             tied = {chosen, *ties}

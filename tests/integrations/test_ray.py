@@ -36,6 +36,7 @@ from integrations._ray_trainables import (  # what Ray's workers import: not thi
     _train_cut,
     _train_fails_twice,
     _train_kills_its_driver,
+    _train_loss_and_score,
     _train_plateau,
     _train_reused,
 )
@@ -959,14 +960,17 @@ def test_a_metric_tune_minimised_is_ranked_as_tune_ranked_it(
     score 0.05 against Tune's best 0.005) was named the final model, with no note. The callback
     now reads the experiment's objective where Tune sets up its callbacks and records it as an
     Optuna study's is (``objectives`` in the sweep's and each trial's provenance): the report
-    ranks ``score`` lowest first, and says why.
+    ranks ``score`` lowest first, and says why. Trials that report a ``loss`` first as well
+    (``tune.report({"loss": ..., "score": ...})``) were ranked by that loss, the first logged
+    of two metrics logged as often, though the note named ``score`` the search's objective:
+    the one objective the trials recorded now comes before the first logged.
     """
     from greenprint.report import build_report
 
     url = pg_server.new_database()
     tuner = tune.Tuner(
-        trainable(_train, ledger=url, study="lower", sample_interval_s=0.1),
-        param_space={"x": tune.grid_search([2, 4])},  # scores 5 to 20 and 1 to 4: x=4 best
+        trainable(_train_loss_and_score, ledger=url, study="lower", sample_interval_s=0.1),
+        param_space={"x": tune.grid_search([2, 4])},  # x=2: the lower loss; x=4: Tune's best
         tune_config=tune.TuneConfig(
             metric="score", mode="min", reuse_actors=True, max_concurrent_trials=1
         ),
@@ -986,8 +990,10 @@ def test_a_metric_tune_minimised_is_ranked_as_tune_ranked_it(
     final = report.price_tag.final
     by_x = {r.params["x"]: r for r in runs if r.role == "trial"}
     assert final is not None and final.run_id == by_x[4].id and final.score == 4.0
-    assert report.mode == "min"
-    assert any("'score' is minimised, as the search that ran the trials" in n for n in report.notes)
+    assert (report.metric, report.mode) == ("score", "min")
+    notes = " ".join(report.notes)
+    assert "'score' is minimised, as the search that ran the trials" in notes
+    assert "runs ranked by 'score', the metric logged by the most trials, the objective" in notes
 
 
 def test_the_objective_given_to_a_scheduler_or_searcher_is_the_experiments() -> None:
