@@ -128,7 +128,8 @@ def test_ledger_ls_writes_energy_and_co2_in_the_reports_units(tmp_path: Path, ca
     db = tmp_path / "l.db"
     now = time.time()
     # 8.726e-7 kWh = 873 µWh, 4.2e-4 kg = 420 mg (under 1 g: mg, as the report writes it);
-    # 12.3 kWh, 4.7 kg; 0 (nothing measured yet) in the smallest unit
+    # 12.3 kWh, 4.7 kg; 0.0 and no component (no meter measured it): unknown, "-" as an
+    # unrecorded duration reads, never "0 mWh" (session 41)
     figures = {"tiny": (8.726e-7, 4.2e-4), "big": (12.3, 4.7), "zero": (0.0, 0.0)}
     with gp.Ledger(db) as led:
         for k, (name, (kwh, kg)) in enumerate(figures.items()):
@@ -155,7 +156,7 @@ def test_ledger_ls_writes_energy_and_co2_in_the_reports_units(tmp_path: Path, ca
     assert cells == {
         "tiny": ("873 µWh", "420 mg"),
         "big": ("12.3 kWh", "4.7 kg"),
-        "zero": ("0 mWh", "0 mg"),
+        "zero": ("-", "-"),
     }
     assert "e-0" not in "\n".join(rows)
     # --json: the raw numbers, in the units their names say
@@ -163,7 +164,7 @@ def test_ledger_ls_writes_energy_and_co2_in_the_reports_units(tmp_path: Path, ca
     items = {
         i["name"]: (i["energy_kwh"], i["emissions_kg"]) for i in json.loads(capsys.readouterr().out)
     }
-    assert items == figures
+    assert items == figures | {"zero": (None, None)}  # null: unknown, never 0.0
 
 
 # ------------------------------------------------------------------ 3. SIGTERM mid-transaction

@@ -9,6 +9,7 @@ ancestor that knows its own (:meth:`ForestKnown.covered`), which inclusive sums 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,7 @@ class ForestKnown:
         def nested_sum(
             self, values: Sequence[float | int | None], *, fpo: bool = False, shared: bool = False
         ) -> tuple[list[Any], list[Any]]: ...
+        def cost_sums(self, name: str) -> list[Any]: ...
 
     def covered(self, known: Sequence[bool], *, fpo: bool = False) -> list[bool]:
         """For each run, whether some ancestor whose amount contains it has ``known`` true.
@@ -139,3 +141,35 @@ class ForestKnown:
         learning curves).
         """
         return self.known_sums(list(map(known_duration, self.column("duration_s"))))
+
+    @cached_property
+    def energy_sums(self) -> KnownSums:
+        """:meth:`known_sums` of the runs' energy, a run that recorded none unknown.
+
+        A run with no meter (``meters=[]``: :attr:`RunRecord.energy_recorded` false) holds
+        0.0 kWh and 0.0 kg CO2-eq, which mean unknown, never 0: it is unknown unless a parent
+        that recorded its own contains it, and a run's energy with its descendants' is known
+        when :attr:`KnownSums.complete` says so. Only the flags are read: the amounts are
+        :meth:`shared_sums`' (concurrent children share their parent's reading), whose sums
+        hold the unknown runs' 0.0. CO2-eq is known where energy is.
+        """
+        return self.known_sums([r.energy_kwh if r.energy_recorded else None for r in self.runs])
+
+    @cached_property
+    def energy_all_recorded(self) -> bool:
+        """Whether every run recorded its energy (then no energy is unknown)."""
+        return all(r.energy_recorded for r in self.runs)
+
+    def known_cost_sums(self, name: str) -> list[Any]:
+        """:meth:`cost_sums` of ``"energy_kwh"`` or ``"emissions_kg"``, NaN where unknown.
+
+        A run's energy with its descendants' is unknown where :attr:`energy_sums` is not
+        complete (no meter recorded it: ``meters=[]``): NaN, never the 0.0 its record holds,
+        so that a ratio (score per kWh), an axis or a mean leaves it out. The shared list
+        itself when every run recorded its energy: do not mutate.
+        """
+        sums = self.cost_sums(name)
+        if self.energy_all_recorded:
+            return sums
+        known = self.energy_sums.complete
+        return [v if k else math.nan for v, k in zip(sums, known, strict=True)]

@@ -12,6 +12,7 @@ __all__ = [
     "FPO_UNITS",
     "and_list",
     "count_of",
+    "energy_none_recorded",
     "format_duration",
     "format_emissions",
     "format_energy",
@@ -23,9 +24,12 @@ __all__ = [
     "json_safe",
     "known_duration",
     "percent_shares",
+    "run_emissions_text",
+    "run_energy_text",
     "run_id_if_named_alike",
     "run_time_text",
     "run_times_text",
+    "unknown_for",
 ]
 
 
@@ -236,6 +240,39 @@ def run_times_text(seconds: float | None, unknown: int = 0, *, none: str = "-") 
     if not known:
         return "unknown"
     return f"{known} + unknown for {count_of(unknown, 'run')}"
+
+
+def run_energy_text(kwh: float) -> str:
+    """A run's energy as :func:`format_energy` writes it; ``"unknown"`` for NaN.
+
+    NaN is a run that recorded no energy (no meter: ``meters=[]``), as the report's rows hold
+    it: never ``"0 mWh"``, nor ``"n/a"``.
+    """
+    return "unknown" if kwh != kwh else format_energy(kwh)
+
+
+def run_emissions_text(kg: float) -> str:
+    """A run's CO2-eq as :func:`format_emissions` writes it; ``"unknown"`` for NaN."""
+    return "unknown" if kg != kg else format_emissions(kg)
+
+
+def unknown_for(known: str, unknown: int) -> str:
+    """``known`` (a sum's text) and how many runs it leaves out: ``"2 Wh + unknown for 3 runs"``.
+
+    ``known`` alone when ``unknown`` is 0.
+    """
+    return f"{known} + unknown for {count_of(unknown, 'run')}" if unknown else known
+
+
+def energy_none_recorded(runs: int) -> str:
+    """``"unknown (none of the 3 runs recorded energy)"``: a set no run of which had a meter.
+
+    Said of an energy or CO2-eq total (``CostTotals.energy_known`` false), as
+    :func:`fpo_none_counted` says an FPO total: never ``"0 mWh"``.
+    """
+    if runs == 1:
+        return "unknown (the run recorded no energy)"
+    return f"unknown (none of the {runs} runs recorded energy)"
 
 
 def known_duration(seconds: float) -> float | None:

@@ -228,6 +228,22 @@ class RunRecord:
     contained: bool | None = None
 
     @property
+    def energy_recorded(self) -> bool:
+        """Whether the run recorded its energy: ``False`` for a run that had no meter.
+
+        A run tracked with ``meters=[]``, or built through the ledger API without an energy,
+        holds ``energy_kwh`` 0.0 and no component: its energy (and so its CO2-eq) is unknown,
+        never 0 kWh. A metered run that drew next to nothing records its components (0.0
+        included), and a record that gives ``energy_kwh`` alone recorded it.
+        """
+        return (
+            self.energy_kwh != 0.0
+            or self.energy_cpu_kwh is not None
+            or self.energy_gpu_kwh is not None
+            or self.energy_ram_kwh is not None
+        )
+
+    @property
     def energy_by_component(self) -> dict[str, float]:
         """``{"cpu": kWh, "gpu": kWh, "ram": kWh}`` for the components that were measured."""
         out = {}

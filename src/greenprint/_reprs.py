@@ -22,6 +22,8 @@ from greenprint._format import (
     format_energy,
     format_fpo,
     fpo_none_counted,
+    run_emissions_text,
+    run_energy_text,
     run_time_text,
 )
 from greenprint._provenance import FPO_ASSUMPTIONS_KEY, is_fpo_lower_bound
@@ -137,8 +139,8 @@ def _totals_row(label: str, t: Any) -> list[Any]:
         label,
         t.runs,
         t.trials,
-        format_energy(t.energy_kwh),
-        format_emissions(t.emissions_kg),
+        t.energy_text(),  # "10.3 µWh + unknown for 2 runs": a run with no meter is no 0
+        t.emissions_text() if t.energy_known else "unknown",
         fpo,
         t.duration_text(),  # "1m 35s + unknown for 2 runs", "unknown": never a silent 0
     ]
@@ -171,8 +173,9 @@ def report_html(report: Any) -> str:
             row.role,
             row.status,
             "-" if row.score is None else f"{row.score:.6g}",
-            format_energy(row.energy_kwh),
-            format_emissions(row.emissions_kg),
+            # NaN: no energy meter recorded it: "unknown", as the report's runs table
+            run_energy_text(row.energy_kwh),
+            run_emissions_text(row.emissions_kg),
             run_time_text(row.duration_s),  # "-": it recorded none
             _params_text(row.params, limit=120),
         ]

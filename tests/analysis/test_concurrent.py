@@ -493,7 +493,10 @@ def test_a_parent_that_measured_nothing_is_not_the_truth() -> None:
     ]
     tag = price_tag(runs)
     assert tag.total.energy_kwh == pytest.approx(0.6)
-    assert any("less energy than their children" in n for n in tag.notes)
+    # it recorded no energy at all (no meter, no component): its energy is its children's,
+    # nothing unknown is left, and it is no parent "with less energy than its children"
+    assert tag.total.energy_unknown == 0 and tag.total.energy_known
+    assert not any("less energy than their children" in n for n in tag.notes)
 
 
 def test_several_parents_are_named_in_one_note() -> None:

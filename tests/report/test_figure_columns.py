@@ -84,7 +84,10 @@ def test_trial_columns_are_the_runs_fields(rows):
     assert columns.positions.tolist() == list(inputs.trials)
     assert columns.ids == [r.id for r in runs]
     np.testing.assert_array_equal(columns.score, [inputs.scores.get(r.id, math.nan) for r in runs])
-    np.testing.assert_array_equal(columns.energy_kwh, [r.energy_kwh for r in runs])
+    # a run of 0.0 kWh and no component had no meter: unknown (NaN), never 0 (session 41)
+    np.testing.assert_array_equal(
+        columns.energy_kwh, [r.energy_kwh if r.energy_recorded else math.nan for r in runs]
+    )
     for status in ("finished", "pruned", "running"):
         assert getattr(columns, status).tolist() == [r.status == status for r in runs]
     assert inputs.trial_columns is columns  # read once
@@ -134,6 +137,7 @@ def test_pareto_points_and_front_from_first_principles(rows, final):
             if r.status == status
             and math.isfinite(inputs.scores.get(r.id, math.nan))
             and math.isfinite(r.energy_kwh)
+            and r.energy_recorded  # 0.0 kWh, no component: no meter, unknown (session 41)
         ]
         for status in ("finished", "pruned")
     }
@@ -169,6 +173,7 @@ def test_pareto_points_and_front_from_first_principles(rows, final):
         final_run is not None
         and math.isfinite(inputs.scores.get(final_run.id, math.nan))
         and math.isfinite(final_run.energy_kwh)
+        and final_run.energy_recorded
     ):
         assert series["final"].run_ids == (final_id,)
         assert series["final"].x == (final_run.energy_kwh * factor,)

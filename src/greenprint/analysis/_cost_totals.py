@@ -10,10 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from greenprint._format import run_times_text
+from greenprint._format import (
+    energy_none_recorded,
+    format_emissions,
+    format_energy,
+    run_times_text,
+    unknown_for,
+)
 from greenprint.analysis._common import json_float
 
-__all__ = ["CostTotals"]
+__all__ = ["CostTotals", "known_sum_text"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,14 @@ class CostTotals:
             children whose FPO is unknown (counted in their own set's ``fpo_unknown``; 5 pruned
             trials over folds that counted none, the folds finished). ``to_dict`` then writes
             ``fpo`` as ``None``.
+        energy_unknown: runs whose energy (and so CO2-eq) is unknown, not in ``energy_kwh``
+            nor ``emissions_kg``: tracked with no meter (``meters=[]``, or built through the
+            ledger API without an energy: :attr:`RunRecord.energy_recorded` false), not
+            contained in a parent that recorded its own, and no child inside them, as
+            ``fpo_unknown``.
+        energy_known: ``False`` when ``energy_kwh`` and ``emissions_kg`` are 0 but mean
+            unknown: no run of the set recorded its energy or lies inside a run that did.
+            ``to_dict`` then writes both as ``None``.
     """
 
     runs: int = 0
@@ -60,6 +74,8 @@ class CostTotals:
     fpo_lower_bound: int = 0
     duration_unknown: int = 0
     duration_known: bool = True
+    energy_unknown: int = 0
+    energy_known: bool = True
 
     @property
     def gflop(self) -> float:
@@ -71,8 +87,9 @@ class CostTotals:
         return {
             "runs": self.runs,
             "trials": self.trials,
-            "energy_kwh": json_float(self.energy_kwh),
-            "emissions_kg": json_float(self.emissions_kg),
+            "energy_kwh": json_float(self.energy_kwh) if self.energy_known else None,
+            "emissions_kg": json_float(self.emissions_kg) if self.energy_known else None,
+            "energy_unknown": self.energy_unknown,
             "fpo": self.fpo if self.fpo_known else None,
             "fpo_unknown": self.fpo_unknown,
             "fpo_lower_bound": self.fpo_lower_bound,
@@ -89,3 +106,26 @@ class CostTotals:
         if not self.duration_known:
             return "unknown"
         return run_times_text(self.duration_s, self.duration_unknown)
+
+    def energy_text(self) -> str:
+        """The runs' energy as the reports say it: ``"10.3 µWh + unknown for 2 runs"``.
+
+        ``"unknown (none of the 3 runs recorded energy)"`` when no run of the set recorded
+        its energy (tracked with no meter): never a silent 0 mWh.
+        """
+        return known_sum_text(format_energy(self.energy_kwh), self)
+
+    def emissions_text(self) -> str:
+        """The runs' CO2-eq as :meth:`energy_text` says their energy (unknown where it is)."""
+        return known_sum_text(format_emissions(self.emissions_kg), self)
+
+
+def known_sum_text(text: str, cost: CostTotals) -> str:
+    """``text`` (an energy or CO2-eq of ``cost``) with the runs whose energy is unknown.
+
+    ``"10.3 µWh"``; ``"10.3 µWh + unknown for 2 runs"``; ``"unknown (none of the 3 runs
+    recorded energy)"`` when no run of ``cost`` recorded its own (``energy_known`` false).
+    """
+    if not cost.energy_known:
+        return energy_none_recorded(cost.runs)
+    return unknown_for(text, cost.energy_unknown)

@@ -51,8 +51,9 @@ class Efficiency:
         status: the run's status.
         metric: the metric name.
         score: the run's score (``None`` if it has none).
-        energy_kwh: IT energy in kWh.
-        emissions_kg: emissions in kg CO2-eq.
+        energy_kwh: IT energy in kWh; NaN (``null`` in JSON) when unknown: no meter
+            recorded it (``meters=[]``), never 0.
+        emissions_kg: emissions in kg CO2-eq; NaN where ``energy_kwh`` is.
         fpo: floating-point operations (``None`` if unknown).
         score_per_gflop: score per GFLOP (1e9 FPO); each ratio ``None`` as
             :func:`score_per_cost` gives it (an unknown or zero cost, a score below 0).
@@ -153,18 +154,20 @@ def efficiency(
     value = run_score(run, metric, mode=mode, reduce=reduce)
     score = None if math.isnan(value) else value
     gflop = None if run.fpo is None else run.fpo / FPO_PER_GFLOP
+    # no meter (meters=[]): its energy and CO2-eq unknown (NaN), no ratio, never a 0 kWh
+    kwh, kg = (run.energy_kwh, run.emissions_kg) if run.energy_recorded else (math.nan,) * 2
     return Efficiency(
         run_id=run.id,
         name=run.name,
         status=run.status,
         metric=metric,
         score=score,
-        energy_kwh=run.energy_kwh,
-        emissions_kg=run.emissions_kg,
+        energy_kwh=kwh,
+        emissions_kg=kg,
         fpo=run.fpo,
         score_per_gflop=score_per_cost(score, gflop),
-        score_per_kwh=score_per_cost(score, run.energy_kwh),
-        score_per_kg=score_per_cost(score, run.emissions_kg),
+        score_per_kwh=score_per_cost(score, kwh),
+        score_per_kg=score_per_cost(score, kg),
         role=run.role or "trial",
     )
 
@@ -215,8 +218,9 @@ def efficiencies(
     study = study_trials(RunForest.build(runs), metric=metric, mode=mode, reduce=reduce)
     forest = study.forest
     fpo = forest.fpo_sums  # RunForest's rules, as the price tag's: one reading of a cost
-    energy = forest.cost_sums("energy_kwh")
-    emissions = forest.cost_sums("emissions_kg")
+    # NaN where no meter recorded it (meters=[]): no ratio, never a score per 0 kWh
+    energy = forest.known_cost_sums("energy_kwh")
+    emissions = forest.known_cost_sums("emissions_kg")
     out = []
     for pos, run in enumerate(forest.runs):
         role = study.roles.roles[pos]

@@ -526,14 +526,28 @@ def evp_by_budget(
             cost = np.array([math.nan if c is None else float(c) for c in raw])
             unknown = int(np.isnan(cost).sum())
             timed = attribute == "duration_s"  # a run recorded without one: unknown, not 0 s
+            # a run with no energy meter (meters=[]): its energy and CO2-eq unknown, not 0
+            metered = attribute in ("energy_kwh", "emissions_kg")
             if unknown == cost.size:
-                what = "recorded run time (duration_s)" if timed else key
+                what = (
+                    "recorded run time (duration_s)"
+                    if timed
+                    else f"{key} (no energy meter recorded any)"
+                    if metered
+                    else key
+                )
                 raise AnalysisError(
                     f"no trial has a known {what}: cannot put it on the budget axis"
                 )
             if unknown:
                 cost = np.where(np.isnan(cost), np.nanmean(cost), cost)
-                what = "recorded run time" if timed else label
+                what = (
+                    "recorded run time"
+                    if timed
+                    else "energy recorded (no energy meter)"
+                    if metered
+                    else label
+                )
                 notes.append(
                     f"{count_out_of(unknown, cost.size, 'trial')} had no {what}; given the mean"
                 )

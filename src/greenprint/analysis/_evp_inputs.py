@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from greenprint._exceptions import AnalysisError
+from greenprint._forest_sums import SHARED_COSTS
 from greenprint.analysis._common import RunForest
 
 
@@ -25,8 +26,11 @@ def _trial_costs(forest: RunForest, positions: Sequence[int], attribute: str | N
         # (RunForest.known_sums); a duration of 0.0 is a run recorded without one: unknown
         sums = forest.fpo_sums if attribute == "fpo" else forest.duration_sums
         return [sums.inclusive[p] if sums.complete[p] else None for p in positions]
-    values = [getattr(r, attribute) for r in forest.runs]
     inclusive = forest.cost_sums(attribute)  # the price tag's (concurrent children share)
+    if attribute in SHARED_COSTS and not forest.energy_all_recorded:  # a run with no meter:
+        known = forest.energy_sums.complete  # its energy and CO2-eq unknown, never 0
+        return [inclusive[p] if known[p] else None for p in positions]
+    values = [getattr(r, attribute) for r in forest.runs]
     below = [False] * len(values)
     for pos in forest.order:  # children before parents: whether any descendant knows its cost
         below[pos] = any(values[c] is not None or below[c] for c in forest.children[pos])

@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from greenprint._exceptions import AnalysisError, ConfigError
+from greenprint._forest_sums import SHARED_COSTS
 from greenprint._format import count_of
 from greenprint._records import RunRecord
 from greenprint.analysis._common import Mode, Reduce, RunForest, check_choice, check_logged
@@ -174,6 +175,8 @@ def pareto_runs(
     else:  # as the price tag sums them (energy and CO2-eq: concurrent children share)
         inclusive = forest.cost_sums(cost)
         known = [v is not None for v in values]
+        if cost in SHARED_COSTS and not forest.energy_all_recorded:  # no meter: unknown
+            known = forest.energy_sums.complete
     kept: list[RunRecord] = []
     rows: list[tuple[float, float]] = []
     unknown = 0  # scored trials left out for want of a known cost
@@ -189,7 +192,11 @@ def pareto_runs(
         kept.append(run)
         rows.append((score, float(value)))
     if unknown:  # said, as the price tag says a run of unknown FPO or time: never a silent gap
-        what = "run time (recorded without a duration)" if cost == "duration_s" else cost
+        what = {
+            "duration_s": "run time (recorded without a duration)",
+            "energy_kwh": "energy (no meter recorded it)",
+            "emissions_kg": "CO2-eq (no meter recorded its energy)",
+        }.get(cost, cost)
         logger.warning(
             "pareto_runs: %s with a score left out of the front, %s %s unknown",
             count_of(unknown, "trial"),

@@ -54,6 +54,13 @@ it), a group none of whose runs knows its time has ``duration_known`` false (its
 knows its own. The texts say ``"1m 35s + unknown for 2 runs"``, never a sum that leaves them out
 without a word.
 
+Unknown energy. A run that recorded no energy (tracked with no meter, ``meters=[]``:
+:attr:`~greenprint._records.RunRecord.energy_recorded` false) holds 0.0 kWh and 0.0 kg, read
+by the same rule: ``energy_unknown`` counts it, a group none of whose runs recorded energy has
+``energy_known`` false (its JSON ``energy_kwh`` and ``emissions_kg`` null), the final run's
+energy and CO2-eq are NaN (null) unless it or every run inside it recorded its own, and its
+shares are ``None`` while some run's energy is unknown. CO2-eq is unknown where energy is.
+
 Trials: the runs with role ``trial`` (given, or inferred: see :mod:`greenprint.analysis._roles`);
 never a part (a fold), a sweep, a baseline, the final run or a learning-curve run. ``runs``
 counts every run.
@@ -241,6 +248,10 @@ def forest_price_tag(
         times = forest.duration_sums
         time_in, time_ex = times.inclusive, times.exclusive
     time_unknown = times.unknown if times is not None and True in times.unknown else None
+    # energy and CO2-eq of a run with no meter (meters=[]): 0.0 in the sums above, unknown by
+    # the same rule (counted in energy_unknown; a group none of whose runs recorded it unknown)
+    watts = None if forest.energy_all_recorded else forest.energy_sums
+    energy_unknown = watts.unknown if watts is not None and True in watts.unknown else None
     fpo = forest.fpo_sums  # the FPO rule (unknown, complete): RunForest.known_sums
     fpo_in, fpo_ex = fpo.inclusive, fpo.exclusive
     notes.extend(forest.notes)
@@ -255,6 +266,7 @@ def forest_price_tag(
         > items[p].energy_kwh * (1 + 1e-9) + 1e-12
         for p in forest.inner_order
         if p not in energy.shares  # shared out: a floored one has its own note
+        and items[p].energy_recorded  # no meter: its children's sum is its energy
     ):
         notes.append(
             "some parent runs recorded less energy than their children: the children's sum is used"
@@ -285,6 +297,7 @@ def forest_price_tag(
             duration_s=float(sum(pick(time_ex))),
             fpo_lower_bound=sum(pick(bound)) if any_bound else 0,
             duration_unknown=sum(pick(time_unknown)) if time_unknown else 0,
+            energy_unknown=sum(pick(energy_unknown)) if energy_unknown else 0,
         )
 
     total = totals(range(len(items)))
@@ -318,7 +331,9 @@ def forest_price_tag(
     }
     by_final = {group: totals(positions) for group, positions in of_final.items()}
 
-    def unknown_where_none_knows(value: Literal["fpo", "duration_s"], knows: list[bool]) -> None:
+    def unknown_where_none_knows(
+        value: Literal["fpo", "duration_s", "energy_kwh"], knows: list[bool]
+    ) -> None:
         """Each group's total marked unknown in ``value`` where no run of it ``knows`` its own."""
         nonlocal total, by_status, by_role, by_final
 
@@ -338,6 +353,9 @@ def forest_price_tag(
         unknown_where_none_knows("fpo", _knows_fpo(forest))
     if total.duration_unknown and times is not None:  # a group's 0 s may mean unknown
         unknown_where_none_knows("duration_s", _knows(forest, times, durations))
+    if total.energy_unknown and watts is not None:  # a group's 0 kWh may mean unknown
+        recorded = [r.energy_recorded for r in items]
+        unknown_where_none_knows("energy_kwh", _knows(forest, watts, recorded, own=recorded))
 
     started = min(forest.column("started_at"))
     ends = forest.column("ended_at")
@@ -357,6 +375,7 @@ def forest_price_tag(
         run = items[chosen]
         final_fpo = int(fpo_in[chosen]) if fpo.complete[chosen] else None
         final_time_known = times is None or times.complete[chosen]
+        final_energy_known = watts is None or watts.complete[chosen]  # NaN (null) if not
         scored = trials.scores[chosen]
         score = scored.score
         final_run = FinalRun(
@@ -366,13 +385,17 @@ def forest_price_tag(
             chosen=final is not None,
             metric=metric,
             score=None if math.isnan(score) else score,
-            energy_kwh=float(energy_in[chosen]),
-            emissions_kg=float(co2_in[chosen]),
+            energy_kwh=float(energy_in[chosen]) if final_energy_known else math.nan,
+            emissions_kg=float(co2_in[chosen]) if final_energy_known else math.nan,
             fpo=final_fpo,
             # NaN: its time unknown (it recorded none, nor did every run inside it)
             duration_s=float(time_in[chosen]) if final_time_known else math.nan,
-            energy_share=_ratio(energy_in[chosen], total.energy_kwh),
-            emissions_share=_ratio(co2_in[chosen], total.emissions_kg),
+            energy_share=_ratio(energy_in[chosen], total.energy_kwh)
+            if final_energy_known and not total.energy_unknown
+            else None,
+            emissions_share=_ratio(co2_in[chosen], total.emissions_kg)
+            if final_energy_known and not total.energy_unknown
+            else None,
             fpo_share=None if final_fpo is None else _ratio(final_fpo, total.fpo),
             duration_share=_ratio(time_in[chosen], total.duration_s) if final_time_known else None,
             role=roles.roles[chosen],
@@ -409,7 +432,15 @@ def forest_price_tag(
         started_at=started,
         ended_at=ended,
         final=final_run,
-        edh=_edh(forest, roles.trials, energy_in, co2_in, fpo_in, fpo.complete),
+        edh=_edh(
+            forest,
+            roles.trials,
+            energy_in,
+            co2_in,
+            fpo_in,
+            fpo.complete,
+            None if watts is None else watts.complete,
+        ),
         provenance=_provenance(forest, energy_in, energy_far),
         metric=metric,
         mode=mode,

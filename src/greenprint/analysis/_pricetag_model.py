@@ -18,8 +18,6 @@ from typing import TYPE_CHECKING, Any
 from greenprint._format import (
     count_of,
     format_duration,
-    format_emissions,
-    format_energy,
     format_fpo,
     fpo_none_counted,
 )
@@ -268,7 +266,7 @@ class PriceTag:
             fpo = f"at least {fpo}"
         lines = [  # the units the reports write (25.8 mWh, not 2.58e-05 kWh)
             f"{count_of(t.trials, 'trial')}{statuses} in {count_of(t.runs, 'run')}",
-            f"{format_energy(t.energy_kwh)}, {format_emissions(t.emissions_kg)}, {fpo}, "
+            f"{_energy_of_runs(t)}, {fpo}, "
             f"{_time_of_runs(t)} of runs over "
             f"{format_duration(self.elapsed_s)} "
             "elapsed",
@@ -280,6 +278,16 @@ class PriceTag:
             lines.append(f"energy measured by hardware counters: {share:.0%}")
         lines.extend(self.notes)
         return "\n".join(lines)
+
+
+def _energy_of_runs(t: CostTotals) -> str:
+    """``"10.3 µWh, 4.93 µg CO2-eq"`` (``+ unknown for 2 runs`` each), for the summary.
+
+    ``"energy and CO2-eq unknown (none of the 3 runs recorded energy)"`` when no run did.
+    """
+    if not t.energy_known:
+        return "energy and CO2-eq " + t.energy_text()
+    return f"{t.energy_text()}, {t.emissions_text()}"
 
 
 def _time_of_runs(t: CostTotals) -> str:

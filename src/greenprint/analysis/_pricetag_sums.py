@@ -11,6 +11,7 @@ order, so every total is the same float.
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -54,13 +55,21 @@ def _knows_fpo(forest: RunForest) -> list[bool]:
     return [o or c or k for o, c, k in zip(own, covered, complete, strict=True)]
 
 
-def _knows(forest: RunForest, sums: KnownSums, values: Sequence[Any]) -> list[bool]:
+def _knows(
+    forest: RunForest,
+    sums: KnownSums,
+    values: Sequence[Any],
+    *,
+    own: Sequence[bool] | None = None,
+) -> list[bool]:
     """For each run, whether its own part of an amount (its run time) is a known amount.
 
     As :func:`_knows_fpo`, of ``values`` summed into ``sums`` (``forest.known_sums``): its own
-    is known (above 0), it lies inside a run whose own is, or its sum is complete.
+    is known (above 0, or ``own`` true: a run's energy recorded), it lies inside a run whose
+    own is, or its sum is complete.
     """
-    own = [v is not None and v > 0 for v in values]
+    if own is None:
+        own = [v is not None and v > 0 for v in values]
     covered = forest.covered(own)
     return [o or c or k for o, c, k in zip(own, covered, sums.complete, strict=True)]
 
@@ -69,14 +78,14 @@ def _unknown_if_none_knows(
     cost: CostTotals,
     positions: Sequence[int],
     knows: list[bool],
-    value: Literal["fpo", "duration_s"],
+    value: Literal["fpo", "duration_s", "energy_kwh"],
 ) -> CostTotals:
     """``cost`` marked unknown in ``value`` when its 0 means unknown.
 
-    ``fpo_known`` or ``duration_known`` set false when no run of the group (``positions``)
-    ``knows`` its own.
+    ``fpo_known``, ``duration_known`` or ``energy_known`` (energy and CO2-eq) set false when
+    no run of the group (``positions``) ``knows`` its own.
     """
-    known = "fpo_known" if value == "fpo" else "duration_known"
+    known = {"fpo": "fpo_known", "duration_s": "duration_known"}.get(value, "energy_known")
     if getattr(cost, value) == 0 and getattr(cost, known) and not any(knows[p] for p in positions):
         return replace(cost, **{known: False})
     return cost
@@ -113,33 +122,50 @@ def _edh(
     co2_in: list[Any],
     fpo_in: list[Any],
     fpo_known: list[bool],
+    energy_known: list[bool] | None = None,
 ) -> EDH | None:
     """E·D·H over the trials (their parts' cost included); ``None`` if none has a size.
 
-    ``fpo_known``: whether each run's FPO with its parts' is known (``KnownSums.complete``).
+    ``fpo_known``: whether each run's FPO with its parts' is known (``KnownSums.complete``);
+    ``energy_known`` likewise of its energy (``None``: every run recorded its own). A trial
+    whose energy is unknown (no meter) is no 0 kWh: E x D x H is over the trials with a size
+    whose energy is known, a note saying how many are left out; when none's is, its energy
+    figures are NaN (null) over the trials with a size.
     """
     sizes_of = forest.column("dataset_size")
     covered = [p for p in trial_positions if (sizes_of[p] or 0) > 0]
     if not covered:
         return None
+    unmetered = 0  # trials with a size whose energy is unknown (no meter): not in E x D x H
+    if energy_known is not None and energy_known.count(False):
+        metered = [p for p in covered if energy_known[p]]
+        unmetered = len(covered) - len(metered)
+        covered = metered or covered  # none known: D and H of them all, E unknown
     trials = trial_positions
     pick = _picker(covered)  # the values at ``covered``, in order (sums as before)
     sizes = list(map(int, pick(sizes_of)))
     examples = float(sum(sizes))
-    energy = float(sum(pick(energy_in)))
-    emissions = float(sum(pick(co2_in)))
+    unknown = unmetered == len(covered)  # no trial with a size recorded its energy
+    energy = math.nan if unknown else float(sum(pick(energy_in)))
+    emissions = math.nan if unknown else float(sum(pick(co2_in)))
     if fpo_known.count(False):
         with_fpo = [p for p in covered if fpo_known[p]]
         fpo_examples = float(sum(int(sizes_of[p]) for p in with_fpo))
     else:  # every run knows its FPO
         with_fpo, fpo_examples = covered, examples
-    missing = len(trials) - len(covered)
+    missing = len(trials) - len(covered) - (0 if unknown else unmetered)
     note = None
     if missing:
         have, are = ("has", "is") if missing == 1 else ("have", "are")  # "1 of 4 trials has"
         note = (
             f"{missing} of {len(trials)} trials {have} no dataset_size and {are} not in E x D x H"
         )
+    if unmetered:  # said, as the trials without a size are
+        have, are = ("has", "is") if unmetered == 1 else ("have", "are")
+        said = f"{unmetered} of {len(trials)} trials {have} a dataset_size but no energy meter" + (
+            "" if unknown else f" and {are} not in E x D x H"
+        )
+        note = f"{note}; {said}" if note else said
     return EDH(
         trials=len(covered),
         trials_total=len(trials),

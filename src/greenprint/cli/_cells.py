@@ -40,6 +40,7 @@ __all__ = [
     "rank_text",
     "record_dict",
     "safe",
+    "unmetered",
     "zoned_time",
 ]
 
@@ -93,6 +94,21 @@ def name_cell(text: object) -> str:
 
 def num_text(value: float | None) -> str:
     return "-" if value is None else f"{value:.4g}"
+
+
+def unmetered(record: RunRecord) -> dict[str, None]:
+    """The cost fields of a run with no energy meter, as ``None``: ``{}`` for any other run.
+
+    A run tracked with ``meters=[]`` (:attr:`RunRecord.energy_recorded` false) holds 0.0 kWh
+    and 0.0 kg: unknown, never 0. ``ls``, ``show`` and ``export`` write them as ``-``,
+    ``null`` or an empty CSV cell, as the report's JSON does.
+    """
+    if record.energy_recorded:
+        return {}
+    out: dict[str, None] = {"energy_kwh": None, "emissions_kg": None}
+    if not record.machine_energy_kwh:  # 0.0 too: no meter read the machine either
+        out["machine_energy_kwh"] = None
+    return out
 
 
 def energy_text(kwh: float | None) -> str:
@@ -170,5 +186,6 @@ def aligned_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
 def record_dict(record: RunRecord) -> dict[str, Any]:
     out = dataclasses.asdict(record)
     out["duration_s"] = known_duration(record.duration_s)  # null: none recorded
+    out.update(unmetered(record))  # null: no energy meter (meters=[])
     out["metrics"] = [dataclasses.asdict(p) for p in record.metrics]
     return out

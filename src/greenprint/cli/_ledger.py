@@ -107,8 +107,8 @@ def ls_command(
                     "parent_id": r.parent_id,
                     "started_at": r.started_at,
                     "duration_s": known_duration(r.duration_s),  # null: none recorded
-                    "energy_kwh": r.energy_kwh,
-                    "emissions_kg": r.emissions_kg,
+                    "energy_kwh": r.energy_kwh if r.energy_recorded else None,  # null: no
+                    "emissions_kg": r.emissions_kg if r.energy_recorded else None,  # meter
                     "main_metric": {"name": main[0], "value": main[1]} if main else None,
                 }
             )
@@ -150,8 +150,10 @@ def ls_command(
                 safe(r.status),
                 when(r.started_at),
                 duration_text(r.duration_s),
-                ("+" if adds else "") + energy_text(r.energy_kwh),
-                ("+" if adds else "") + emissions_text(r.emissions_kg),
+                # "-": no energy meter (meters=[]), unknown, never "0 mWh"
+                ("+" if adds else "") + energy_text(r.energy_kwh if r.energy_recorded else None),
+                ("+" if adds else "")
+                + emissions_text(r.emissions_kg if r.energy_recorded else None),
                 _metric_cell(main, roles[r.id][5] if tree else None),
             ]
         )

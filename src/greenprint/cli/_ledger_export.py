@@ -20,7 +20,7 @@ import click
 from greenprint._exceptions import ConfigError
 from greenprint._format import count_of, json_safe, known_duration
 from greenprint._records import RunRecord
-from greenprint.cli._cells import json_text, open_ledger, record_dict
+from greenprint.cli._cells import json_text, open_ledger, record_dict, unmetered
 from greenprint.cli._common import TEXT, Choice, applied_intensity, ledger_option, study_option
 from greenprint.cli._ledger_roles import roles_as_read
 
@@ -75,6 +75,7 @@ def _csv(records: Sequence[RunRecord], metric: str | None) -> str:
     for record in records:
         row: dict[str, Any] = {name: getattr(record, name) for name in base if name in _FIELDS}
         row["duration_s"] = known_duration(record.duration_s)  # empty: none recorded
+        row.update(unmetered(record))  # empty: no energy meter (meters=[]), never 0
         row["intensity_g_per_kwh"], row["intensity_source"] = _priced_at(record)
         (
             row["role"],

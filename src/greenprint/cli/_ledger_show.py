@@ -20,6 +20,7 @@ from greenprint.cli._cells import (
     rank_text,
     record_dict,
     safe,
+    unmetered,
     zoned_time,
 )
 from greenprint.cli._common import TEXT, applied_intensity, ledger_option
@@ -104,8 +105,9 @@ def show_command(run_id: str, ledger: str | None, as_json: bool) -> None:
     put("scope", record.scope)
     for component in ("cpu", "gpu", "ram"):  # as the report writes them; --json has kWh
         put(f"energy {component}", energy_text(getattr(record, f"energy_{component}_kwh")))
-    put("energy", energy_text(record.energy_kwh))
-    put("machine energy", energy_text(record.machine_energy_kwh))
+    unknown = unmetered(record)  # no energy meter (meters=[]): unknown, never "0 mWh"
+    put("energy", "unknown (no energy meter)" if unknown else energy_text(record.energy_kwh))
+    put("machine energy", energy_text(unknown.get("machine_energy_kwh", record.machine_energy_kwh)))
     put("PUE", num_text(record.pue))
     g_per_kwh, intensity_source = applied_intensity(
         energy_kwh=record.energy_kwh,
@@ -117,7 +119,14 @@ def show_command(run_id: str, ledger: str | None, as_json: bool) -> None:
     source = f" [{intensity_source}]" if intensity_source else ""
     shown = "-" if g_per_kwh is None else f"{num_text(g_per_kwh)} g CO2-eq/kWh"
     put("intensity", shown + source)
-    put("CO2-eq", "-" if record.emissions_kg is None else format_emissions(record.emissions_kg))
+    put(
+        "CO2-eq",
+        "unknown (no energy meter)"
+        if unknown
+        else "-"
+        if record.emissions_kg is None
+        else format_emissions(record.emissions_kg),
+    )
     fpo_shown = fpo_text(record.fpo)
     said = []  # what the figure is: a lower bound, counted assuming an FFT library...
     if record.fpo is not None and is_fpo_lower_bound(record.provenance):

@@ -519,9 +519,12 @@ def _check_priceable(record: RunRecord) -> None:
     nan``, which read as a mistake in the command.
 
     Raises:
-        AnalysisError: the energy or PUE is missing, NaN, infinite or negative.
+        AnalysisError: the energy or PUE is missing, NaN, infinite or negative, or the run
+            had no energy meter.
     """
     problems = []
+    if not record.energy_recorded:  # 0.0 kWh and no component: unknown, no 0 to price
+        problems.append("it had no energy meter (tracked with meters=[]): its energy is unknown")
     for what, value, unit in (("energy", record.energy_kwh, " kWh"), ("PUE", record.pue, "")):
         if value is None:
             problems.append(f"its {what} was not recorded")

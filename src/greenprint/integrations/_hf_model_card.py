@@ -45,7 +45,8 @@ def model_card_co2(
 
     Returns:
         ``{"emissions": grams CO2-eq, "source": "greenprint ...", ...}``; emissions in grams,
-        as the Hub's metadata wants, rounded to 6 significant digits.
+        as the Hub's metadata wants, rounded to 6 significant digits; ``None`` for a run
+        with no energy meter (``meters=[]``), whose source says so.
 
     Raises:
         ConfigError: ``run`` is neither a run nor a run record.
@@ -59,11 +60,14 @@ def model_card_co2(
         record = run
     else:
         raise ConfigError(f"model_card_co2 needs a Run or RunRecord, not {type(run).__name__}")
-    grams = kg_to_g(record.emissions_kg or 0.0)
     block: dict[str, Any] = {
-        "emissions": float(f"{grams:.6g}"),
+        "emissions": None,  # a run with no energy meter (meters=[]): unknown, never 0 g
         "source": f"greenprint {record.greenprint_version}, run {record.id}",
     }
+    if record.energy_recorded:
+        block["emissions"] = float(f"{kg_to_g(record.emissions_kg or 0.0):.6g}")
+    else:
+        block["source"] += " (no energy meter: its energy and CO2-eq are unknown)"
     if training_type is not None:
         block["training_type"] = training_type
     # the grid region of the intensity ("DE"), as the report's model card says it: the source

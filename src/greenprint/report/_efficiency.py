@@ -22,7 +22,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from greenprint._format import ENERGY_UNITS, FPO_UNITS, and_list, format_energy, format_fpo
+from greenprint._format import (
+    ENERGY_UNITS,
+    FPO_UNITS,
+    and_list,
+    format_fpo,
+    run_energy_text,
+)
 from greenprint._provenance import FPO_KEY, is_fpo_lower_bound
 from greenprint.analysis._common import RunForest, json_float, lower_is_better
 from greenprint.analysis._efficiency import FPO_PER_GFLOP, score_per_cost
@@ -64,7 +70,8 @@ class EfficiencyRow:
             ``"baseline"`` (one or more).
         metric: the metric its score is of (the final run's held-out score may be of another).
         score: its score (``None``: a final run that logged none; it has no ratio).
-        energy_kwh: its IT energy with its parts', kWh.
+        energy_kwh: its IT energy with its parts', kWh; NaN (``null``) when unknown (no
+            meter recorded it).
         fpo: its FPO with its parts' (``None``: unknown).
         fpo_lower_bound: its FPO are a lower bound (ops with no rule were run).
         score_per_kwh: score per kWh (``None``: no energy).
@@ -195,7 +202,8 @@ class EfficiencySection:
                     row.name,
                     ", ".join(row.why),
                     score,
-                    format_energy(row.energy_kwh),
+                    # NaN: no meter recorded it: "unknown", as FPO, never "0 mWh"
+                    run_energy_text(row.energy_kwh),
                     fpo,
                     _ratio(self.per_energy(row)),
                     per_fpo,
@@ -287,7 +295,7 @@ def efficiency_section(
         if position is not None:
             reasons.setdefault(position, []).append(why)
 
-    energy = forest.cost_sums("energy_kwh")
+    energy = forest.known_cost_sums("energy_kwh")  # NaN: no meter recorded it (meters=[])
     final = None if final_id is None else index.get(final_id)
     add(final, "final run")
     # the finished trial with the highest score (a pruned trial's is an intermediate value of a
@@ -298,7 +306,8 @@ def efficiency_section(
     started = forest.column("started_at")
 
     def rank(p: int) -> tuple[float, bool, float, float]:
-        return (scores[p].score, p == final, -energy[p], -started[p])
+        kwh = energy[p]  # an unknown energy (NaN) after every known one
+        return (scores[p].score, p == final, -kwh if kwh == kwh else -math.inf, -started[p])
 
     best = None
     for p in trials.positions:

@@ -70,6 +70,12 @@ def evp_figures(inputs: FigureInputs) -> tuple[list[Figure], list[str]]:
     if np.isnan(scores).all():
         return [], [_no_score_note(inputs, columns.positions[scored & ended].tolist())]
     costs = columns.energy_kwh[ended]
+    # a trial whose energy is unknown (no meter: NaN) is given the mean trial's, as
+    # evp_by_budget does on runs; none known: no figure against energy, and a note says why
+    unmetered = np.isnan(costs)
+    unknown = int(unmetered.sum())
+    if unknown:
+        costs = np.where(unmetered, np.nanmean(costs) if unknown < costs.size else 0.0, costs)
     curves: dict[bool, EVPCurve] = {
         replacement: evp_by_budget(
             scores,
@@ -198,6 +204,16 @@ def evp_figures(inputs: FigureInputs) -> tuple[list[Figure], list[str]]:
         provenance=provenance,
         notes=tuple(notes),
     )
+    if unknown == costs.size:  # no trial recorded its energy: never an axis of 0 mWh
+        return [by_trials], [
+            "no expected-best-score-against-energy figure: no trial recorded its energy "
+            "(tracked with no energy meter, meters=[]): it is unknown, not 0"
+        ]
+    if unknown:
+        notes.append(
+            f"{unknown} of {count_of(costs.size, 'trial')} recorded no energy (no meter): "
+            "given the mean trial's"
+        )
     mean_kwh = float(dodge.budget[0] / dodge.n[0]) if len(dodge) else 0.0
     by_energy = Figure(
         id="evp_energy",

@@ -65,7 +65,9 @@ class TrialColumns:
         score: each trial's score (``scores``; NaN: none).
         energy_kwh: each trial's energy with its parts' (kWh), as the price tag counts it:
             trials that ran at the same time share their sweep's measurement
-            (:meth:`~greenprint.analysis._common.RunForest.shared_sums`).
+            (:meth:`~greenprint.analysis._common.RunForest.shared_sums`); NaN for a trial
+            whose energy is unknown (no meter recorded it, nor every run inside it:
+            ``RunForest.energy_sums``), never 0.
         finished: whether its status is ``"finished"`` (bool array); ``pruned`` and
             ``running`` likewise.
     """
@@ -87,7 +89,8 @@ class TrialColumns:
         """
         forest, trials = inputs.forest, inputs.trials
         all_ids, statuses = forest.column("id"), forest.column("status")
-        energies = forest.shared_sums("energy_kwh").inclusive  # the price tag's, computed once
+        # the price tag's, computed once; NaN where no meter recorded it (meters=[])
+        energies = forest.known_cost_sums("energy_kwh")
         ids = [all_ids[p] for p in trials]
         status = np.array([statuses[p] for p in trials], dtype=object)
         size = len(trials)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from greenprint._format import count_of
 from greenprint._records import RunRecord
 from greenprint.analysis import (
     pareto_front,
@@ -39,7 +40,15 @@ def pareto_figure(inputs: FigureInputs) -> tuple[Figure | None, str | None]:
     finished = groups["finished"]
     everything = np.concatenate([finished, groups["pruned"]])
     if not everything.size:
+        if np.any(np.isfinite(score) & (columns.finished | columns.pruned)):
+            return None, (
+                "no Pareto plot: no scored trial recorded its energy (tracked with no energy "
+                "meter, meters=[]): its energy is unknown, not 0"
+            )
         return None, "no Pareto plot: no finished or pruned trial has a score"
+    # scored trials whose energy is unknown (no meter): left out of the plot, and said
+    scored = np.isfinite(score) & (columns.finished | columns.pruned)
+    unplaced = int(np.sum(scored & np.isnan(energy)))
     factor, unit = energy_unit(float(np.max(energy[everything])))
     old_factor = factor
 
@@ -74,7 +83,8 @@ def pareto_figure(inputs: FigureInputs) -> tuple[Figure | None, str | None]:
     series.extend(front_series)
     final: tuple[float, float, str] | None = None
     final_position = None if inputs.final_id is None else inputs.forest.index.get(inputs.final_id)
-    energy_of = inputs.forest.shared_sums("energy_kwh").inclusive  # as the trials' points
+    energy_of = inputs.forest.known_cost_sums("energy_kwh")  # as the trials' points (NaN:
+    # no meter recorded it)
     if final_position is not None:
         row = np.flatnonzero(columns.positions[everything] == final_position)
         if row.size:  # the final run is one of the points
@@ -95,7 +105,7 @@ def pareto_figure(inputs: FigureInputs) -> tuple[Figure | None, str | None]:
         # the finished trial whose configuration it retrained, and say so
         run = inputs.forest.runs[final_position]
         twin = _retrained_trial(inputs, [int(columns.positions[k]) for k in finished], run)
-        if twin is not None and run.params:
+        if twin is not None and run.params and math.isfinite(energy_of[twin]):
             twin_run = inputs.forest.runs[twin]
             twin_kwh = energy_of[twin]
             final = (twin_kwh, inputs.scores.get(twin_run.id, math.nan), twin_run.id)
@@ -143,6 +153,14 @@ def pareto_figure(inputs: FigureInputs) -> tuple[Figure | None, str | None]:
             ),
         ),
         provenance=(_score_provenance(inputs),) + inputs.energy_provenance,
+        notes=(
+            (
+                f"{count_of(unplaced, 'scored trial')} left out: no meter recorded "
+                f"{'its' if unplaced == 1 else 'their'} energy (unknown, not 0)",
+            )
+            if unplaced
+            else ()
+        ),
     )
     return figure, None
 

@@ -289,12 +289,15 @@ def timeline_figure(
         mean_rows[:, 2:] *= scale[:, None]
     use_samples = len(roots) <= max_sampled_runs
     untimed = 0  # runs with energy but no recorded duration and no samples: not drawn
+    # runs with no meter (meters=[]): their samples hold no power, their energy is unknown,
+    # not 0 W: not drawn, and said
+    unmetered = sum(not run.energy_recorded for run in roots)
     if use_samples:
         # each run's samples, or its row at mean power, in the runs' order
         parts: list[np.ndarray] = []
         averaged = 0
         for k, run in enumerate(roots):
-            found = samples_of(run.id)
+            found = samples_of(run.id) if run.energy_recorded else None
             if found:
                 sampled = _sample_rows(found)
                 if where[k] in spans:  # up to the end of the runs around it
@@ -409,6 +412,12 @@ def timeline_figure(
             f"{'they are' if ran_on > 1 else 'it is'} part of ended (a worker process left "
             "running when its main process was stopped or crashed): drawn inside it up to that "
             f"end, and after it {how}, at what the price tag counts"
+        )
+    if unmetered:
+        were, its = ("is", "its") if unmetered == 1 else ("are", "their")
+        notes.append(
+            f"{count_of(unmetered, 'top-level run')} with no energy meter {were} not drawn: "
+            f"{its} energy is unknown (not 0 W), and not under the energy curve"
         )
     if untimed:
         were, its = ("is", "its") if untimed == 1 else ("are", "their")

@@ -167,7 +167,10 @@ def _at_least(rows: Sequence[Sequence[str]], total: CostTotals) -> str:
     """
     fpo = any(row[-2].startswith(r"$\geq$") for row in rows)
     time = any(row[-1].startswith(r"$\geq$") for row in rows)
+    energy = any(cell.startswith(r"$\geq$") for row in rows for cell in row[:-2])
     why = []
+    if energy:  # runs with no energy meter (meters=[]): no 0 in the sums
+        why.append("energy and CO$_2$-eq of some runs unknown (no energy meter), not counted")
     if fpo and total.fpo_unknown:
         why.append("FPO of some runs unknown, not counted")
     if fpo and total.fpo_lower_bound:
@@ -216,8 +219,8 @@ def _price_tag_table(
                 esc(status),
                 str(cost.runs),
                 str(cost.trials),
-                _num(cost.energy_kwh, energy[0]),
-                _num(cost.emissions_kg, mass[0]),
+                _energy_cell(cost, cost.energy_kwh, energy[0]),
+                _energy_cell(cost, cost.emissions_kg, mass[0]),
                 fpo_cell,
                 _time_cell(cost, time_unit[0]),
             ]
@@ -227,6 +230,17 @@ def _price_tag_table(
         [units[k] for k in keep],
         [[row[k] for k in keep] for row in rows],
     )
+
+
+def _energy_cell(cost: CostTotals, value: float, factor: float) -> str:
+    r"""A set's energy or CO2-eq in its column's unit, as :func:`_time_cell` writes its time.
+
+    ``"unknown"`` when no run of the set recorded energy (no meter: never ``"0"``);
+    ``$\geq$`` before the sum of those that did when some did not.
+    """
+    if not cost.energy_known:
+        return "unknown"
+    return (r"$\geq$" if cost.energy_unknown else "") + _num(value, factor)
 
 
 def _time_cell(cost: CostTotals, factor: float) -> str:

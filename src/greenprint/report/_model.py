@@ -186,8 +186,9 @@ class RunRow:
         started_at: start, seconds since the Unix epoch.
         duration_s: duration, s; ``None`` when it recorded none (``RunRecord.duration_s``
             0.0: a run built by hand through the ledger API, or imported).
-        energy_kwh: IT energy, kWh.
-        emissions_kg: emissions, kg CO2-eq.
+        energy_kwh: IT energy, kWh; NaN (``null`` in JSON) when the run recorded none (no
+            meter, ``meters=[]``: ``RunRecord.energy_recorded`` false), never 0.
+        emissions_kg: emissions, kg CO2-eq; NaN where ``energy_kwh`` is.
         fpo: floating-point operations: its own; for a run that counted none of its own but
             whose children inside it all know theirs (a trial over its folds, a sweep over its
             trials), their sum; else ``None`` (unknown).

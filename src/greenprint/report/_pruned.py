@@ -34,6 +34,7 @@ from greenprint._format import (
     format_share,
     format_step,
     fpo_text,
+    unknown_for,
 )
 from greenprint._frozen import slot_constructor
 from greenprint._pruned import (
@@ -136,6 +137,11 @@ class PrunedSummary:
             tag's ``fpo_unknown`` of its ``pruned`` entry).
         fpo_lower_bound: how many runs in ``fpo`` counted a lower bound.
         study_fpo_unknown: how many of the study's runs' FPO is unknown, not in ``study_fpo``.
+        energy_unknown: how many of the pruned runs recorded no energy (no meter: the price
+            tag's ``energy_unknown`` of its ``pruned`` entry), not in ``energy_kwh``.
+        energy_known: ``False`` when none of them recorded energy: ``energy_kwh`` and
+            ``emissions_kg`` (0) are unknown, written ``null``, never 0.
+        study_energy_unknown: how many of the study's runs recorded no energy.
     """
 
     trials: int
@@ -158,6 +164,16 @@ class PrunedSummary:
     fpo_unknown: int = 0
     fpo_lower_bound: int = 0
     study_fpo_unknown: int = 0
+    energy_unknown: int = 0
+    energy_known: bool = True
+    study_energy_unknown: int = 0
+
+    @property
+    def energy_share(self) -> float | None:
+        """Their share of the study's energy; ``None`` when either is unknown, even in part."""
+        if self.energy_unknown or self.study_energy_unknown or not self.study_energy_kwh > 0:
+            return None
+        return self.energy_kwh / self.study_energy_kwh
 
     @property
     def fpo_share(self) -> float | None:
@@ -198,15 +214,18 @@ class PrunedSummary:
             out.append(where + ".")
         else:
             out.append("No pruned trial recorded or logged a step: when they stopped is unknown.")
-        spent = (
-            f"They spent {format_energy(self.energy_kwh)} "
-            f"({format_share(self.energy_kwh / self.study_energy_kwh)} of the study's energy)"
-            if self.study_energy_kwh > 0
-            else f"They spent {format_energy(self.energy_kwh)}"
-        )
+        of_study = self.energy_share
+        spent = f"They spent {unknown_for(format_energy(self.energy_kwh), self.energy_unknown)}"
+        if of_study is not None:
+            spent += f" ({format_share(of_study)} of the study's energy)"
         # "1 Wh (10%) and 2 g CO2-eq", "1 Wh (10%), 2 g CO2-eq and 3 MFPO (5% of its FPO)"
-        emissions = format_emissions(self.emissions_kg)
-        if self.fpo is None:
+        emissions = unknown_for(format_emissions(self.emissions_kg), self.energy_unknown)
+        if not self.energy_known:  # no meter: unknown, never "0 mWh and 0 mg CO2-eq"
+            spent, emissions = "They spent an unknown energy and CO2-eq (no energy meter)", ""
+        if not emissions:
+            if self.fpo is not None:
+                spent += f", and {fpo_text(self.fpo, self.fpo_unknown, self.fpo_lower_bound)}"
+        elif self.fpo is None:
             spent += f" and {emissions}"
         else:  # "2 kFPO + unknown for 1 run": a run that counted none is no 0 in a sum
             spent += (
@@ -224,7 +243,8 @@ class PrunedSummary:
         # what the trials the estimate covers would have cost: those with a step
         scaled = [r for r in self.rows if r.scale is not None]
         would = sum(r.energy_kwh for r in scaled) + self.saved_energy_kwh
-        measured = self.study_energy_kwh > 0  # else no meter measured it (meters=[]): 0 Wh
+        # else no meter measured it (meters=[]), or not every pruned trial's: no energy saving
+        measured = self.study_energy_kwh > 0 and not self.energy_unknown
         saved_parts, would_parts = [], []
         if measured:
             saved_parts = [
@@ -252,7 +272,7 @@ class PrunedSummary:
         share = (  # no energy measured (meters=[]): no share of nothing
             f" ({format_share(self.saved_energy_kwh / without)} of the study's energy without "
             "pruning)"
-            if without > 0
+            if without > 0 and not self.study_energy_unknown
             else ""
         )
         out.append(
@@ -302,20 +322,22 @@ class PrunedSummary:
                 "full": json_float(self.full_steps),
                 "from_zero": self.from_zero,
             },
-            "energy_kwh": json_float(self.energy_kwh),
-            "emissions_kg": json_float(self.emissions_kg),
+            "energy_kwh": json_float(self.energy_kwh) if self.energy_known else None,
+            "emissions_kg": json_float(self.emissions_kg) if self.energy_known else None,
+            "energy_unknown": self.energy_unknown,
             "fpo": self.fpo,
-            "energy_share": (
-                json_float(self.energy_kwh / self.study_energy_kwh)
-                if self.study_energy_kwh > 0
-                else None
-            ),
+            "energy_share": json_float(self.energy_share),
             "fpo_unknown": self.fpo_unknown,
             "fpo_share": json_float(self.fpo_share),
             "estimate": {
                 "trials": self.estimated,
-                "saved_energy_kwh": json_float(self.saved_energy_kwh),
-                "saved_emissions_kg": json_float(self.saved_emissions_kg),
+                # null: no estimate, or not every pruned trial's energy known (no meter)
+                "saved_energy_kwh": None
+                if self.energy_unknown
+                else json_float(self.saved_energy_kwh),
+                "saved_emissions_kg": None
+                if self.energy_unknown
+                else json_float(self.saved_emissions_kg),
                 "saved_fpo": self.saved_fpo,
                 "method": "each pruned trial's cost scaled by steps of a full trial / steps it ran",
             },
@@ -445,6 +467,9 @@ def pruned_summary(
         fpo_unknown=spent.fpo_unknown if spent is not None and fpo is not None else 0,
         fpo_lower_bound=spent.fpo_lower_bound if spent is not None and fpo is not None else 0,
         study_fpo_unknown=total.fpo_unknown,
+        energy_unknown=spent.energy_unknown if spent is not None else 0,
+        energy_known=spent.energy_known if spent is not None else True,
+        study_energy_unknown=total.energy_unknown,
     )
 
 

@@ -244,7 +244,10 @@ def _rows(trials: StudyTrials, final_id: str | None) -> tuple[RunRow, ...]:
         fpo = run.fpo
         if counted_by_children:
             fpo = counted_by_children.get(position, fpo)
-        energy_kwh = run.energy_kwh
+        # a run with no meter (meters=[]) recorded 0.0 of both: unknown (NaN: null in JSON)
+        recorded = run.energy_kwh != 0.0 or run.energy_recorded
+        energy_kwh = run.energy_kwh if recorded else math.nan
+        emissions_kg = run.emissions_kg if recorded else math.nan
         provenance = run.provenance
         parent_id = run.parent_id
         linked = parents[position]
@@ -281,7 +284,7 @@ def _rows(trials: StudyTrials, final_id: str | None) -> tuple[RunRow, ...]:
         intensity, intensity_source = applied_intensity(
             energy_kwh=energy_kwh,
             pue=run.pue,
-            emissions_kg=run.emissions_kg,
+            emissions_kg=emissions_kg,
             recorded_g_per_kwh=run.intensity_g_per_kwh,
             source=provenance.get("intensity") or run.intensity_source,
         )
@@ -297,7 +300,7 @@ def _rows(trials: StudyTrials, final_id: str | None) -> tuple[RunRow, ...]:
                 run.started_at,  # started_at
                 known_duration(run.duration_s),  # duration_s (None: it recorded none)
                 energy_kwh,  # energy_kwh
-                run.emissions_kg,  # emissions_kg
+                emissions_kg,  # emissions_kg (NaN: unknown, no meter)
                 fpo,  # fpo
                 run.dataset_size,  # dataset_size
                 run.param_count,  # param_count

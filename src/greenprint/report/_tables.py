@@ -14,6 +14,8 @@ from greenprint._format import (
     format_multiple,
     format_share,
     percent_shares,
+    run_emissions_text,
+    run_energy_text,
     run_time_text,
 )
 from greenprint.analysis._pricetag_model import PriceTag
@@ -113,8 +115,9 @@ def headline(report: Report) -> list[tuple[str, str]]:
     """The study's key figures: (label, value) pairs."""
     total = report.price_tag.total
     out = [
-        ("energy (IT)", format_energy(total.energy_kwh)),
-        ("emissions", format_emissions(total.emissions_kg)),
+        # "2.54 mWh + unknown for 3 runs", "unknown (none of the 3 runs recorded energy)"
+        ("energy (IT)", total.energy_text()),
+        ("emissions", total.emissions_text()),
         (
             "trials",
             str(total.trials) + (f" (of {total.runs} runs)" if total.runs != total.trials else ""),
@@ -180,9 +183,13 @@ def final_sentence(report: Report) -> str:
     named = run_id_if_named_alike(final.name, final.run_id, (row.name for row in report.runs))
     # one bracket: "trial-3 (run 1dc72494; the finished trial ...)", not two in a row
     how = f"{named.strip()[1:-1]}; {how}" if named else how
+    energy = (  # NaN: no meter recorded it (nor every run inside it)
+        f"{format_energy(final.energy_kwh)} of energy, {format_emissions(final.emissions_kg)}"
+        if math.isfinite(final.energy_kwh)
+        else "an unknown energy and CO2-eq (no meter recorded them)"
+    )
     text = (
-        f"Final run {final.name} ({how}){score} cost {format_energy(final.energy_kwh)} of "
-        f"energy, {format_emissions(final.emissions_kg)}, {fpo} and "
+        f"Final run {final.name} ({how}){score} cost {energy}, {fpo} and "
         f"{run_time_of(final.duration_s)}"
     )
     share = final.energy_share
@@ -233,6 +240,11 @@ def edh_sentence(report: Report) -> str | None:
     )
     size = f"{edh.dataset_size:,.0f}"
     examples = "example" if size == "1" else "examples"  # "1 example per trial x 1 trial"
+    if not math.isfinite(edh.energy_kwh):  # no trial with a size had an energy meter
+        return (
+            f"E x D x H: energy unknown (no energy meter) x {size} {examples} per trial{sizes} "
+            f"x {count_of(edh.trials, 'trial')}{fpo}. {edh.note}."
+        )
     text = (
         f"E x D x H: {format_energy(edh.energy_kwh_per_example)} per example{fpo} x "
         f"{size} {examples} per trial{sizes} x {count_of(edh.trials, 'trial')} = "
@@ -274,8 +286,8 @@ def price_tag_table(report: Report) -> tuple[list[str], list[list[str]]]:
                 status,
                 str(cost.runs),
                 str(cost.trials),
-                format_energy(cost.energy_kwh),
-                format_emissions(cost.emissions_kg),
+                cost.energy_text(),
+                cost.emissions_text() if cost.energy_known else "unknown",
                 _fpo_cell(cost),
                 cost.duration_text(),
             ]
@@ -328,8 +340,8 @@ def price_tag_role_table(report: Report) -> tuple[list[str], list[list[str]]] | 
             [
                 "total" if role == "total" else role_label(role, tag),
                 str(cost.runs),
-                format_energy(cost.energy_kwh),
-                format_emissions(cost.emissions_kg),
+                cost.energy_text(),
+                cost.emissions_text() if cost.energy_known else "unknown",
                 _fpo_cell(cost),
                 cost.duration_text(),
                 share,
@@ -342,8 +354,11 @@ def role_energy_shares(report: Report) -> list[float]:
     """Each role's percent of the study's energy, then the total's (100), as every format shows.
 
     Rounded to one decimal so that the roles' add up to the 100.0 shown under them
-    (:func:`~greenprint._format.percent_shares`); empty when the study used no energy.
+    (:func:`~greenprint._format.percent_shares`); empty when the study used no energy, or
+    when some run's energy is unknown (no meter): no share of a whole that is not known.
     """
+    if report.price_tag.total.energy_unknown:
+        return []
     shares = percent_shares([cost.energy_kwh for cost in report.price_tag.by_role.values()])
     return [] if shares is None else [*shares, 100.0]
 
@@ -401,8 +416,9 @@ def runs_table(
             row.status,
             final_score_text(report, row)
             or score_text(row.score) + (_PARTS_MEAN_MARK if scored_by_parts(row) else ""),
-            format_energy(row.energy_kwh),
-            format_emissions(row.emissions_kg).replace(" CO2-eq", ""),
+            # NaN: the run recorded no energy (no meter): "unknown", as FPO, never "0 mWh"
+            run_energy_text(row.energy_kwh),
+            run_emissions_text(row.emissions_kg).replace(" CO2-eq", ""),
             # not counted: "unknown", as the price tag and the totals write it (not "-")
             "unknown" if row.fpo is None else fpo_text(row.fpo, lower_bound=row.fpo_lower_bound),
             run_time_text(row.duration_s),  # "-": none recorded, not "0.0 s"
@@ -457,7 +473,13 @@ def top_runs(report: Report, count: int) -> list[RunRow]:
         for r in report.runs
         if r.is_trial and r.score is not None and r.status in ("finished", "pruned")
     ]
-    scored.sort(key=lambda r: (sign * (r.score or 0.0), r.energy_kwh, r.started_at))
+    scored.sort(  # an unknown energy (NaN: no meter) after every known one
+        key=lambda r: (
+            sign * (r.score or 0.0),
+            r.energy_kwh if r.energy_kwh == r.energy_kwh else math.inf,
+            r.started_at,
+        )
+    )
     chosen = scored[:count]
     final = report.final
     if final is not None and final not in chosen:

@@ -13,6 +13,7 @@ from typing import Any
 
 from greenprint._format import (
     count_of,
+    energy_none_recorded,
     format_duration,
     format_emissions,
     format_energy,
@@ -320,12 +321,15 @@ def model_card_emissions(
     )
     if tag.total.trials and tag.total.runs > tag.total.trials:  # the grams are every run's
         counted += f" in {count_of(tag.total.runs, 'run')}"
-    source = (
-        f"greenprint {version}: {counted}, energy {_energy_clause(summary)}, grid intensity "
-        f"{intensity}, PUE {pue}"
-    )
+    energy = f"energy {_energy_clause(summary)}"
+    total = tag.total
+    if not total.energy_known:  # no meter recorded any: emissions null, never 0 g
+        energy = "energy unknown (" + energy_none_recorded(total.runs).removeprefix("unknown (")
+    elif total.energy_unknown:  # the grams leave these out: said, as the price tag says it
+        energy += f", not counting {count_of(total.energy_unknown, 'run')} that recorded none"
+    source = f"greenprint {version}: {counted}, {energy}, grid intensity {intensity}, PUE {pue}"
     return ModelCardEmissions(
-        emissions_g=kg_to_g(tag.total.emissions_kg),
+        emissions_g=kg_to_g(total.emissions_kg) if total.energy_known else math.nan,
         source=source,
         training_type=training_type,
         geographical_location=geographical_location(summary),
@@ -404,14 +408,28 @@ def compute_statement(
             )
         if total.fpo_unknown:
             fpo += f", not counting {unknown} whose FPO is unknown"
+    if not total.energy_known:  # no meter recorded any: unknown, never "used 0 mWh"
+        used = (
+            "their IT energy and CO2-eq are unknown ("
+            + energy_none_recorded(total.runs).removeprefix("unknown (")[:-1]
+            + ": tracked with no energy meter)"
+        )
+    else:
+        used = (
+            f"used {format_energy(total.energy_kwh)} of IT energy ({_energy_clause(summary)}), "
+            f"or {format_emissions(total.emissions_kg)} with {_intensity_values(runs)} "
+            f"({intensity}) and {pue}"
+        )
+        if total.energy_unknown:
+            used += (
+                f", not counting {count_of(total.energy_unknown, 'run')} that recorded no "
+                "energy (tracked with no energy meter)"
+            )
     text = [
         f"The study “{study}” comprised {count_of(total.trials, 'trial')}{statuses} in "
         f"{count_of(total.runs, 'run')}, every one counted in the totals that follow, on "
         f"{_machines(runs, hardware)}.",
-        f"They ran for {_run_time(hours, total, tag.elapsed_s)} and used "
-        f"{format_energy(total.energy_kwh)} of IT energy "
-        f"({_energy_clause(summary)}), or {format_emissions(total.emissions_kg)} "
-        f"with {_intensity_values(runs)} ({intensity}) and {pue}; and {fpo}.",
+        f"They ran for {_run_time(hours, total, tag.elapsed_s)} and {used}; and {fpo}.",
     ]
     final = tag.final
     if final is not None:
@@ -427,11 +445,14 @@ def compute_statement(
         # a search run twice into one study has two runs of its name: its id tells which
         alike = run_id_if_named_alike(final.name, final.run_id, (r.name for r in runs))
         named = f", id {final.run_id[:8]}" if alike else ""
+        energy = (  # NaN: no meter recorded it (nor every run inside it)
+            f"{format_energy(final.energy_kwh)} of energy, {format_emissions(final.emissions_kg)}"
+            if math.isfinite(final.energy_kwh)
+            else "an unknown energy and CO2-eq (no meter recorded them)"
+        )
         text.append(
             f"The final model (run “{final.name}”{named}{score}) alone used "
-            f"{format_energy(final.energy_kwh)} of energy, "
-            f"{format_emissions(final.emissions_kg)}, {fpo_final} and "
-            f"{run_time_of(final.duration_s)}{share}."
+            f"{energy}, {fpo_final} and {run_time_of(final.duration_s)}{share}."
         )
     text.append(f"Energy and emissions were recorded with greenprint {version}.")
     return " ".join(text)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from greenprint._format import format_emissions, format_energy
+from greenprint._format import count_of, format_emissions, format_energy
 from greenprint._records import RunRecord
 from greenprint.analysis import PriceTag
 from greenprint.analysis._common import RunForest
@@ -61,6 +61,8 @@ class WhatIfSection:
         facility_energy_kwh: ``energy_kwh * pue``, kWh.
         emissions_kg: the CO2-eq the runs recorded (the price tag's total), kg.
         regions: the energy priced in each reference region.
+        energy_unknown: runs whose energy is unknown (no meter: the price tag's
+            ``energy_unknown``), not in ``energy_kwh`` and not priced.
     """
 
     energy_kwh: float
@@ -68,15 +70,23 @@ class WhatIfSection:
     facility_energy_kwh: float
     emissions_kg: float
     regions: tuple[RegionPrice, ...]
+    energy_unknown: int = 0
 
     def sentence(self) -> str:
         """What was priced, in one sentence."""
         cleanest = min(self.regions, key=lambda r: r.emissions_kg)
+        unknown = ""
+        if self.energy_unknown:  # runs with no meter: not priced, and said (never a 0 kWh)
+            unknown = (
+                f" ({count_of(self.energy_unknown, 'run')} with no energy meter "
+                f"{'is' if self.energy_unknown == 1 else 'are'} not priced: "
+                f"{'its' if self.energy_unknown == 1 else 'their'} energy is unknown)"
+            )
         return (
             f"{format_energy(self.energy_kwh)} x PUE {self.pue:.3g} = "
             f"{format_energy(self.facility_energy_kwh)}, recorded as "
             f"{format_emissions(self.emissions_kg)}; in {cleanest.name} it would have been "
-            f"{format_emissions(cleanest.emissions_kg)}."
+            f"{format_emissions(cleanest.emissions_kg)}{unknown}."
         )
 
     def table(self) -> tuple[list[str], list[list[str]]]:
@@ -113,6 +123,7 @@ class WhatIfSection:
         """A JSON-ready dict."""
         return {
             "energy_kwh": self.energy_kwh,
+            "energy_unknown": self.energy_unknown,
             "pue": self.pue,
             "facility_energy_kwh": self.facility_energy_kwh,
             "emissions_kg": self.emissions_kg,
@@ -157,6 +168,7 @@ def whatif_section(
         facility_energy_kwh=facility,
         emissions_kg=emissions,
         regions=price_regions(facility, emissions, regions),
+        energy_unknown=price_tag.total.energy_unknown,
     )
 
 
