@@ -27,7 +27,11 @@ retrained by a new Trainer and scored on a held-out test split. What the report 
   evaluation, ``trial-0-evaluate``; the final model's test, ``final-evaluate``), parts of the
   runs whose training it counted, counted none: every trial and the final model read "FPO
   unknown" (the price tag "8.73 MFPO + unknown for 2 runs" for a 2-trial search). Their
-  forwards are now counted, as ``greenprint.count_fpo`` counts them.
+  forwards are now counted, as ``greenprint.count_fpo`` counts them;
+- the Lightning callback with ``count_fpo=True`` counted the first batch's step and added it
+  for every batch: a last short batch (40 examples in batches of 16) counted as a full one;
+  and a ``trainer.test()`` of the fitted module, a part of the fit's run, counted none. Both
+  are now counted by batch shape, as ``greenprint.count_fpo`` counts them.
 """
 
 from __future__ import annotations
@@ -110,6 +114,9 @@ class BoW(pl.LightningModule):  # a simple baseline first
     def validation_step(self, batch, i):
         self.log("eval_accuracy", (self.net(batch[0]).argmax(1) == batch[1]).float().mean())
 
+    def test_step(self, batch, i):
+        self.log("test_accuracy", (self.net(batch[0]).argmax(1) == batch[1]).float().mean())
+
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
 
@@ -123,8 +130,33 @@ def bow(d):
 
 fit = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
                  enable_progress_bar=False, enable_model_summary=False,
-                 callbacks=[LightningCallback("bow", study="ft", role="baseline")])
-fit.fit(BoW(), DataLoader(bow(train), batch_size=16), DataLoader(bow(val), batch_size=16))
+                 callbacks=[LightningCallback("bow", study="ft", role="baseline", count_fpo=True)])
+module = BoW()
+# 40 examples in batches of 16: the last batch has 8; the test split in batches of 12 and 4
+fit.fit(module, DataLoader(bow(train + val[:8]), batch_size=16),
+        DataLoader(bow(val), batch_size=16))
+fit.test(module, DataLoader(bow(test), batch_size=12))
+
+
+class Step(torch.nn.Module):  # what BoW's training_step computes, for gp.count_fpo
+    def __init__(self, net, test=False):
+        super().__init__()
+        self.net, self.test = net, test
+
+    def forward(self, x, y):
+        if self.test:
+            return (self.net(x).argmax(1) == y).float().mean()
+        return torch.nn.functional.cross_entropy(self.net(x), y)
+
+
+def bow_fpo(n, test=False):
+    x, y = torch.zeros(n, 100), torch.zeros(n, dtype=torch.long)
+    with torch.no_grad() if test else torch.enable_grad():
+        return gp.count_fpo(Step(module.net, test), x, y, backward=not test).total
+
+
+with open("bow_fpo.txt", "w") as f:
+    f.write(f"{2 * bow_fpo(16) + bow_fpo(8)} {bow_fpo(12, True) + bow_fpo(4, True)}")
 
 final = Trainer(model=AutoModelForSequenceClassification.from_config(config),
                 args=args("final", **best.hyperparameters), train_dataset=train + val,
@@ -258,3 +290,24 @@ def test_count_fpo_counts_the_evaluations_it_records_so_no_trial_reads_fpo_unkno
     assert tag["by_role"]["trial"]["fpo"] is not None
     assert tag["by_role"]["trial"]["fpo_unknown"] == 0
     assert "FPO unknown" not in texts["md"].split("## Runs")[0].split("Final run")[1][:400]
+
+
+def test_lightning_counts_a_short_last_batch_as_it_is_and_the_test_of_the_fit(home: Path):
+    report, _ = _report(home)
+    runs = {r["id"]: r for r in report["runs"]}
+    (fit,) = [r for r in runs.values() if r["name"] == "bow"]
+    (test,) = [r for r in runs.values() if r["name"] == "bow-test"]
+    training, testing = (int(n) for n in (home / "bow_fpo.txt").read_text().split())
+    import greenprint as gp
+
+    led = gp.Ledger(home / "greenprint.db")
+    try:
+        recorded = led.run(fit["id"]).fpo
+    finally:
+        led.close()
+    # batches of 16, 16 and 8 (the short one was counted as a 16 before: 3 x 16)
+    assert recorded == training
+    # its test, a part of the fit's run (batches of 12 and 4), forward only; the fit's row in
+    # the report holds its part's FPO too (it counted none: the row read its fit's alone)
+    assert test["parent_id"] == fit["id"] and test["fpo"] == testing
+    assert fit["fpo"] == training + testing

@@ -31,6 +31,7 @@ from greenprint.integrations._pl_trainer import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
+    from greenprint.fpo import FPOResult
     from greenprint.tracking import Run
 
 
@@ -52,6 +53,20 @@ class _EvaluationRuns:
     _evaluated: str | None
     _evaluated_module: weakref.ref[Any] | None
     last_evaluation_id: str | None
+    #: one evaluation step's FPO per batch key (``count_fpo=True``), and the batch's now
+    _evaluation_fpos: dict[Any, FPOResult | int]
+    _evaluation_fpo: FPOResult | int | None
+
+    if TYPE_CHECKING:  # pragma: no cover - _StepFPO's, a base of the callback
+
+        def _batch_fpo(
+            self,
+            run: Run | None,
+            counted: dict[Any, FPOResult | int],
+            pl_module: Any,
+            batch: Any,
+            kind: str = "training",
+        ) -> FPOResult | int | None: ...
 
     def _start_evaluation(self, trainer: Any, pl_module: Any) -> None:
         """Start the run of a ``validate``/``test``/``predict`` outside a fit (see the module).
@@ -80,9 +95,87 @@ class _EvaluationRuns:
             logger.warning("greenprint: could not start the run of trainer.%s(): %s", kind, e)
             return
         self._evaluation = run
+        self._evaluation_fpos, self._evaluation_fpo = {}, None
         self._evaluated = self._trained_by(run, trainer, pl_module)
         self._evaluated_module = _weak(pl_module)
         self.last_evaluation_id = run.id
+
+    # ------------------------------------------------------------------ FPO (count_fpo)
+    # An evaluation outside a fit is a part of the run that trained the module: without its
+    # FPO, that run's (the final model tested) read "FPO unknown" although its fit counted.
+    def on_validation_batch_start(
+        self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        """Count a ``trainer.validate()`` batch's step at the first batch of its shape."""
+        self._evaluation_batch_start(pl_module, batch, "validation")
+
+    def on_test_batch_start(
+        self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        """Count a ``trainer.test()`` batch's step at the first batch of its shape."""
+        self._evaluation_batch_start(pl_module, batch, "test")
+
+    def on_predict_batch_start(
+        self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        """Count a ``trainer.predict()`` batch's step at the first batch of its shape."""
+        self._evaluation_batch_start(pl_module, batch, "predict")
+
+    def on_validation_batch_end(
+        self,
+        trainer: Any,
+        pl_module: Any,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        """Add the batch's step FPO to the evaluation's run."""
+        self._evaluation_batch_end()
+
+    def on_test_batch_end(
+        self,
+        trainer: Any,
+        pl_module: Any,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        """Add the batch's step FPO to the evaluation's run."""
+        self._evaluation_batch_end()
+
+    def on_predict_batch_end(
+        self,
+        trainer: Any,
+        pl_module: Any,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        """Add the batch's step FPO to the evaluation's run."""
+        self._evaluation_batch_end()
+
+    def _evaluation_batch_start(self, pl_module: Any, batch: Any, kind: str) -> None:
+        """The FPO of this batch's ``<kind>_step``, forward only, on a meta copy (once a key).
+
+        Only in an evaluation's own run (outside a fit: a fit's validation is not counted).
+        """
+        run = self._evaluation
+        self._evaluation_fpo = None
+        if run is not None and run.status == "running":
+            self._evaluation_fpo = self._batch_fpo(
+                run, self._evaluation_fpos, pl_module, batch, kind
+            )
+
+    def _evaluation_batch_end(self) -> None:
+        run, counted, self._evaluation_fpo = self._evaluation, self._evaluation_fpo, None
+        if counted and run is not None and run.status == "running":
+            try:
+                run.add_fpo(counted)
+            except BudgetExceeded:  # a "stop" budget: the evaluation goes on to its end
+                pass
 
     def _end_evaluation(self, trainer: Any, pl_module: Any) -> None:
         """End the evaluation's run with its metrics; link it to the run that trained the model.

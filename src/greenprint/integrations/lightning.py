@@ -220,6 +220,8 @@ class GreenprintCallback(_EvaluationRuns, _StepFPO, _pl.Callback):  # type: igno
         self._log_figures = log_figures
         self._run: Run | None = None
         self._figures: LiveFigures | None = None
+        #: one step's FPO per batch key (:func:`batch_key`), and the batch's now
+        self._step_fpos: dict[Any, FPOResult | int] = {}
         self._step_fpo: FPOResult | int | None = None
         self._fit_trainer: weakref.ref[Any] | None = None  # the Trainer of the run's fit
         self._fit_module: weakref.ref[Any] | None = None  # the module that fit trains
@@ -228,6 +230,8 @@ class GreenprintCallback(_EvaluationRuns, _StepFPO, _pl.Callback):  # type: igno
         self._first_rank = False  # the run is global rank 0's (the one a checkpoint names)
         self._tuning: list[Run] = []  # runs of finders before this fit (see :meth:`setup`)
         self._evaluation: Run | None = None  # the run of a validate/test/predict outside a fit
+        self._evaluation_fpos: dict[Any, FPOResult | int] = {}
+        self._evaluation_fpo: FPOResult | int | None = None
         self._evaluated: str | None = None  # the run that trained the module it evaluates
         self._evaluated_module: weakref.ref[Any] | None = None  # the module it evaluates
         self.last_run_id: str | None = None
@@ -321,7 +325,8 @@ class GreenprintCallback(_EvaluationRuns, _StepFPO, _pl.Callback):  # type: igno
         # None when not weakly referenceable: no evaluation is known to be of it
         self._fit_module = _weak(pl_module)
         self._logged = {}
-        self._step_fpo = None  # counted again: this fit may train another module
+        self._step_fpos = {}  # counted again: this fit may train another module
+        self._step_fpo = None
         self._first_rank = int(getattr(trainer, "global_rank", 0) or 0) == 0
         resuming = self._resumes is not None
         self._continue()  # a checkpoint restored before this hook (the usual order)
@@ -381,9 +386,8 @@ class GreenprintCallback(_EvaluationRuns, _StepFPO, _pl.Callback):  # type: igno
     def on_train_batch_start(
         self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int
     ) -> None:
-        """Count one step's FPO at the first batch (``count_fpo=True``)."""
-        if self._count_fpo and self._step_fpo is None and self._run is not None:
-            self._step_fpo = self._count_step(pl_module, batch)
+        """Count one step's FPO at the first batch of each shape (``count_fpo=True``)."""
+        self._step_fpo = self._batch_fpo(self._run, self._step_fpos, pl_module, batch)
 
     def on_train_batch_end(
         self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
