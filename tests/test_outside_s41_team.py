@@ -9,6 +9,7 @@ is Optuna's (Ray Tune's beside the other Ray tests, on their cluster).
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import greenprint as gp
-from _report_cli import empty_home, run_in
+from _report_cli import GREENPRINT, empty_home, export_reads_as_the_report, run_in
 from integrations._frameworks import need_installed
 
 #: A search script as a team member writes it from docs/integrations.md (Optuna), its ledger the
@@ -91,3 +92,80 @@ def test_a_mistyped_postgresql_url_is_refused_by_every_integration_setup(
     GreenprintCallback(ledger=False)  # no ledger: nothing to reach
     GreenprintCallback(ledger=tmp_path / "gp.db")  # a path: checked as before, not created
     assert not (tmp_path / "gp.db").exists()
+
+
+#: A search worker as the team launches it on each node (``greenprint run -- python
+#: worker.py``): folds of a trial as its parts, trial 1 failing; run with ``crash``, it stops as
+#: it starts (a worker whose storage or import failed), before any trial.
+WORKER = """
+import sys
+if sys.argv[2:] == ["crash"]:
+    sys.exit("could not open the study's storage")
+import optuna
+import greenprint as gp
+from greenprint.integrations.optuna import GreenprintCallback
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def objective(trial):
+    x = trial.suggest_float("x", -1, 1)
+    if trial.number == 1:
+        raise ValueError("diverged")
+    losses = []
+    for k in range(2):
+        with gp.track(f"fold{k}", role="part") as fold:
+            losses.append((x - 0.5) ** 2 + 0.1 * k)
+            fold.log(value=losses[-1])
+    return sum(losses) / 2
+
+
+cb = GreenprintCallback(ledger=sys.argv[1])
+study = optuna.create_study(study_name="team", storage="sqlite:///optuna.db", load_if_exists=True)
+study.optimize(cb.track(objective), n_trials=3, callbacks=[cb], catch=(ValueError,))
+"""
+
+
+@pytest.mark.postgres
+def test_a_search_worker_that_crashed_as_it_started_is_no_trial(
+    tmp_path_factory: pytest.TempPathFactory, pg_server: object
+) -> None:
+    """Two workers of one search launched with ``greenprint run``, one crashing as it started.
+
+    The crashed worker's run (no params, no score, no child, failed) was read as a trial: the
+    team's report counted 16 trials, 2 failed, where Optuna ran 15, 1 failed, and drew the
+    crash as one more worst score (no params.family) in the expected-best curves. Named as the
+    other workers, whose runs hold the trials, it is read as a worker of the search that ran no
+    trial (role sweep): its cost is the search's overhead, the failed runs list it with its
+    error, and a note says how it was read.
+    """
+    need_installed("optuna", "optuna")
+    home = empty_home(tmp_path_factory, "s41-crashed-worker")
+    (home / "worker.py").write_text(WORKER, encoding="utf-8")
+    url = pg_server.new_database()  # type: ignore[attr-defined]
+    run = (GREENPRINT, "run", "--ledger", url, "--study", "team", "--", sys.executable)
+    assert run_in(home, *run, "worker.py", url, "crash").returncode == 1
+    done = run_in(home, *run, "worker.py", url)
+    assert done.returncode == 0, done.stderr
+    with sqlite3.connect(home / "optuna.db") as db:
+        states = sorted(s for (s,) in db.execute("SELECT state FROM trials"))
+    assert states == ["COMPLETE", "COMPLETE", "FAIL"]
+
+    done = run_in(home, GREENPRINT, "report", "--ledger", url, "--study", "team",
+                  "--format", "json", "--no-plots", "--out", "rep")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads((home / "rep" / "report.json").read_text(encoding="utf-8"))
+    tag = report["price_tag"]
+    assert tag["total"]["trials"] == 3  # Optuna's three
+    assert {k: v["trials"] for k, v in tag["by_status"].items()} == {"finished": 2, "failed": 1}
+    assert tag["roles"]["counts"] == {"trial": 3, "part": 4, "sweep": 2}
+    crashed = next(r for r in report["runs"] if r["status"] == "failed" and r["role"] == "sweep")
+    assert crashed["name"] == "worker.py" and not crashed["is_trial"]
+    assert tag["by_status"]["failed"]["runs"] == 2  # the crash and trial 1, counted once each
+    listed = [g["error"] for g in report["failures"]["groups"]]
+    assert any("could not open the study's storage" in e for e in listed)
+    assert any("ValueError: diverged" in e for e in listed)
+    notes = " ".join(report["notes"])
+    assert "read as a worker of the search that ran no trial, role sweep" in notes
+    assert f"greenprint ledger set-role trial {crashed['id'][:8]}" in notes
+    export_reads_as_the_report(home, "team", report, "--ledger", url)

@@ -300,6 +300,49 @@ def _steps(
     return tuple(found)
 
 
+#: Statuses of a run cut short: a search worker that ended so before its first trial is no trial.
+_CUT_SHORT = ("failed", "interrupted", "lost")
+
+
+def _workers_cut_short(
+    forest: RunForest, role: Sequence[str], inferred: Sequence[bool]
+) -> tuple[int, ...]:
+    """Inferred top-level trials that are a search's workers cut short before their first trial.
+
+    A top-level run with no params, no child and no score that failed, was interrupted or was
+    lost, named as a top-level sweep of the study that holds two trials or more: a worker of the
+    search (``greenprint run -- python search.py`` launched on several machines, one of which
+    crashed as it started: a storage it could not open, an import that failed) that ran none.
+    Read as a trial, it was one more trial than the search ran (Optuna listed 15, the report
+    16), counted as the worst score, its params none. It is a sweep, with no trial: its cost is
+    the search's overhead, and the failed runs list it with its error. A wrapper around one
+    training (a sweep of one trial) that failed is still its configuration's failed trial.
+    """
+    runs, children = forest.runs, forest.children
+    virtual = forest.virtual or (False,) * len(runs)
+    roots = forest.roots
+    searches = {
+        runs[q].name
+        for q in roots
+        if role[q] == "sweep" and sum(role[c] == "trial" for c in children[q]) >= 2
+    }
+    if not searches:
+        return ()
+    return tuple(
+        p
+        for p in roots
+        if role[p] == "trial"
+        and inferred[p]
+        and runs[p].name in searches
+        and runs[p].status in _CUT_SHORT
+        and not runs[p].params
+        and not children[p]
+        and runs[p].job_id is None
+        and not virtual[p]
+        and all(_not_a_score(m.name) for m in runs[p].metrics)
+    )
+
+
 def _held_by_ranks(forest: RunForest, pos: int) -> list[int]:
     """The runs held by the nodes and ranks that a job links under run ``pos`` (its head).
 

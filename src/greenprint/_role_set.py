@@ -81,6 +81,9 @@ class StudyRoles:
         steps: positions of the runs read as steps of the study, not trials (role ``part``):
             a finished run with no params, no score and no child beside trials that have
             params (varying) and a score (a search script's data preparation or warm-up run).
+        workers_cut_short: positions of the top-level runs read as sweeps that ran no trial (role
+            ``sweep``): cut short with no params, no score and no child, named as a top-level
+            sweep of the study holding trials (a search's worker that crashed as it started).
         lost_inside: positions of the top-level runs read as trials though they logged no score
             and hold a run: its one run, which was lost inside their measurement while they
             went on (``greenprint run`` around a script whose one run was killed), is their
@@ -102,6 +105,7 @@ class StudyRoles:
     overridden: int = 0
     repeat_trials: tuple[int, ...] = ()
     steps: tuple[int, ...] = ()
+    workers_cut_short: tuple[int, ...] = ()
     lost_inside: tuple[int, ...] = ()
     learning_curve: tuple[int, ...] = ()
     size_curves: tuple[tuple[int, ...], ...] = ()
@@ -256,6 +260,20 @@ class StudyRoles:
                 "totals, never a trial; if one is a trial, give it role='trial' "
                 "(gp.track(..., role='trial'), or afterwards greenprint ledger set-role trial "
                 f"{self.forest.runs[self.steps[0]].id[:8]})"
+            )
+        if cut := self.workers_cut_short:
+            runs = self.forest.runs
+            names = ", ".join(
+                f"{runs[p].name!r} ({runs[p].id[:8]}, {runs[p].status})" for p in cut[:3]
+            )
+            texts.append(
+                f"{count_of(len(cut), 'run')} cut short with no params, no score and no child, "
+                f"named as a search's worker that ran trials ({names}"
+                f"{', ...' if len(cut) > 3 else ''}): read as "
+                f"{'a worker' if len(cut) == 1 else 'workers'} of the search that ran no trial, "
+                "role sweep: counted in the totals (the search's overhead), never a trial; if "
+                "one is a trial, give it role='trial' (afterwards: greenprint ledger set-role "
+                f"trial {runs[cut[0]].id[:8]})"
             )
         if self.lost_inside:
             texts.append(self._lost_inside_text())

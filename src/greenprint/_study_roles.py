@@ -66,7 +66,10 @@ size (a search), are a learning curve: role ``learning-curve``
 A finished run with no params, no score and no child beside trials that have both (a search
 script's ``gp.track("load-data")`` before its trials) is a step of the study, not a trial: a
 ``part`` (:attr:`StudyRoles.steps`), whose cost is its own at the top level, its sweep's inside
-one.
+one. A top-level run cut short (failed, interrupted, lost) with no params, no score and no
+child, named as a top-level sweep that holds trials, is a worker of that search that ran none
+(``greenprint run -- python search.py`` on a node that crashed as it started): a ``sweep``
+(:attr:`StudyRoles.workers_cut_short`), not a failed trial.
 
 The trials' scores and the final run (:func:`~greenprint.analysis.study_trials`,
 :func:`~greenprint.analysis.choose_final`) are read in :mod:`greenprint.analysis._roles`, which
@@ -98,6 +101,7 @@ from greenprint._role_rules import (
     _nested_sweep,
     _runs_its_params,
     _steps,
+    _workers_cut_short,
 )
 from greenprint._role_rules import _CONTAINERS as _CONTAINERS
 from greenprint._role_rules import _has_score as _has_score
@@ -304,6 +308,9 @@ def resolve_roles(
         up = parents[pos]
         if up is not None:
             owner[pos] = owner[up]  # a step of a sweep: its overhead
+    workers_cut_short = _workers_cut_short(forest, role, inferred)
+    for pos in workers_cut_short:
+        role[pos] = "sweep"  # a search's worker that ran no trial: the search's overhead
     # one configuration run at several training-set sizes beside a search: a learning curve
     curve, unread = size_curves(forest, role, inferred)
     for pos in curve:
@@ -321,6 +328,7 @@ def resolve_roles(
         repeat_trials=tuple(sorted(repeat_trials)),
         steps=steps,
         lost_inside=tuple(sorted(lost_inside)),
+        workers_cut_short=workers_cut_short,
         learning_curve=curve,
         size_curves=unread,
     )
