@@ -169,3 +169,19 @@ def test_a_search_worker_that_crashed_as_it_started_is_no_trial(
     assert "read as a worker of the search that ran no trial, role sweep" in notes
     assert f"greenprint ledger set-role trial {crashed['id'][:8]}" in notes
     export_reads_as_the_report(home, "team", report, "--ledger", url)
+
+
+def test_bits_per_byte_and_a_cross_entropy_are_minimised_by_their_names(home: Path) -> None:
+    """A language model's search tracked by hand, its score ``val_bpb`` (bits per byte, as
+    nanoGPT-style trainings log it), ``greenprint report`` given no ``--mode``: ``bpb`` and
+    ``ce`` were no words of a loss, so the report maximised them and named the worst trial the
+    final model. Now they are minimised by their names, with the note that says so."""
+    from greenprint.report import build_report
+
+    for name, lr, bpb in (("lr-1e-3", 1e-3, 1.12), ("lr-3e-3", 3e-3, 0.98), ("lr-1e-2", 1e-2, 1.4)):
+        with gp.track(name, study="lm", ledger="gp.db", params={"lr": lr}) as run:
+            run.log(val_bpb=bpb)
+    report = build_report("gp.db", "lm")
+    assert report.mode == "min"
+    assert report.price_tag.final is not None and report.price_tag.final.name == "lr-3e-3"
+    assert any("'val_bpb' is minimised: its name says lower is better" in n for n in report.notes)

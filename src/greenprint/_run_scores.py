@@ -53,8 +53,11 @@ LOWER_IS_BETTER_WORDS = frozenset(
         "loss", "losses", "error", "errors", "err", "perplexity", "ppl", "nll", "rmse", "mse",
         "mae", "mape", "smape", "msle", "rmsle", "wer", "cer", "ter", "bpc", "bpd", "regret",
         "fid", "kid", "eer", "brier", "logloss", "xent", "crossentropy", "latency", "distance",
+        "bpb", "bpw", "ce", "bce",
     }
 )  # fmt: skip
+#: A rate of information a model needs, lower better: ``bits_per_byte``, ``nats_per_token``.
+_INFORMATION_UNITS = frozenset({"bits", "nats"})
 #: Words that negate the metric named after them (scikit-learn's ``neg_log_loss``).
 _NEGATED = frozenset({"neg", "negative", "negated"})
 #: Words that make a ``rank`` no rank to minimise: a reciprocal rank, a rank correlation.
@@ -65,12 +68,14 @@ def lower_is_better(metric: str) -> bool:
     """Whether a metric's name says lower is better (``val_loss``, ``test/error``, ``ppl``...).
 
     The name is split into words (``_``, ``-``, ``/``, ``.``, spaces, camelCase). Lower is
-    better when it has a word of :data:`LOWER_IS_BETTER_WORDS`, or is a rank (a word ``rank``:
-    scikit-learn's ``rank_test_r2``, 1 the best; not a ``rank 1`` cut-off, a reciprocal rank
-    nor a rank correlation), that no negation word (``neg``, ``negative``, ``negated``) comes
-    before: scikit-learn's negated scorers are better higher wherever their name starts
-    (``neg_log_loss``, ``mean_test_neg_mean_squared_error``, ``test_neg_log_loss``), while a
-    ``loss_neg`` is a loss. A negated log-likelihood (``negative_log_likelihood``) is a loss.
+    better when it has a word of :data:`LOWER_IS_BETTER_WORDS` (``val_bpb``, ``loss_ce``), or
+    bits or nats per something (``bits_per_byte``, ``nats_per_token``), or is a rank (a word
+    ``rank``: scikit-learn's ``rank_test_r2``, 1 the best; not a ``rank 1`` cut-off, a
+    reciprocal rank nor a rank correlation), that no negation word (``neg``, ``negative``,
+    ``negated``) comes before: scikit-learn's negated scorers are better higher wherever their
+    name starts (``neg_log_loss``, ``mean_test_neg_mean_squared_error``, ``test_neg_log_loss``),
+    while a ``loss_neg`` is a loss. A negated log-likelihood (``negative_log_likelihood``) is a
+    loss.
     """
     spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", metric)
     words = [w for w in re.split(r"[^a-z0-9]+", spaced.lower()) if w]
@@ -82,6 +87,8 @@ def lower_is_better(metric: str) -> bool:
                 a == "log" and b == "likelihood" for a, b in zip(rest, rest[1:], strict=False)
             )
         if word in LOWER_IS_BETTER_WORDS:
+            return True
+        if word in _INFORMATION_UNITS and words[k + 1 : k + 2] == ["per"]:
             return True
         if word == "rank" and ranked and not (k + 1 < len(words) and words[k + 1].isdigit()):
             return True
