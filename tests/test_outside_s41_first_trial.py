@@ -27,6 +27,7 @@ TORCH_SEARCH = """
 import torch
 import greenprint as gp
 
+torch.set_num_threads(1)  # a pool of two on a busy machine spins: 10 ms trials read 0.4 s
 torch.manual_seed(0)
 x, y = torch.randn(64, 8), torch.randint(0, 2, (64,))
 for study in ("cold", "warm"):
