@@ -31,7 +31,10 @@ retrained by a new Trainer and scored on a held-out test split. What the report 
 - the Lightning callback with ``count_fpo=True`` counted the first batch's step and added it
   for every batch: a last short batch (40 examples in batches of 16) counted as a full one;
   and a ``trainer.test()`` of the fitted module, a part of the fit's run, counted none. Both
-  are now counted by batch shape, as ``greenprint.count_fpo`` counts them.
+  are now counted by batch shape, as ``greenprint.count_fpo`` counts them;
+- Trainers given no ``eval_dataset`` (study "twice") log only ``train_loss``: the report ranked
+  the trials by it and named a final run without saying it is no held-out score; a note says
+  so now.
 """
 
 from __future__ import annotations
@@ -311,3 +314,27 @@ def test_lightning_counts_a_short_last_batch_as_it_is_and_the_test_of_the_fit(ho
     # the report holds its part's FPO too (it counted none: the row read its fit's alone)
     assert test["parent_id"] == fit["id"] and test["fpo"] == testing
     assert fit["fpo"] == training + testing
+
+
+def test_a_study_with_no_evaluation_is_ranked_by_its_training_loss_with_a_note(home: Path):
+    # the hurried user's Trainers in study "twice" had no eval_dataset: only train_loss
+    done = run_in(
+        home, GREENPRINT, "report", "--study", "twice", "--no-plots", "--format", "json",
+        "--out", "twice",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads((home / "twice" / "report.json").read_text("utf-8"))
+    assert report["metric"] == "train_loss" and report["mode"] == "min"
+    (note,) = [n for n in report["notes"] if "a training metric" in n]
+    assert note.startswith("runs ranked by 'train_loss', a training metric: no run logged a")
+    assert "eval_dataset" in note and "validation_step" in note
+    # a study that logged a held-out score has no such note; nor has a training metric given
+    # by name (the user's choice)
+    assert not [n for n in _report(home)[0]["notes"] if "a training metric" in n]
+    ranked = run_in(
+        home, GREENPRINT, "report", "--study", "twice", "--no-plots", "--format", "json",
+        "--metric", "train_loss", "--out", "by-train-loss",
+    )  # fmt: skip
+    assert ranked.returncode == 0, ranked.stderr
+    again = json.loads((home / "by-train-loss" / "report.json").read_text("utf-8"))
+    assert not [n for n in again["notes"] if "a training metric" in n]

@@ -64,6 +64,7 @@ from greenprint.report._build_notes import (
     _objectives_note,
     _running_note,
     _scorer_note,
+    _training_metric_note,
     _unscored_baselines_note,
 )
 from greenprint.report._first_trial import first_trial_note
@@ -197,6 +198,7 @@ def _assemble(
     group_by: str | None = None,
     run_of: Any = None,
 ) -> Report:
+    given_metric = metric  # a metric given by name: the runs were read with its points only
     metric, metric_note = pick_metric(runs, metric, study)
     forest = RunForest.build(runs)
     # Scores of every run: its own, else the mean of its parts' (a last value that is infinite,
@@ -211,6 +213,8 @@ def _assemble(
         notes.append(objectives_note)
     if scorer_note := _scorer_note(forest, trials.roles.positions("sweep"), metric):
         notes.append(scorer_note)
+    if given_metric is None and (training_note := _training_metric_note(forest, metric)):
+        notes.append(training_note)
     for note in (
         trials.roles_note,
         trials.score_note,

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from greenprint._format import count_of
+from greenprint._metric_choice import is_held_out
 from greenprint._metric_names import is_bookkeeping_metric
 from greenprint._prediction import is_reserved_metric
 from greenprint._provenance import (
@@ -31,6 +32,33 @@ from greenprint.analysis._common import (
 
 if TYPE_CHECKING:  # pragma: no cover
     pass
+
+
+#: How the name of a metric measured on the training data starts.
+_TRAINING_PREFIXES = ("train_", "train/", "train-", "training_", "training/")
+
+
+def _training_metric_note(forest: RunForest, metric: str | None) -> str | None:
+    """A study ranked by a training metric because no run logged a held-out one.
+
+    A Lightning fit without a validation loader, or a Trainer given no ``eval_dataset``,
+    logs only its ``train_loss``: the report ranked the trials by it and named the run that
+    fit its training data best as the final model, without a word that it is no held-out
+    score. ``None`` when the metric is not a training metric or some run logged a held-out one
+    (``val_*``, ``eval_*``, ``test_*``). For a metric the report chose: one given by name
+    (``--metric train_loss``) is the user's choice, and its runs are read with its points only.
+    """
+    if metric is None or not metric.lower().startswith(_TRAINING_PREFIXES):
+        return None
+    if any(is_held_out(name) for run in forest.runs for name in run.metric_names):
+        return None
+    return (
+        f"runs ranked by {metric!r}, a training metric: no run logged a held-out score "
+        "(val_*, eval_*, test_*), so the best trial and the final run are those that fit "
+        "their training data best, not those that generalise best; log a validation metric "
+        "(Lightning: a validation_step and val_dataloaders; Hugging Face: an eval_dataset "
+        "and an eval_strategy)"
+    )
 
 
 def _unscored_baselines_note(
