@@ -34,7 +34,9 @@ retrained by a new Trainer and scored on a held-out test split. What the report 
   are now counted by batch shape, as ``greenprint.count_fpo`` counts them;
 - Trainers given no ``eval_dataset`` (study "twice") log only ``train_loss``: the report ranked
   the trials by it and named a final run without saying it is no held-out score; a note says
-  so now.
+  so now;
+- ``greenprint ledger ls`` showed the final run's METRIC as ``train_runtime=0.0603`` (the
+  first metric it logged): now its first held-out score.
 """
 
 from __future__ import annotations
@@ -338,3 +340,11 @@ def test_a_study_with_no_evaluation_is_ranked_by_its_training_loss_with_a_note(h
     assert ranked.returncode == 0, ranked.stderr
     again = json.loads((home / "by-train-loss" / "report.json").read_text("utf-8"))
     assert not [n for n in again["notes"] if "a training metric" in n]
+
+
+def test_ledger_ls_shows_a_final_runs_test_score_not_its_training_runtime(home: Path):
+    done = run_in(home, GREENPRINT, "ledger", "ls", "--study", "ft")
+    assert done.returncode == 0, done.stderr
+    (final,) = [line for line in done.stdout.splitlines() if line.split()[2:3] == ["final"]]
+    # it logged train_runtime first (Hugging Face's training summary), then its test scores
+    assert "runtime" not in final and final.split()[-1].startswith("test_")

@@ -226,13 +226,23 @@ def _tree_roles(
 
 
 def _main_metric(record: RunRecord, prefer: str | None = None) -> tuple[str, float] | None:
-    """``prefer`` (its study's metric) when the run logged it, else its first-logged metric."""
+    """``prefer`` (its study's metric) when the run logged it, else its first-logged score.
+
+    Its first-logged held-out score (``test_loss``, ``eval_accuracy``), else its first score,
+    before the bookkeeping a framework logs (a Hugging Face training's ``train_runtime``, first
+    logged by a final model retrained and scored on a test split: its METRIC cell read
+    ``train_runtime=0.0603``), which only a run that logged nothing else shows.
+    """
+    from greenprint._metric_choice import is_held_out
+    from greenprint._metric_names import is_bookkeeping_metric
     from greenprint._prediction import is_reserved_metric
 
     names = [n for n in record.metric_names if not is_reserved_metric(n)]  # not predictions
     if not names:
         return None
-    name = prefer if prefer in names else names[0]
+    scores = [n for n in names if not is_bookkeeping_metric(n)] or names
+    held_out = [n for n in scores if is_held_out(n)]
+    name = prefer if prefer in names else (held_out or scores)[0]
     value = record.metric(name)
     return (name, value) if value is not None else None
 
