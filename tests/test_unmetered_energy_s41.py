@@ -227,6 +227,8 @@ def test_the_model_card_block_of_a_run_with_no_meter_has_no_emissions(tmp_path: 
 
     with gp.track("alone", ledger=tmp_path / "g.db", meters=[]) as run:
         pass
+    assert "finished energy and CO2-eq unknown (no energy meter)," in repr(run)
+    assert "<td" in run._repr_html_() and "unknown (no energy meter)" in run._repr_html_()
     block = model_card_co2(run)
     assert block["emissions"] is None
     assert block["source"].endswith("(no energy meter: its energy and CO2-eq are unknown)")

@@ -73,6 +73,8 @@ def run_html(run: Any) -> str:
         ("energy", format_energy(run.energy_kwh)),
         ("CO2-eq", format_emissions(run.emissions_kg)),
     ]
+    if getattr(run, "_unmetered", False):  # meters=[]: unknown, never "0 mWh"
+        rows[-2:] = [("energy", "unknown (no energy meter)"), ("CO2-eq", "unknown")]
     for component, kwh in run.energy_by_component.items():
         # a component at 0 in the unit of the whole ('0 µWh' beside '1.2 µWh')
         zero_in = (run.energy_kwh or None) if kwh == 0 else None

@@ -231,13 +231,21 @@ class RunState:
 
         head = f"<Run {self.name!r} study={self._study!r} {self._status}"
         if self._status != "new":
-            head += (
-                f" {format_energy(self.energy_kwh)}, {format_emissions(self.emissions_kg)}, "
-                f"{format_duration(self.duration_s)}"
-            )
+            cost = f"{format_energy(self.energy_kwh)}, {format_emissions(self.emissions_kg)}"
+            if self._unmetered:  # meters=[]: its energy is unknown, never "0 mWh"
+                cost = "energy and CO2-eq unknown (no energy meter)"
+            head += f" {cost}, {format_duration(self.duration_s)}"
         if self.id:
             head += f", id {self.id[:8]}"
         return head + ">"
+
+    @property
+    def _unmetered(self) -> bool:
+        """Whether the run was started with no energy meter (``meters=[]``): no energy known.
+
+        Its meter set has no component; a metered run before its first sample has them.
+        """
+        return self._meters is not None and not getattr(self._meters, "components", True)
 
     def _repr_html_(self) -> str:
         """The run's figures as an HTML table, for notebooks (every name escaped)."""
