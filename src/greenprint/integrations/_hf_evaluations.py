@@ -204,15 +204,18 @@ class _EvaluationRuns:
         """Count the FPO of the evaluation's forwards into its run (``count_fpo=True``).
 
         Only for an evaluation measured from its call (attached: the wrapped ``evaluate`` and
-        ``predict``, which end it), in one process: without ``attach`` its run starts after
-        the first batch, which its count would leave out, and with several processes it is
-        not counted (its FPO stay unknown, as before).
+        ``predict``, which end it), in one process on one device: without ``attach`` its run
+        starts after the first batch, which its count would leave out, and with several
+        processes, or the model copied onto several GPUs of one process (``DataParallel``,
+        whose copies would call the hooks from threads), it is not counted (its FPO stay
+        unknown, as before).
         """
         if (
             self._count_fpo
             and self._evaluation is not None
             and model is not None
             and _world_size(args) <= 1
+            and int(getattr(args, "n_gpu", 1) or 1) <= 1
         ):
             self._evaluation_fpo = _ForwardFPO(model, warn=self._warn_once)
 
