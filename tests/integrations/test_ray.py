@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -1021,3 +1022,49 @@ def test_the_objective_given_to_a_scheduler_or_searcher_is_the_experiments() -> 
     assert of(None, limited, metric=None, mode=None) == ("err", "minimize")
     assert of(None, plain, metric=None, mode=None) is None  # nothing named: by the name
     assert of(None, None) is None  # another Ray: no controller found
+
+
+@pytest.mark.postgres
+def test_a_callback_given_no_ledger_writes_the_sweep_where_the_trainable_writes(
+    ray_cluster: Any, tmp_path: Path, pg_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Outside check s41: ``trainable(train, ledger=URL)`` (the team's PostgreSQL ledger) and
+    ``GreenprintTuneCallback()`` given none, a hurried copy of the docs' example.
+
+    The sweep went to the configured ``./greenprint.db`` and the trials to the team's ledger:
+    the study split in two, a sweep of no trial in one, trials of no sweep in the other, the
+    trial ASHA stopped read ``finished`` (the callback could not set its status), and 10 lines
+    of warnings. A callback given no ledger now takes the one the experiment's trainable writes
+    to, as it takes its study (here through ``tune.with_parameters``, which wraps it).
+    """
+    monkeypatch.chdir(tmp_path)  # the configured ledger: ./greenprint.db, here
+    url = pg_server.new_database()
+    tuner = tune.Tuner(
+        tune.with_parameters(trainable(_train, ledger=url, study="split", sample_interval_s=0.1)),
+        param_space={"x": tune.grid_search([2, 4])},  # x=4 below x=2 at the first rung
+        tune_config=tune.TuneConfig(
+            metric="score",
+            mode="max",
+            scheduler=ASHAScheduler(max_t=4, grace_period=1, reduction_factor=2),
+            reuse_actors=True,
+            max_concurrent_trials=1,
+        ),
+        run_config=tune.RunConfig(
+            name="split",
+            storage_path=str(tmp_path / "tune"),
+            callbacks=[GreenprintTuneCallback()],
+            verbose=0,
+        ),
+    )
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        tuner.fit()
+    assert not [str(w.message) for w in said if "greenprint" in str(w.message)]
+    assert not (tmp_path / "greenprint.db").exists()
+    runs = Ledger(url).runs(study="split")
+    (sweep,) = [r for r in runs if r.role == "sweep"]
+    trials = {r.params["x"]: r for r in runs if r.role == "trial"}
+    assert {x: (t.status, t.parent_id) for x, t in trials.items()} == {
+        2: ("finished", sweep.id),
+        4: ("pruned", sweep.id),
+    }

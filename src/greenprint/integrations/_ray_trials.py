@@ -177,6 +177,35 @@ def _early_stoppers(controller: Any) -> tuple[str, ...]:
     return tuple(names)
 
 
+#: The attribute of a function :func:`~greenprint.integrations.ray.trainable` returns that holds
+#: what it carries to the workers (its ``_TrialSpec``).
+_SPEC_ATTR = "_greenprint_trial_spec"
+
+
+def _trainable_ledger(fn: Any) -> str | None:
+    """The ledger the experiment's trainable writes its trial runs to, for a callback given none.
+
+    ``fn`` is ``tune.run``'s ``run_or_experiment`` (:func:`_tune_setup`): the function
+    :func:`~greenprint.integrations.ray.trainable` returned, or ``tune.with_parameters``'
+    wrapper around it (which calls it from its closure). A callback given no ledger wrote the
+    sweep to the configured ``./greenprint.db`` while ``trainable(train, ledger=URL)`` wrote
+    the trials to the team's PostgreSQL ledger: the study split in two, the trials without
+    their sweep or their pruned status, and a warning for each trial. ``None`` (the configured
+    ledger, as before) when no wrapped trainable is found, or its runs stay in memory.
+    """
+    spec = getattr(fn, _SPEC_ATTR, None)
+    if spec is None:
+        for cell in getattr(fn, "__closure__", None) or ():
+            try:
+                spec = getattr(cell.cell_contents, _SPEC_ATTR, None)
+            except ValueError:  # an empty cell
+                continue
+            if spec is not None:
+                break
+    ledger = getattr(spec, "ledger", None)
+    return ledger if isinstance(ledger, str) else None
+
+
 #: Tune's name for "no metric given" (``ray.tune.result.DEFAULT_METRIC``).
 _NO_METRIC = "_metric"
 

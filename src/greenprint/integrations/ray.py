@@ -141,12 +141,14 @@ from greenprint.integrations._common import (  # noqa: E402
 from greenprint.integrations._ray_ledger import _TrialLedger  # noqa: E402
 from greenprint.integrations._ray_restore import _RestoredDrivers, _Resume  # noqa: E402
 from greenprint.integrations._ray_trials import (  # noqa: E402
+    _SPEC_ATTR,
     _attempt_key,
     _early_stoppers,
     _error_text,
     _experiment_name,
     _experiment_objective,
     _final_status,
+    _trainable_ledger,
     _trial_name,
     _TrialNotes,
     _TrialState,
@@ -243,6 +245,7 @@ def trainable(
             with _TrialRun(spec, config):
                 yield from fn(config, **parameters)
 
+        setattr(generator_trial, _SPEC_ATTR, spec)  # for the callback (_trainable_ledger)
         return generator_trial
 
     @functools.wraps(fn)
@@ -250,6 +253,7 @@ def trainable(
         with _TrialRun(spec, config):
             return fn(config, **parameters)
 
+    setattr(trial, _SPEC_ATTR, spec)  # for the callback (_trainable_ledger)
     return trial
 
 
@@ -263,7 +267,8 @@ class GreenprintTuneCallback(_TrialLedger, _RestoredDrivers, _TrialNotes, tune.C
 
     Args:
         ledger: where the sweep (and, when the driver writes them, the trials) go; give the
-            same ledger as to :func:`trainable` (``None``: the configured ledger).
+            same ledger as to :func:`trainable` (``None``: the ledger the experiment's
+            :func:`trainable` writes to, else the configured ledger).
         study: the study of the sweep and of its trials, which are moved into it as they are
             adopted (default: the study given to :func:`trainable`, else the experiment's
             name). A study given to :func:`trainable` that is another one warns, once.
@@ -298,6 +303,7 @@ class GreenprintTuneCallback(_TrialLedger, _RestoredDrivers, _TrialNotes, tune.C
             run_options, where="GreenprintTuneCallback", ledger=ledger, study=study
         )
         self._ledger = ledger
+        self._given_ledger = ledger  # None: the trainable's (setup), else the configured one
         self._study = study
         self._name = name
         self._time_attr = time_attr
@@ -380,6 +386,10 @@ class GreenprintTuneCallback(_TrialLedger, _RestoredDrivers, _TrialNotes, tune.C
         controller, run_locals = _tune_setup()
         self._stoppers = _early_stoppers(controller)
         self._objective = _experiment_objective(controller, run_locals)
+        # given none: the ledger the experiment's trainable writes to (a callback pickled by an
+        # earlier greenprint, restored with its experiment, has no _given_ledger: its own)
+        if getattr(self, "_given_ledger", self._ledger) is None:
+            self._ledger = _trainable_ledger(run_locals.get("run_or_experiment"))
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         """Start the sweep run with the first trial (the experiment's name is known then).
