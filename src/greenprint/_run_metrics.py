@@ -359,7 +359,8 @@ class RunMetrics(RunState):
                     "early, an exception for a failed one"
                 )
             raise ConfigError(
-                f"unknown run field(s) {sorted(unknown)}; settable: {sorted(_SETTABLE)}{hint}"
+                f"unknown run {'field' if len(unknown) == 1 else 'fields'} {sorted(unknown)}; "
+                f"settable: {sorted(_SETTABLE)}{hint}"
             )
         params = fields.get("params")
         params = None if params is None else mapping_of_names("params", params)

@@ -74,10 +74,11 @@ class RunSampler(RunState):
         ]
         if others:
             logger.warning(
-                "greenprint: run %s and run(s) %s both meter host %s for job %s: the machine "
+                "greenprint: run %s and %s %s both meter host %s for job %s: the machine "
                 "would be counted twice (the price tag counts it once and says so); give "
                 "node_meter=False to the other ranks, or set GREENPRINT_SHARED_NODE=1",
                 self.id[:8],
+                "run" if len(others) == 1 else "runs",
                 ", ".join(others),
                 self._host,
                 job.job_id,

@@ -240,7 +240,7 @@ def test_gpus_a_cgroup_denies_are_left_out_and_the_jobs_gpu_is_metered(visible):
     status, infos = probe_nvml(nvml, environ=env)
     assert status.usable, status.reason
     assert [g.uuid for g in infos] == [gpus[2].uuid]
-    assert "3 GPU(s) this process may not open" in status.reason
+    assert "3 GPUs this process may not open" in status.reason
     clock = Clock()
     meter = NvmlMeter.open(nvml, environ=env, clock=clock)
     try:
@@ -261,7 +261,7 @@ def test_a_process_that_may_open_no_gpu_is_told_so():
     status, infos = probe_nvml(nvml, environ={})
     assert not status.usable and infos == ()
     assert status.reason == (
-        "2 GPU(s) this process may not open (NVML: no permission; a device cgroup gives it "
+        "2 GPUs this process may not open (NVML: no permission; a device cgroup gives it "
         "none of them): not metered"
     )
 

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from greenprint._format import count_of
 from greenprint._provenance import APPORTIONED, TRIAL_KEY
 from greenprint._records import MetricPoint, RunRecord
 from greenprint.integrations._sklearn_common import _derived, _plain_params
@@ -183,7 +184,7 @@ def _summed(
     started = min((p.started_at for p in parts), default=base.started_at)
     ended = max((p.ended_at or p.started_at for p in parts), default=started)
     provenance = dict(parts[0].provenance) if parts else dict(base.provenance)
-    provenance[TRIAL_KEY] = f"sum of {len(parts)} measured fold run(s)"
+    provenance[TRIAL_KEY] = f"sum of {count_of(len(parts), 'measured fold run')}"
     # a sum, not a reading of the process over the trial's span (a halving candidate's spans
     # its iterations, interleaved with others'): never read as threads sharing the process
     provenance.pop("process", None)

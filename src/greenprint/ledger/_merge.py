@@ -51,6 +51,7 @@ from greenprint._exceptions import (
     MergeConflictError,
     NotALedgerError,
 )
+from greenprint._format import count_of
 from greenprint.ledger._base import BaseLedger
 from greenprint.ledger._fields import (
     FIELD_KINDS,
@@ -419,7 +420,8 @@ def _conflict_error(conflicts: list[tuple[str, str]], target: str) -> MergeConfl
     listed = "; ".join(text for _, text in conflicts[:_MAX_LISTED])
     more = f"; and {len(conflicts) - _MAX_LISTED} more" if len(conflicts) > _MAX_LISTED else ""
     return MergeConflictError(
-        f"cannot merge into {target}: {len(conflicts)} run(s) differ between ledgers: "
+        f"cannot merge into {target}: {count_of(len(conflicts), 'run')} "
+        f"{'differs' if len(conflicts) == 1 else 'differ'} between ledgers: "
         f"{listed}{more}; nothing was written",
         run_ids=tuple(run_id for run_id, _ in conflicts),
     )
@@ -555,8 +557,8 @@ def write_merged(target: BaseLedger, inputs: MergeInputs) -> MergeSummary:
         if not own:
             sql_store.close()
     logger.info(
-        "merged %d ledger(s) into %s: %d runs added, %d updated, %d unchanged",
-        inputs.count,
+        "merged %s into %s: %d runs added, %d updated, %d unchanged",
+        count_of(inputs.count, "ledger"),
         tgt.display,
         summary.added,
         summary.updated,

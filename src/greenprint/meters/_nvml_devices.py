@@ -13,6 +13,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from greenprint._format import count_of
 from greenprint.meters._gpu_meter import (
     COUNTER,
     COUNTER_THEN_POWER,
@@ -203,8 +204,8 @@ def open_handles(nvml: Any) -> tuple[list[Any], list[str], list[str]]:
     skipped = []
     if denied:
         skipped.append(
-            f"{denied} GPU(s) this process may not open (NVML: no permission; a device cgroup "
-            "gives it none of them): not metered"
+            f"{count_of(denied, 'GPU')} this process may not open (NVML: no permission; a device "
+            "cgroup gives it none of them): not metered"
         )
     skipped += [lost_gpu(i, str(e)) for i, e in lost]
     return handles, uuids, skipped

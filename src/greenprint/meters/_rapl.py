@@ -40,6 +40,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from greenprint._exceptions import MeterError
+from greenprint._format import count_of
 from greenprint._provenance import Provenance
 from greenprint._units import uj_to_j
 from greenprint.meters._attribution import ProcessTree
@@ -308,7 +309,7 @@ def _probe_rapl(rapl_root: str | os.PathLike[str] | None, opener: Opener) -> Rap
     if any(d.kind == "psys" for d in domains):
         parts.append("psys ignored (it contains the packages)")
     if mirrors > 0:
-        parts.append(f"{mirrors} mirrored domain(s) counted once")
+        parts.append(f"{count_of(mirrors, 'mirrored domain')} counted once")
     if shared + shared_dram:
         parts.append(
             f"the dies of {', '.join(shared + shared_dram)} read one package counter: counted once"
