@@ -5,6 +5,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from greenprint._format import (
+    count_of,
+    count_out_of,
     format_duration,
     format_emissions,
     format_energy,
@@ -77,3 +79,12 @@ def test_json_safe_writes_non_finite_floats_as_strings_throughout():
     safe = json_safe(value)
     assert safe == {"a": "NaN", "2": ["Infinity", ["-Infinity", 1.5]], "b": {"c": None, "d": "x"}}
     assert json.loads(json.dumps(safe, allow_nan=False)) == safe  # strict JSON
+
+
+def test_counts_read_as_a_sentence_says_them():
+    """count_of and count_out_of live together in _format (reports, notes and the CLI)."""
+    assert (count_of(1, "part"), count_of(3, "part")) == ("1 part", "3 parts")
+    assert count_out_of(1, 3, "trial") == "1 of 3 trials"
+    assert count_out_of(1, 1, "trial") == "the one trial"
+    assert count_out_of(2, 2, "trial") == "both trials"
+    assert count_out_of(5, 5, "trial") == "all 5 trials"

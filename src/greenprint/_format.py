@@ -12,6 +12,7 @@ __all__ = [
     "FPO_UNITS",
     "and_list",
     "count_of",
+    "count_out_of",
     "energy_none_recorded",
     "format_duration",
     "format_emissions",
@@ -289,6 +290,20 @@ def known_duration(seconds: float) -> float | None:
 def count_of(count: int, noun: str) -> str:
     """``"1 run"``, ``"3 runs"``: a count and its noun, plural but for one."""
     return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def count_out_of(count: int, total: int, noun: str) -> str:
+    """``count`` of ``total`` things called ``noun``, as a sentence says it (1 <= count <= total).
+
+    ``"1 of 3 trials"``; ``"the one trial"``, ``"both trials"`` and ``"all 5 trials"`` when
+    ``count`` is all of them (never ``"1 of 1 trials"``). The verb that follows agrees with
+    ``count``: ``"the one trial had no score and counts"``, ``"both trials ... count"``.
+    """
+    if count != total:
+        return f"{count} of {count_of(total, noun)}"
+    if total == 1:
+        return f"the one {noun}"
+    return f"both {noun}s" if total == 2 else f"all {count_of(total, noun)}"
 
 
 def and_list(words: Sequence[str]) -> str:

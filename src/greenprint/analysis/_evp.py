@@ -34,7 +34,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from greenprint._exceptions import AnalysisError, ConfigError
-from greenprint._format import count_of
+from greenprint._format import count_of, count_out_of
 from greenprint._records import RUN_STATUSES, RunRecord
 from greenprint.analysis._common import (
     Mode,
@@ -252,20 +252,6 @@ def expected_max_performance(
         family: replace(curve(values[families == family]), family=family)
         for family in dict.fromkeys(labels)
     }
-
-
-def count_out_of(count: int, total: int, noun: str) -> str:
-    """``count`` of ``total`` things called ``noun``, as a sentence says it (1 <= count <= total).
-
-    ``"1 of 3 trials"``; ``"the one trial"``, ``"both trials"`` and ``"all 5 trials"`` when
-    ``count`` is all of them (never ``"1 of 1 trials"``). The verb that follows agrees with
-    ``count``: ``"the one trial had no score and counts"``, ``"both trials ... count"``.
-    """
-    if count != total:
-        return f"{count} of {count_of(total, noun)}"
-    if total == 1:
-        return f"the one {noun}"
-    return f"both {noun}s" if total == 2 else f"all {count_of(total, noun)}"
 
 
 def _study_worst(values: np.ndarray, mode: Mode) -> float | None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from greenprint.analysis._evp import count_out_of
+from greenprint._format import count_out_of
 from greenprint.analysis._pricetag import CostTotals
 from greenprint.report._efficiency import latex_section as efficiency_section
 from greenprint.report._escape import latex_text as esc
