@@ -121,12 +121,21 @@ def test_roles_given_afterwards_make_the_report_read_the_study_right(study):
         (["part", "{0.01}", "--part-of", "{other}"], "a part belongs to a run of its own study"),
         (["baseline", "{0.01}", "{0.01}"], "a run is given twice"),
         (["baseline", "{0.01}", "zzzz9999"], "no run with id 'zzzz9999'"),
+        # the role forgotten: the run id where the role goes (not click's "Missing argument")
+        (
+            ["{0.01}"],
+            "missing the run role before run '{0.01}': greenprint ledger set-role ROLE {0.01}; "
+            "roles: trial, part, baseline, final, learning-curve, sweep, greener",
+        ),
+        ([], "missing the run role and the runs: greenprint ledger set-role ROLE RUN_ID...; roles"),
+        (["baseline"], "no run given role 'baseline': greenprint ledger set-role baseline RUN_ID"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_changes_nothing(study, args, message):
     home = study["home"]
     before = _roles(home)
     args = [study[a[1:-1]] if a.startswith("{") else a for a in args]
+    message = message.replace("{0.01}", study["0.01"])
     done = run_in(Path(home), GREENPRINT, "ledger", "set-role", *args)
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert message in done.stderr and "Traceback" not in done.stderr

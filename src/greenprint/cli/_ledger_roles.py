@@ -136,8 +136,8 @@ def parts_scores(read: Any, metric: str | None) -> dict[int, tuple[str, float, i
 @click.command(
     name="set-role", short_help="Give runs that have ended a role (baseline, final, part...)."
 )
-@click.argument("role")
-@click.argument("run_ids", nargs=-1, type=TEXT, required=True, metavar="RUN_ID...")
+@click.argument("role", required=False, default=None, metavar="ROLE")
+@click.argument("run_ids", nargs=-1, type=TEXT, metavar="RUN_ID...")
 @click.option(
     "--part-of",
     "part_of",
@@ -148,7 +148,7 @@ def parts_scores(read: Any, metric: str | None) -> dict[int, tuple[str, float, i
 )
 @ledger_option
 def set_role_command(
-    role: str, run_ids: tuple[str, ...], part_of: str | None, ledger: str | None
+    role: str | None, run_ids: tuple[str, ...], part_of: str | None, ledger: str | None
 ) -> None:
     """Give runs that have ended a ROLE afterwards, without running them again.
 
@@ -162,7 +162,7 @@ def set_role_command(
     running, a part of another study's run or of itself, a part holding runs read as trials:
     they would read as its parts) nothing changes.
     """
-    check_role(role)  # a role typed wrong is named before the ledger is looked for
+    role = _check_arguments(role, run_ids)  # before the ledger is looked for
     with open_ledger(ledger) as led:
         records = [led.run(run_id) for run_id in run_ids]
         was = {record.id: record.role for record in records}
@@ -186,6 +186,40 @@ def set_role_command(
         if parent is not None and parent_was is not None:
             if said := _parent_read(parent, parent_was, _read_of(led, parent)):
                 click.echo(said)
+
+
+def _check_arguments(role: str | None, run_ids: tuple[str, ...]) -> str:
+    """``role``, checked with the runs given, else ConfigError (one line: exit status 2).
+
+    A role forgotten (``set-role 2236``: the run id where the role goes) names the missing
+    role and the roles, not click's "Missing argument 'RUN_ID...'"; a role typed wrong names
+    the nearest role and the roles (:func:`check_role`).
+
+    Raises:
+        ConfigError: no role, an unknown role, or no run given.
+    """
+    from greenprint._records import RUN_ROLES
+    from greenprint._suggest import nearest
+
+    roles = ", ".join(RUN_ROLES)
+    if role is None:
+        raise ConfigError(
+            f"missing the run role and the runs: greenprint ledger set-role ROLE RUN_ID...; "
+            f"roles: {roles}"
+        )
+    if not run_ids and role not in RUN_ROLES and not nearest(role, RUN_ROLES):
+        # the run id is where the role goes: the role was forgotten
+        raise ConfigError(
+            f"missing the run role before run {safe(role, limit=MAX_CELL)!r}: greenprint "
+            f"ledger set-role ROLE {safe(role, limit=MAX_CELL)}; roles: {roles}"
+        )
+    check_role(role)  # a role typed wrong, with the nearest role
+    if not run_ids:
+        raise ConfigError(
+            f"no run given role {role!r}: greenprint ledger set-role {role} RUN_ID... "
+            "(run ids from greenprint ledger ls)"
+        )
+    return role
 
 
 _Read = tuple[str, bool, "tuple[str, float, int] | None"]
