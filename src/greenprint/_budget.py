@@ -32,6 +32,7 @@ acts on the events it returns (outside its lock).
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
@@ -46,6 +47,10 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["LIMITS", "Budget", "BudgetEvent", "BudgetGuard", "OnExceed", "Spent"]
 
 logger = logging.getLogger(__name__)
+
+#: the study FPO budgets said to be unchecked already (a sweep's trials share one Budget:
+#: said once, not at every trial's end)
+_STUDY_FPO_SAID: weakref.WeakSet[Budget] = weakref.WeakSet()
 
 OnExceed = Literal["warn", "stop"] | Callable[[Any, BudgetExceeded], Any]
 
@@ -289,26 +294,44 @@ class BudgetGuard:
                     left = here if left is None else min(left, here)
         return left
 
-    def unchecked_fpo(self, run: Spent) -> list[str]:
-        """Warnings for the run's FPO budgets that never saw a figure: no FPO was recorded.
+    def unchecked_fpo(self, run: Spent, live_roots: Spent | None = None) -> list[str]:
+        """Warnings for the FPO budgets that never saw a figure: no FPO was recorded.
 
         An FPO budget counts what ``run.add_fpo``/``run.set(fpo=...)`` recorded (the run's and
         its nested runs'); a run that recorded none ran unchecked by it, which the user should
-        hear of once, at its end.
+        hear of once, at its end. A study's FPO budget is unchecked while no run of the study
+        has recorded any (a scikit-learn sweep that counts none): said once per budget in this
+        process, at the end of the first run that finds it so, not at every trial's.
 
         Args:
             run: the run's final cost.
+            live_roots: the live cost of this process's active top-level runs of the study
+                (with :attr:`study_base`, the study's figure); ``None``: run budgets only.
         """
         if run.fpo > 0:
             return []
-        return [
-            f"greenprint: {self._whose(budget)} recorded no FPO, so its budget_fpo "
-            f"{_amount('fpo', budget.fpo)} was never checked: record its FPO with "
-            "run.add_fpo(...) or run.set(fpo=...) (greenprint.count_fpo or training_fpo count "
-            "a PyTorch model's)"
-            for _, budget, per_run, _ in self._open
-            if per_run and budget.fpo is not None
-        ]
+        study_fpo = None if live_roots is None else (self.study_base + live_roots).fpo
+        messages = []
+        for _, budget, per_run, _ in self._open:
+            if budget.fpo is None:
+                continue
+            if not per_run:
+                if study_fpo is None or study_fpo > 0 or budget in _STUDY_FPO_SAID:
+                    continue
+                _STUDY_FPO_SAID.add(budget)
+            amount = _amount("fpo", budget.fpo)
+            said = (
+                f"{self._whose(budget)} recorded no FPO, so its budget_fpo {amount} was never "
+                "checked"
+                if per_run
+                else f"no run of study {self.study!r} has recorded FPO (run {self.run_id[:8]} "
+                f"ended with none), so its budget_fpo {amount} has not been checked"
+            )
+            messages.append(
+                f"greenprint: {said}: record its FPO with run.add_fpo(...) or run.set(fpo=...) "
+                "(greenprint.count_fpo or training_fpo count a PyTorch model's)"
+            )
+        return messages
 
     @property
     def idle(self) -> bool:

@@ -199,7 +199,7 @@ class RunBudgets(RunState):
             spent = self._spent()
             events = guard.check(spent, live)
         self._act_on_budgets(events)
-        for message in guard.unchecked_fpo(spent):
+        for message in guard.unchecked_fpo(spent, live):
             logger.warning("%s", message)
 
     def _final_status(self, status: str, error: str | None) -> tuple[str, str | None]:

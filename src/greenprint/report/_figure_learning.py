@@ -254,18 +254,34 @@ def _learning_figure(curve: LearningCurve, inputs: FigureInputs, source: str) ->
                 y_label=f"energy per run ({unit})",
                 x_unit="examples",
                 y_unit=unit,
-                series=(
-                    Series(
-                        "energy",
-                        "line",
-                        sizes,
-                        _tuple(np.asarray(curve.energy_kwh_mean) * factor),
-                        role="energy",
-                    ),
-                ),
+                series=_energy_series(curve, sizes, factor),
                 x_scale="log" if log_x else "linear",
             ),
         ),
         provenance=(_score_provenance(inputs, of="run"),) + inputs.energy_provenance,
         notes=curve.notes,
     )
+
+
+def _energy_series(
+    curve: LearningCurve, sizes: tuple[float, ...], factor: float
+) -> tuple[Series, ...]:
+    """The energy per run of each size, with its spread over repeats as the score has.
+
+    A size whose repeats cost 87 and 15 µWh (one of them slowed by a busy machine) reads as a
+    mean of 51 µWh: without the band it looked like a rise of the cost with the data.
+    """
+    energy = np.asarray(curve.energy_kwh_mean) * factor
+    spread = np.nan_to_num(np.asarray(curve.energy_kwh_std), nan=0.0) * factor
+    line = Series("energy", "line", sizes, _tuple(energy), role="energy")
+    if not np.any(spread > 0):
+        return (line,)
+    band = Series(
+        "±1 std over repeats",
+        "band",
+        sizes,
+        y_low=_tuple(np.maximum(energy - spread, 0.0)),
+        y_high=_tuple(energy + spread),
+        role="std",
+    )
+    return band, line

@@ -1,0 +1,142 @@
+"""Session 41, outside check of the "spend less" features as a practitioner uses them.
+
+A scikit-learn sweep on the digits data capped by a study budget, and a learning curve of
+subsamples by ``run_learning_curve``, each run as a script in an empty directory with a clean
+environment, read back with the CLI:
+
+* a study budget on FPO given to a sweep whose trials count none (scikit-learn: no FPO counter)
+  never saw a figure and said nothing, where a run's FPO budget says so at the run's end: the
+  sweep ran every trial under a limit that checked nothing. Now said once for the sweep;
+* the learning curve's energy panel drew each size's mean energy alone, where the score panel
+  draws the spread over repeats: a size whose two repeats cost 87 and 15 µWh (one slowed by a
+  busy machine) read as a rise of the cost with the data. Now its ±1 std band is drawn too.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+
+import pytest
+
+from _report_cli import GREENPRINT, empty_home, run_in
+
+pytest.importorskip("sklearn")
+
+#: A sweep of logistic regressions with one study budget, on FPO (``sys.argv[1]``: ``count``
+#: records 1 GFPO per trial with run.add_fpo, ``none`` records none, as scikit-learn gives none).
+SWEEP = """
+import sys
+import warnings
+
+import greenprint as gp
+from sklearn.datasets import load_digits
+from sklearn.linear_model import LogisticRegression
+
+warnings.filterwarnings("ignore")
+X, y = load_digits(return_X_y=True)
+cap = gp.Budget(fpo=2.5e9, per="study", on_exceed="stop")
+done = []
+for C in (0.01, 0.1, 1.0, 10.0):
+    try:
+        with gp.track(f"C={C}", study=sys.argv[1], budget=cap, params={"C": C}) as run:
+            model = LogisticRegression(C=C, max_iter=30).fit(X[:300], y[:300])
+            if sys.argv[1] == "count":
+                run.add_fpo(10**9)
+            run.log(val_accuracy=model.score(X[300:600], y[300:600]))
+        done.append(C)
+    except gp.BudgetExceeded as e:
+        print(f"stopped|{e.limit}|{e.spent}|{e.run_id[:8]}")
+        break
+print("done", done)
+with gp.track("own", study="own", budget_fpo=1e9, on_exceed="stop") as run:
+    run.log(val_accuracy=0.5)
+"""
+
+
+def test_a_study_fpo_budget_that_counted_nothing_says_so_once(tmp_path_factory):
+    home = empty_home(tmp_path_factory, "fpo-sweep")
+    (home / "sweep.py").write_text(SWEEP)
+
+    done = run_in(home, "python", "sweep.py", "none")
+    assert done.returncode == 0, done.stderr
+    assert "done [0.01, 0.1, 1.0, 10.0]" in done.stdout  # nothing to stop it: no FPO
+    said = [line for line in done.stderr.splitlines() if "FPO" in line]
+    assert len(said) == 2, done.stderr  # once for the sweep's four trials, once for 'own'
+    assert said[0].startswith("greenprint: no run of study 'none' has recorded FPO (run ")
+    assert "so its budget_fpo 2.5 GFPO has not been checked: record its FPO with" in said[0]
+    assert said[1].startswith("greenprint: run ")
+    assert "recorded no FPO, so its budget_fpo 1 GFPO was never checked" in said[1]
+
+    done = run_in(home, "python", "sweep.py", "count")
+    assert done.returncode == 0, done.stderr
+    # 1 GFPO a trial against 2.5 GFPO: the third trial crosses it, in its add_fpo
+    assert "done [0.01, 0.1]" in done.stdout
+    stopped = next(line for line in done.stdout.splitlines() if line.startswith("stopped|"))
+    _, limit, spent, run_id = stopped.split("|")
+    assert (limit, float(spent)) == ("study budget_fpo", 3e9)
+    assert "has not been checked" not in done.stderr
+    listed = run_in(home, GREENPRINT, "ledger", "ls", "--study", "count")
+    assert listed.returncode == 0, listed.stderr
+    rows = [line.split() for line in listed.stdout.splitlines()[1:]]
+    assert [(row[2], row[3]) for row in rows] == [
+        ("C=0.01", "finished"),
+        ("C=0.1", "finished"),
+        ("C=1.0", "interrupted"),
+    ]
+    assert rows[2][0] == run_id
+
+
+#: A learning curve of subsamples, two repeats a fraction; the second repeat of a fraction does
+#: the fit three times (a machine busy for one of them), so each size's energies differ.
+CURVE = """
+import warnings
+
+import numpy as np
+from greenprint.analysis import run_learning_curve
+from sklearn.datasets import load_digits
+from sklearn.linear_model import LogisticRegression
+
+warnings.filterwarnings("ignore")
+X, y = load_digits(return_X_y=True)
+
+def train(fraction, seed):
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(1200, size=round(fraction * 1200), replace=False)
+    for _ in range(1 + 2 * (seed % 2)):
+        model = LogisticRegression(max_iter=40).fit(X[idx], y[idx])
+    return model.score(X[1200:], y[1200:]), len(idx)
+
+run_learning_curve(train, [0.25, 1.0], study="lc", seed=0, repeats=2, metric="val_accuracy")
+"""
+
+
+def test_the_learning_curve_draws_the_energy_spread_over_repeats(tmp_path_factory):
+    home = empty_home(tmp_path_factory, "lc")
+    (home / "curve.py").write_text(CURVE)
+    done = run_in(home, "python", "curve.py")
+    assert done.returncode == 0, done.stderr
+    done = run_in(
+        home, GREENPRINT, "report", "--study", "lc", "--format", "json", "--no-plots",
+        "--out", "report",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads((home / "report" / "report.json").read_text(encoding="utf-8"))
+    (figure,) = [f for f in report["figures"] if f["id"] == "learning_curve"]
+    score, energy = figure["panels"]
+    band, line = energy["series"]
+    assert (band["kind"], band["label"], line["role"]) == ("band", "±1 std over repeats", "energy")
+    assert [s["kind"] for s in score["series"]] == ["band", "line"]
+
+    # by hand from the runs' energies in the report, in the panel's unit
+    factor = {"µWh": 1e9, "mWh": 1e6, "Wh": 1e3, "nWh": 1e12}[energy["y_unit"]]
+    by_size: dict[float, list[float]] = {}
+    for run in report["runs"]:
+        by_size.setdefault(float(run["dataset_size"]), []).append(run["energy_kwh"] * factor)
+    assert sorted(by_size) == line["x"] == [300.0, 1200.0]
+    for k, size in enumerate(line["x"]):
+        mean, std = statistics.mean(by_size[size]), statistics.stdev(by_size[size])
+        assert math.isclose(line["y"][k], mean, rel_tol=1e-9)
+        assert math.isclose(band["y_high"][k], mean + std, rel_tol=1e-9)
+        assert math.isclose(band["y_low"][k], max(mean - std, 0.0), rel_tol=1e-9, abs_tol=1e-12)
