@@ -1,8 +1,9 @@
 """Trials that are one configuration run again: their groups and the note's words.
 
-Read by :class:`~greenprint._role_set.StudyRoles` (its ``repeated``, ``reruns`` and
-``retrained``): a configuration's key, its repeats grouped by name and params but a seed or fold,
-and the text that says how they were read and how to fix it.
+Read by :mod:`greenprint._role_findings` (a study's ``repeated``, ``reruns`` and
+``retrained``) and :class:`~greenprint._role_set.StudyRoles`: a configuration's key, its
+repeats grouped by name and params but a seed or fold, and the text that says how they were
+read and how to fix it.
 """
 
 from __future__ import annotations

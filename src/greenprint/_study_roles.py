@@ -79,7 +79,8 @@ metric its report ranks by (:mod:`greenprint._metric_choice`), without loading t
 
 Here: :func:`resolve_roles`, which applies the rules of :mod:`greenprint._role_rules` (and of
 :mod:`greenprint._size_curves` for a learning curve) and returns a :class:`StudyRoles`
-(:mod:`greenprint._role_set`, whose note reads repeats with :mod:`greenprint._role_repeats`);
+(:mod:`greenprint._role_set`, whose note reads what :mod:`greenprint._role_findings` finds
+and repeats with :mod:`greenprint._role_repeats`);
 their names are re-exported here.
 """
 
