@@ -38,6 +38,7 @@ from greenprint.cli._run_args import (
     check_prometheus_host,
     check_values,
     default_name,
+    missing_script,
     parsed_params,
     script_hint,
     start_failure,
@@ -267,6 +268,8 @@ def command(
         raise ConfigError(f"command not found: {program!r} (an empty command name)")
     if shutil.which(program) is None:
         raise ConfigError(f"command not found: {program}{script_hint(program)}")
+    if (no_script := missing_script(cmd)) is not None:
+        raise ConfigError(no_script)
     from greenprint._validate import finite_number
 
     stopper = None

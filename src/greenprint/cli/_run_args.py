@@ -26,6 +26,7 @@ __all__ = [
     "check_prometheus_host",
     "check_values",
     "default_name",
+    "missing_script",
     "parsed_params",
     "script_hint",
     "start_failure",
@@ -65,6 +66,45 @@ def default_name(cmd: tuple[str, ...]) -> str:
         elif not arg.startswith(("-", "+")):
             return arg.rsplit("/", 1)[-1] or program
     return program
+
+
+def missing_script(cmd: tuple[str, ...]) -> str | None:
+    """Why a Python command cannot run its script: the file is not there; else ``None``.
+
+    ``greenprint run -- python trian.py`` (a typo, or a path from another folder) started
+    Python, which failed to open the script: a failed run with Python's message in the study,
+    counted as a failed trial. Such a command is refused before anything runs. Only the script
+    of a Python interpreter is looked for (``-c``, ``-m`` and standard input run none; a shell
+    looks its script up on ``PATH`` too).
+    """
+    program = cmd[0].rsplit("/", 1)[-1]
+    if not program.startswith(("python", "pypy")) or not _INTERPRETER.fullmatch(program):
+        return None
+    args = iter(cmd[1:])
+    script = None
+    for arg in args:
+        if arg == "--":
+            script = next(args, None)
+            break
+        if arg in _TAKES_VALUE or arg == "--check-hash-based-pycs":
+            next(args, None)
+        elif arg == "-" or not arg.startswith("-"):
+            script = arg
+            break
+        elif arg.startswith("--help") or arg == "--version":
+            return None
+        elif not arg.startswith("--"):  # a cluster of flags: -u, -OO, -uc CODE, -Wignore
+            for at, flag in enumerate(arg[1:], start=1):
+                if flag in "cmhV?":  # code, a module, help or version: no script
+                    return None
+                if flag in "WX":  # its value follows, here or in the next word
+                    if at == len(arg) - 1:
+                        next(args, None)
+                    break
+    if script is None or script == "-" or os.path.exists(script):
+        return None
+    where = "" if os.path.isabs(script) else f" in {os.getcwd()}"
+    return f"no such script: {script} (no file {script}{where} for {program} to run)"
 
 
 def as_text(name: str) -> str:

@@ -326,6 +326,22 @@ def _target_of(source: str | os.PathLike[str] | BaseLedger) -> Target:
     return resolve_target(source)
 
 
+def _same_ledger(a: Target, b: Target) -> bool:
+    """Whether two targets are one ledger: the same URL, or one SQLite file by two names.
+
+    A link to the target (``ln -s merged.db link.db``, a hard link, a bind-mounted folder)
+    was merged into it as another ledger: every run read as already there.
+    """
+    if a == b:
+        return True
+    if a.path is None or b.path is None:
+        return False
+    try:
+        return os.path.samefile(a.path, b.path)
+    except OSError:  # one of them is missing: not one file
+        return False
+
+
 def _read_input(source: str | os.PathLike[str] | BaseLedger) -> tuple[str, list[_Run]]:
     """Every run of one input ledger, and a name for it in messages."""
     target = _target_of(source)
@@ -469,8 +485,9 @@ def read_inputs(
     conflicts: list[tuple[str, str]] = []
     for source in sources:
         src_target = _target_of(source)
-        if src_target == target:
-            raise ConfigError(f"cannot merge ledger {target.display} into itself")
+        if _same_ledger(src_target, target):
+            via = "" if src_target == target else f" (as {src_target.display})"
+            raise ConfigError(f"cannot merge ledger {target.display} into itself{via}")
         _, runs = _read_input(source)
         for run in runs:
             seen = merged.get(run.row["id"])

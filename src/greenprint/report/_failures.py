@@ -50,6 +50,13 @@ _AN_ID = "run \x00"  # a run id in a grouping key: no error's text holds a NUL
 # the last line of the command's stderr after it where one was captured: "exit status 1:
 # ValueError: bad lr"): the exception a part inside it recorded says why, in full.
 _ENDED = re.compile(r"(?:exit status -?\d+|killed by \S+)(?:: .*)?")
+# A part's error that says only how it ended, not why: a script's sys.exit(3) inside its
+# gp.track ("SystemExit: 3"), Ctrl-C, a signal. Where the command's error says why (its stderr's
+# last line after "exit status 3: "), that stays: a script that printed "CUDA out of memory"
+# and called sys.exit(3) in a fold read "SystemExit: 3" in the failed-runs section.
+_ENDING_ONLY = re.compile(
+    r"SystemExit(?:: -?\d+)?|KeyboardInterrupt|SIG[A-Z0-9]+|exit status -?\d+|killed by \S+"
+)
 
 
 @dataclass(frozen=True)
@@ -129,13 +136,15 @@ def failures(report: Report) -> Failures:
     A part (a fold, a worker) of a run that failed too is not listed on its own: a run that
     recorded no error of its own, or only how its command ended (``greenprint run``'s
     ``"exit status 1"``, also followed by its stderr's last line), shows its first failed
-    part's (in start order) where one has an error. A part that failed inside a run that did
-    not (a helper ``gp.track("export")`` that raised inside a finished final run, a fold of a
-    finished trial) is listed, as a part, with the run it is in: the price tag counts its cost
-    as a failure's. A run whose failure is that of a listed run inside it (a sweep around
-    failed trials, a run that re-raised its nested run's error) is left out; it is among
-    ``with_listed``, as are the parts of listed runs, so that the listed runs and those add up
-    to what the price tag's table by status counts as failed, interrupted or lost.
+    part's (in start order) where one has an error, unless the part's says only how it ended
+    (``"SystemExit: 3"``, ``"KeyboardInterrupt"``) and the command's stderr line said why. A
+    part that failed inside a run that did not (a helper ``gp.track("export")`` that raised
+    inside a finished final run, a fold of a finished trial) is listed, as a part, with the run
+    it is in: the price tag counts its cost as a failure's. A run whose failure is that of a
+    listed run inside it (a sweep around failed trials, a run that re-raised its nested run's
+    error) is left out; it is among ``with_listed``, as are the parts of listed runs, so that
+    the listed runs and those add up to what the price tag's table by status counts as failed,
+    interrupted or lost.
     """
     by_id = {row.id: row for row in report.runs}
     owner_of: dict[str, RunRow | None] = {}  # a part's run (None: a part of no run)
@@ -195,8 +204,10 @@ def failures(report: Report) -> Failures:
         own = first_line(row.error)
         if not own[0] or _ENDED.fullmatch(own[0]):
             part = _failed_part(row, children)
-            if part is not None:
-                own = first_line(part.error)
+            said = first_line(part.error) if part is not None else ("", False)
+            why = own[0].partition(": ")[2]  # the command's stderr line, where one was read
+            if part is not None and not (why and _ENDING_ONLY.fullmatch(said[0])):
+                own = said
                 from_part[row.id] = part.name
         errors[row.id] = own
     # runs with a listed run inside them, and the first lines of those; with a lost run

@@ -1,0 +1,159 @@
+"""Outside check s41: a study made from the command line on two "nodes", as a student makes it.
+
+Each trial is ``greenprint run --study S ... -- python train.py ...`` around a script whose three
+cross-validation folds are its parts (``gp.track`` in the script, or child processes that
+inherit ``GREENPRINT_PARENT_RUN``); each node has its own SQLite ledger (``--ledger``, or
+``GREENPRINT_LEDGER``), merged with ``greenprint ledger merge``, a final retrain given its role
+with ``greenprint ledger set-role``, then ``greenprint report`` and the exports. Every command
+runs in an empty directory with a new user's environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+import greenprint as gp
+from _clean_env import clean_env
+from _report_cli import GREENPRINT, empty_home, export_reads_as_the_report, run_in
+
+#: A trial's script: three folds, each a gp.track run; ``exit`` as the second argument makes
+#: the second fold print why it stops and call sys.exit(3), as a script that catches its error.
+TRAIN = """
+import sys
+import greenprint as gp
+
+lr = float(sys.argv[1])
+for fold in range(3):
+    with gp.track(f"fold{fold}", params={"fold": fold}) as run:
+        if fold == 1 and sys.argv[2:] == ["exit"]:
+            print("CUDA out of memory (fake): lower the batch size", file=sys.stderr)
+            sys.exit(3)
+        run.log(val_accuracy=round(0.9 - abs(lr - 0.1) + 0.002 * fold, 4))
+"""
+
+#: The same folds as child processes of the script, each inheriting GREENPRINT_PARENT_RUN.
+TRAIN_SUB = """
+import subprocess
+import sys
+
+FOLD = '''
+import sys
+import greenprint as gp
+lr, fold = float(sys.argv[1]), int(sys.argv[2])
+with gp.track(f"fold{fold}") as run:
+    run.log(val_accuracy=round(0.9 - abs(lr - 0.1) + 0.002 * fold, 4))
+'''
+for fold in range(3):
+    subprocess.run([sys.executable, "-c", FOLD, sys.argv[1], str(fold)], check=True)
+"""
+
+
+def _gp(home: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    done = run_in(home, GREENPRINT, *args, env=env)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Node A: two trials with ``--ledger``, one of which fails in a fold; node B: a trial with
+    its folds in child processes, and the final retrain, with ``GREENPRINT_LEDGER``; merged."""
+    home = empty_home(tmp_path_factory, "s41-cli-study")
+    (home / "train.py").write_text(TRAIN, encoding="utf-8")
+    (home / "train_sub.py").write_text(TRAIN_SUB, encoding="utf-8")
+    for node in ("nodeA", "nodeB"):
+        (home / node).mkdir()
+    a = home / "nodeA"
+    for lr, crash in (("0.1", ()), ("0.01", ("exit",))):
+        done = run_in(
+            a, GREENPRINT, "run", "-q", "--study", "S", "--ledger", "gpA.db", "--role", "trial",
+            "--param", f"lr={lr}", "--", "python", "../train.py", lr, *crash,
+        )  # fmt: skip
+        assert done.returncode == (3 if crash else 0), done.stderr
+    b = home / "nodeB"
+    env = {**clean_env(), "GREENPRINT_LEDGER": str(b / "gpB.db")}
+    _gp(b, "run", "-q", "--study", "S", "--param", "lr=0.2", "--", "python", "../train_sub.py",
+        "0.2", env=env)  # fmt: skip
+    _gp(b, "run", "-q", "--study", "S", "--name", "final-retrain", "--param", "lr=0.1", "--",
+        "python", "../train.py", "0.1", env=env)  # fmt: skip
+    first = _gp(home, "ledger", "merge", "merged.db", "nodeA/gpA.db", "nodeB/gpB.db")
+    assert "15 runs added" in first  # 4 commands and their folds: 3 each, 2 in the failed one
+    again = _gp(home, "ledger", "merge", "merged.db", "nodeB/gpB.db", "nodeA/gpA.db")
+    assert "0 runs added, 0 updated, 15 already there" in again
+    final = gp.Ledger(home / "merged.db").runs(study="S")
+    (retrain,) = [r for r in final if r.name == "final-retrain"]
+    _gp(home, "ledger", "set-role", "final", retrain.id[:8], "--ledger", "merged.db")
+    return home
+
+
+def test_a_fold_that_printed_why_and_exited_keeps_its_reason_in_the_report(study: Path) -> None:
+    """A fold that printed ``CUDA out of memory`` and called ``sys.exit(3)`` inside its
+    ``gp.track``: ``greenprint run`` recorded ``exit status 3: CUDA out of memory ...`` (its
+    stderr's last line), but the report's failed runs showed the fold's ``SystemExit: 3`` (the
+    error of its part fold1) in its place, the reason gone. The command's line now stays; a
+    part's exception that says why (``ValueError: ...``) still replaces ``exit status 1``."""
+    done = run_in(
+        study, GREENPRINT, "report", "--ledger", "merged.db", "--study", "S", "--format", "json",
+        "--out", "rep",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads((study / "rep" / "report.json").read_text(encoding="utf-8"))
+    tag = report["price_tag"]
+    assert tag["total"]["trials"] == 3
+    assert {s: row["trials"] for s, row in tag["by_status"].items()} == {"finished": 2, "failed": 1}
+    assert tag["final"]["name"] == "final-retrain" and tag["final"]["rule"] == "role"
+    (group,) = report["failures"]["groups"]
+    assert group["error"] == "exit status 3: CUDA out of memory (fake): lower the batch size"
+    assert "SystemExit" not in json.dumps(report["failures"])
+    # each run counted once after the merge: the exports' root rows sum to the price tag
+    export_reads_as_the_report(study, "S", report, "--ledger", "merged.db")
+
+
+def test_merging_a_ledger_into_itself_through_a_link_is_refused(study: Path) -> None:
+    """``ln -s merged.db link.db``, then ``greenprint ledger merge merged.db link.db`` (or a hard
+    link, or OUT the link): merged as another ledger, exit status 0, 'every run already
+    there'. The same file by another name is the ledger itself: one line, exit status 2."""
+    (study / "link.db").symlink_to("merged.db")
+    os.link(study / "merged.db", study / "hard.db")
+    before = (study / "merged.db").read_bytes()
+    for out, inputs in (
+        ("merged.db", ("link.db",)),
+        ("link.db", ("nodeA/gpA.db", "merged.db")),
+        ("hard.db", ("merged.db",)),
+    ):
+        done = run_in(study, GREENPRINT, "ledger", "merge", out, *inputs)
+        assert done.returncode == 2, done.stdout
+        (line,) = done.stderr.splitlines()
+        assert line.startswith(f"greenprint: error: cannot merge ledger {study / out} into itself")
+    assert (study / "merged.db").read_bytes() == before
+
+
+def test_a_script_path_that_does_not_exist_is_refused_before_anything_runs(study: Path) -> None:
+    """``greenprint run ... -- python trian.py`` (a typo, or the path from another folder):
+    Python started and failed to open it, and the study gained a failed trial ('exit status 2:
+    python: can't open file ...'), counted in the failed runs and as a worst score, with nine
+    lines on stderr. Refused now in one line, exit status 2, nothing recorded."""
+    a = study / "nodeA"
+    before = len(gp.Ledger(a / "gpA.db").runs())
+    for cmd in (("python", "trian.py"), ("python3", "-u", "train.py"), ("python", "-X", "dev",
+                "../trian.py", "0.1")):  # fmt: skip
+        done = run_in(
+            a, GREENPRINT, "run", "--study", "S", "--ledger", "gpA.db", "--param", "lr=0.3",
+            "--", *cmd,
+        )  # fmt: skip
+        assert done.returncode == 2
+        (line,) = done.stderr.splitlines()
+        script = cmd[-1] if cmd[-1] != "0.1" else cmd[-2]
+        assert line == (
+            f"greenprint: error: no such script: {script} (no file {script} in {a} for "
+            f"{cmd[0]} to run)"
+        )
+    assert len(gp.Ledger(a / "gpA.db").runs()) == before
+    # -c, -m and a script that is there run as before
+    done = run_in(a, GREENPRINT, "run", "-q", "--ledger", "gpA.db", "--study", "other", "--",
+                  "python", "-c", "pass")  # fmt: skip
+    assert done.returncode == 0, done.stderr
