@@ -15,9 +15,12 @@ import logging
 import os
 import socket
 import sys
+import warnings
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from greenprint._exceptions import ConfigError
+from greenprint._format import and_list
 from greenprint._imports import require
 from greenprint.integrations._common import options_now
 from greenprint.integrations._dl import (
@@ -65,6 +68,37 @@ def keep_once(callbacks: list[Any], callback: Any) -> int:
     return len(places)
 
 
+#: The Trainers' callback handlers already warned of holding two GreenprintCallbacks or more
+_WARNED_OTHERS: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def warn_other_callbacks(handler: Any, callback: Any, *, stacklevel: int) -> None:
+    """Warn, once per Trainer, that ``handler`` lists other GreenprintCallbacks beside ``callback``.
+
+    Two instances (one in ``Trainer(callbacks=[...])``, another attached; or two in the list)
+    each record the training: a run of its own with meters of its own, the later a part of the
+    earlier where they write one study (it opens inside it), so the machine is metered twice
+    over (the totals count the part inside its parent once). Lightning refuses two at the
+    Trainer's making (two stateful callbacks of one type); a Hugging Face Trainer takes them,
+    so they are kept, with this warning. The handler, not the callback, remembers the warning:
+    each of them sees it.
+    """
+    names = [c for c in handler.callbacks if isinstance(c, _TrainingRuns)]
+    if len(names) < 2 or handler in _WARNED_OTHERS or callback not in names:
+        return
+    _WARNED_OTHERS.add(handler)
+    listed = and_list([repr(c._name) if c._name else "unnamed" for c in names])
+    warnings.warn(
+        f"greenprint: this Trainer has {len(names)} GreenprintCallbacks ({listed}): each "
+        "records the training as a run of its own with meters of its own, so it is metered "
+        f"{'twice' if len(names) == 2 else f'{len(names)} times'} over (in one study, the later "
+        "runs are parts of the first); keep one: attach the one given in callbacks=, or leave "
+        "it out of them",
+        UserWarning,
+        stacklevel=stacklevel,
+    )
+
+
 class _TrainingRuns:
     """The run of a training: its start, what ``on_train_begin`` completes, its end."""
 
@@ -74,7 +108,8 @@ class _TrainingRuns:
         Called first by the hooks that start something (``on_init_end``, ``on_train_begin``,
         ``on_prediction_step``): the Trainer's ``CallbackHandler.call_event`` is two frames
         up (the hook, then this). A callback listed twice is kept at its first place, with a
-        warning; another caller (a test calling the hook) is left alone.
+        warning; another GreenprintCallback beside it is warned of (:func:`warn_other_callbacks`);
+        another caller (a test calling the hook) is left alone.
         """
         caller = sys._getframe(2).f_locals  # call_event's: the handler and the callback
         handler = caller.get("self")
@@ -91,6 +126,7 @@ class _TrainingRuns:
                 f"once (else each hook runs {times} times: a second run for one training, the "
                 "first ended 'failed')",
             )
+        warn_other_callbacks(handler, self, stacklevel=5)
 
     _options: dict[str, Any]
     _default_ledger: Any  # the configured ledger, pinned when the callback was made

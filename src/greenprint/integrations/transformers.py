@@ -99,7 +99,11 @@ from greenprint.integrations._hf_model_card import (  # noqa: E402
     add_co2_to_model_card,
     model_card_co2,
 )
-from greenprint.integrations._hf_runs import _TrainingRuns, keep_once  # noqa: E402
+from greenprint.integrations._hf_runs import (  # noqa: E402
+    _TrainingRuns,
+    keep_once,
+    warn_other_callbacks,
+)
 from greenprint.integrations._hf_search import RUN_ID_ATTR as RUN_ID_ATTR  # noqa: E402
 from greenprint.integrations._hf_search import (  # noqa: E402
     _Objective,
@@ -235,6 +239,7 @@ class GreenprintCallback(  # type: ignore[misc]
         if keep_once(callbacks, self):  # every place, were it listed twice
             callbacks.remove(self)
         callbacks.insert(0, self)
+        warn_other_callbacks(trainer.callback_handler, self, stacklevel=3)
         if self._attached is None:
             trainer.train = self._wrap_train(trainer.train)
             trainer.hyperparameter_search = self._wrap_search(trainer.hyperparameter_search)
