@@ -140,3 +140,45 @@ def test_the_learning_curve_draws_the_energy_spread_over_repeats(tmp_path_factor
         assert math.isclose(line["y"][k], mean, rel_tol=1e-9)
         assert math.isclose(band["y_high"][k], mean + std, rel_tol=1e-9)
         assert math.isclose(band["y_low"][k], max(mean - std, 0.0), rel_tol=1e-9, abs_tol=1e-12)
+
+
+#: A hurried user's learning curve: fn returns a bare score and full_size is forgotten, then
+#: the fractions given as one string.
+HURRIED_CURVE = """
+import sys
+
+import greenprint as gp
+from greenprint.analysis import run_learning_curve
+
+def train(fraction):
+    return 0.5 + fraction / 3  # the score of an hour's training
+
+try:
+    run_learning_curve(train, [0.5, 1.0], study="lc")
+except gp.AnalysisError as e:
+    print(f"AnalysisError|{e}")
+try:
+    run_learning_curve(train, "0.5", study="lc", full_size=1000)
+except gp.ConfigError as e:
+    print(f"ConfigError|{e}")
+"""
+
+
+def test_a_learning_curve_without_full_size_keeps_the_score_it_trained(tmp_path_factory):
+    home = empty_home(tmp_path_factory, "lc-hurried")
+    (home / "curve.py").write_text(HURRIED_CURVE)
+    done = run_in(home, "python", "curve.py")
+    assert done.returncode == 0, done.stderr
+    (analysis,) = [line for line in done.stdout.splitlines() if line.startswith("Analysis")]
+    listed = run_in(home, GREENPRINT, "ledger", "ls", "--study", "lc")
+    assert listed.returncode == 0, listed.stderr
+    (row,) = [line.split() for line in listed.stdout.splitlines()[1:]]
+    assert (row[2], row[3], row[-1]) == ("learning-curve-0.5", "failed", "score=0.6667")
+    assert analysis == (
+        f"AnalysisError|fn returned a bare score (0.6667, logged as 'score' on run {row[0]} "
+        "'learning-curve-0.5', marked failed: it has no dataset size): give full_size= or "
+        "return (score, dataset_size)"
+    )
+    assert "ConfigError|fractions must be a list of subsample fractions in (0, 1], not '0.5'" in (
+        done.stdout
+    )

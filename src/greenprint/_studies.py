@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -95,6 +95,10 @@ def run_learning_curve(
         MissingDependencyError: tracking is not available.
     """
     mode = check_mode(mode)
+    if isinstance(fractions, (str, bytes)) or not isinstance(fractions, Iterable):
+        raise ConfigError(  # '0.5' read as the fractions '0', '.', '5': "not '0'"
+            f"fractions must be a list of subsample fractions in (0, 1], not {fractions!r}"
+        )
     values = [check_fraction(f) for f in fractions]
     if not values:
         raise ConfigError("fractions is empty: give at least one subsample fraction in (0, 1]")
@@ -123,8 +127,15 @@ def run_learning_curve(
                     run._node.collect()  # the runs fn opens here, with their FPO
                 result = fn(fraction) if seed is None else fn(fraction, seed=seed + repeat)
                 score, used = _unpack(result, size)
-                run.set(dataset_size=used)
                 logged: dict[str, Any] = {metric: score}
+                if used is None:  # the score is kept: the training that made it is not lost
+                    run.log(**logged)
+                    raise AnalysisError(
+                        f"fn returned a bare score ({score:.4g}, logged as {metric!r} on run "
+                        f"{run.id[:8]} {run_name!r}, marked failed: it has no dataset size): "
+                        "give full_size= or return (score, dataset_size)"
+                    )
+                run.set(dataset_size=used)
                 run.log(**logged)
             records.append(run.record)
             if run._node is not None and run._node.collected:
@@ -167,7 +178,8 @@ def _curve(runs: list[RunRecord], made: list[str], *, metric: str, mode: Mode) -
     return curve_of(trials.forest, positions, scores, metric=metric)
 
 
-def _unpack(result: Any, size: int | None) -> tuple[float, int]:
+def _unpack(result: Any, size: int | None) -> tuple[float, int | None]:
+    """The score and training-set size ``fn`` returned (``None``: a bare score, no size)."""
     used: Any = size
     if isinstance(result, tuple):
         if len(result) != 2:
@@ -181,8 +193,4 @@ def _unpack(result: Any, size: int | None) -> tuple[float, int]:
         raise AnalysisError(f"fn must return a number (the score), not {result!r}") from e
     if not math.isfinite(score):
         raise AnalysisError(f"fn returned a score of {score}: scores must be finite")
-    if used is None:
-        raise AnalysisError(
-            "fn returned a bare score: give full_size= or return (score, dataset_size)"
-        )
-    return score, int(used)
+    return score, None if used is None else int(used)
