@@ -383,8 +383,11 @@ def test_three_days_of_one_optuna_study_read_as_one_search(three_days):
     }
     assert tag["total"]["trials"] == 8 and tag["by_status"]["lost"]["trials"] == 1
     assert sum(c["trials"] for c in tag["by_status"].values()) == 8
+    # the lost trial flushed nothing: its energy null (unknown, session 41), inside its
+    # sweep's reading (no unknown in the totals)
+    assert trials["trial-4"]["energy_kwh"] is None and tag["total"]["energy_unknown"] == 0
     assert tag["by_role"]["trial"]["energy_kwh"] == pytest.approx(
-        sum(r["energy_kwh"] for r in trials.values()), rel=1e-12
+        sum(r["energy_kwh"] for r in trials.values() if r["energy_kwh"] is not None), rel=1e-12
     )
     roots = [r for r in rows.values() if r["parent_id"] is None]
     assert tag["total"]["energy_kwh"] == pytest.approx(
