@@ -110,7 +110,10 @@ def price_tag_html(tag: Any) -> str:
     if tag.by_role:
         parts.append(
             table_html(
-                [_totals_row(role, t) for role, t in tag.by_role.items()],
+                [
+                    _totals_row(role, t, uncounted=tag.uncounted_fpo_text(role))
+                    for role, t in tag.by_role.items()
+                ],
                 header=["role", *header[1:]],
             )
         )
@@ -128,8 +131,10 @@ def price_tag_html(tag: Any) -> str:
     return "".join(parts)
 
 
-def _totals_row(label: str, t: Any) -> list[Any]:
+def _totals_row(label: str, t: Any, *, uncounted: str | None = None) -> list[Any]:
     fpo = format_fpo(t.fpo) if t.fpo else "-"
+    if uncounted:  # a sweep's 0 around trials that counted theirs: none counted, no count
+        fpo = uncounted
     if not t.fpo_known:  # a set none of whose runs counted FPO: said of them all
         fpo = fpo_none_counted(t.runs)
     elif t.fpo_unknown:  # as the report's fpo_text: a count, never a silent zero

@@ -100,6 +100,7 @@ from greenprint.analysis._pricetag_model import EDH, CostTotals, PriceTag, Prove
 from greenprint.analysis._pricetag_notes import _beyond_note, _shared_notes, _unflushed_note
 from greenprint.analysis._pricetag_provenance import _provenance
 from greenprint.analysis._pricetag_sums import (
+    _counts_fpo,
     _edh,
     _knows,
     _knows_fpo,
@@ -421,6 +422,19 @@ def forest_price_tag(
         )
         notes.append(f"no metric given: the final run is not identified ({how})")
 
+    # a row of runs none of which counted FPO (nor lies inside one that did) and whose FPO
+    # are known, 0: a sweep that counted none around trials that counted theirs, its FPO
+    # read as theirs; its 0 is that rule's, not a count (the report says "none counted")
+    counts = _counts_fpo(forest)
+    fpo_uncounted = tuple(
+        r
+        for r, c in by_role.items()
+        if c is not total
+        and c.fpo_known
+        and not c.fpo
+        and not c.fpo_unknown
+        and not any(counts[p] for p in of_role[r])
+    )
     final_role = None
     if by_final and chosen is not None:
         final_role = _final_role(forest, roles, of_final, by_final, by_role["final"], chosen)
@@ -450,6 +464,7 @@ def forest_price_tag(
         mode_note=trials.mode_note,
         roles_note=trials.roles_note,
         final_role=final_role,
+        fpo_uncounted_roles=fpo_uncounted,
     )
 
 

@@ -191,6 +191,11 @@ class PriceTag:
             the other retrains, when it holds a run of role ``final`` other than the final
             run (:class:`~greenprint.analysis._final_role.FinalRoleRuns`: the row's label and
             a sentence that reconciles it with the final run's cost); else ``None``.
+        fpo_uncounted_roles: the roles of ``by_role`` whose 0 FPO is no count: none of their
+            runs counted FPO of its own (nor lies inside one that did), and their FPO are the
+            runs' inside them, of other roles (a sweep that counted none around trials that
+            counted theirs: the sweep's own part, 0, is that rule's). The report writes their
+            FPO "none counted", not "0 FPO".
     """
 
     studies: tuple[str, ...]
@@ -210,6 +215,18 @@ class PriceTag:
     mode_note: str | None = None
     roles_note: str | None = None
     final_role: FinalRoleRuns | None = None
+    fpo_uncounted_roles: tuple[str, ...] = ()
+
+    def uncounted_fpo_text(self, role: str) -> str | None:
+        """What the table by role writes for ``role``'s FPO when its 0 is no count, else ``None``.
+
+        ``"none counted (a sweep's FPO are its trials')"``: see ``fpo_uncounted_roles``.
+        """
+        if role not in self.fpo_uncounted_roles:
+            return None
+        if role == "sweep":
+            return "none counted (a sweep's FPO are its trials')"
+        return "none counted (its FPO are those of the runs inside it)"
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every figure (NaN and infinities become ``None``)."""
@@ -219,6 +236,7 @@ class PriceTag:
             "by_status": {k: v.to_dict() for k, v in self.by_status.items()},
             "by_role": {k: v.to_dict() for k, v in self.by_role.items()},
             "final_role": self.final_role.to_dict() if self.final_role else None,
+            "fpo_uncounted_roles": list(self.fpo_uncounted_roles),
             "roles": self._roles_dict(),
             "mode_note": self.mode_note,
             "elapsed_s": json_float(self.elapsed_s),

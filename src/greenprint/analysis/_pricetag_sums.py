@@ -55,6 +55,19 @@ def _knows_fpo(forest: RunForest) -> list[bool]:
     return [o or c or k for o, c, k in zip(own, covered, complete, strict=True)]
 
 
+def _counts_fpo(forest: RunForest) -> list[bool]:
+    """For each run, whether its own part of the FPO is a count.
+
+    It is when the run counted its FPO (0 included) or lies inside a run that counted its own.
+    A container that counted none over children that know theirs (a sweep over trials that
+    counted theirs) is known (:func:`_knows_fpo`) but counted nothing: its own part is 0 by
+    the rule that its FPO are the children's, not by a count.
+    """
+    own = [v is not None for v in forest.column("fpo")]
+    covered = forest.covered(own, fpo=True)
+    return [o or c for o, c in zip(own, covered, strict=True)]
+
+
 def _knows(
     forest: RunForest,
     sums: KnownSums,

@@ -208,9 +208,13 @@ def _price_tag_table(
     keep = [k for k in range(len(header)) if not (by_role and header[k] == "trials")]
     units = ["", "", "", f"({energy[1]})", f"({mass[1]})", fpo_unit, f"({time_unit[1]})"]
     rows = []
+    uncounted = set(tag.fpo_uncounted_roles) if by_role else set()
+    labels = {role_label(r, tag): r for r in uncounted}
     for (status, cost), fpo_unknown in zip(costs, unknown, strict=True):
         if fpo_unknown:
             fpo_cell = "unknown"
+        elif status in labels:  # a sweep's 0 around trials that counted theirs: no count
+            fpo_cell = "none counted"
         else:
             at_least = cost.fpo_unknown or cost.fpo_lower_bound  # a lower bound
             fpo_cell = (r"$\geq$" if at_least else "") + _num(float(cost.fpo), fpo[0])

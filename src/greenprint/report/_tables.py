@@ -342,7 +342,8 @@ def price_tag_role_table(report: Report) -> tuple[list[str], list[list[str]]] | 
                 str(cost.runs),
                 cost.energy_text(),
                 cost.emissions_text() if cost.energy_known else "unknown",
-                _fpo_cell(cost),
+                # a sweep's 0 FPO around trials that counted theirs: none counted, no count of 0
+                (role != "total" and tag.uncounted_fpo_text(role)) or _fpo_cell(cost),
                 cost.duration_text(),
                 share,
             ]
