@@ -481,7 +481,7 @@ def test_cli_study_roles_trials_and_the_final_run(cli_study):
         assert row["score_source"] == "parts"
     assert rows["trial-3"]["score"] is None and rows["trial-3-fold0"]["score"] == 0.5
     note = "5 of 6 trials logged no 'val_loss' of their own: their score is the mean of their "
-    assert any(n.startswith(note) and n.endswith("; 1 without a score (failed, or no part scored)")
+    assert any(n.startswith(note) and n.endswith("; 1 more has no score (1 failed)")
                for n in report["notes"])  # fmt: skip
     final = tag["final"]
     assert final["name"] == "retrain" and final["rule"] == "role"

@@ -21,7 +21,8 @@ from _clean_env import clean_env
 from _report_cli import GREENPRINT, empty_home, export_reads_as_the_report, run_in
 
 #: A trial's script: three folds, each a gp.track run; ``exit`` as the second argument makes
-#: the second fold print why it stops and call sys.exit(3), as a script that catches its error.
+#: the second fold print why it stops and call sys.exit(3), as a script that catches its error;
+#: ``ctrl-c`` makes it raise KeyboardInterrupt, as a Ctrl-C there does.
 TRAIN = """
 import sys
 import greenprint as gp
@@ -32,6 +33,8 @@ for fold in range(3):
         if fold == 1 and sys.argv[2:] == ["exit"]:
             print("CUDA out of memory (fake): lower the batch size", file=sys.stderr)
             sys.exit(3)
+        if fold == 1 and sys.argv[2:] == ["ctrl-c"]:
+            raise KeyboardInterrupt
         run.log(val_accuracy=round(0.9 - abs(lr - 0.1) + 0.002 * fold, 4))
 """
 
@@ -60,7 +63,8 @@ def _gp(home: Path, *args: str, env: dict[str, str] | None = None) -> str:
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Node A: two trials with ``--ledger``, one of which fails in a fold; node B: a trial with
+    """Node A: three trials with ``--ledger``, one failing in a fold, one interrupted; node B: a
+    trial with
     its folds in child processes, and the final retrain, with ``GREENPRINT_LEDGER``; merged."""
     home = empty_home(tmp_path_factory, "s41-cli-study")
     (home / "train.py").write_text(TRAIN, encoding="utf-8")
@@ -68,12 +72,12 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for node in ("nodeA", "nodeB"):
         (home / node).mkdir()
     a = home / "nodeA"
-    for lr, crash in (("0.1", ()), ("0.01", ("exit",))):
+    for lr, crash, status in (("0.1", (), 0), ("0.01", ("exit",), 3), ("0.3", ("ctrl-c",), 130)):
         done = run_in(
             a, GREENPRINT, "run", "-q", "--study", "S", "--ledger", "gpA.db", "--role", "trial",
             "--param", f"lr={lr}", "--", "python", "../train.py", lr, *crash,
         )  # fmt: skip
-        assert done.returncode == (3 if crash else 0), done.stderr
+        assert done.returncode == status, done.stderr
     b = home / "nodeB"
     env = {**clean_env(), "GREENPRINT_LEDGER": str(b / "gpB.db")}
     _gp(b, "run", "-q", "--study", "S", "--param", "lr=0.2", "--", "python", "../train_sub.py",
@@ -81,9 +85,9 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _gp(b, "run", "-q", "--study", "S", "--name", "final-retrain", "--param", "lr=0.1", "--",
         "python", "../train.py", "0.1", env=env)  # fmt: skip
     first = _gp(home, "ledger", "merge", "merged.db", "nodeA/gpA.db", "nodeB/gpB.db")
-    assert "15 runs added" in first  # 4 commands and their folds: 3 each, 2 in the failed one
+    assert "18 runs added" in first  # 5 commands and their folds: 3 each, 2 in the cut short
     again = _gp(home, "ledger", "merge", "merged.db", "nodeB/gpB.db", "nodeA/gpA.db")
-    assert "0 runs added, 0 updated, 15 already there" in again
+    assert "0 runs added, 0 updated, 18 already there" in again
     final = gp.Ledger(home / "merged.db").runs(study="S")
     (retrain,) = [r for r in final if r.name == "final-retrain"]
     _gp(home, "ledger", "set-role", "final", retrain.id[:8], "--ledger", "merged.db")
@@ -103,12 +107,21 @@ def test_a_fold_that_printed_why_and_exited_keeps_its_reason_in_the_report(study
     assert done.returncode == 0, done.stderr
     report = json.loads((study / "rep" / "report.json").read_text(encoding="utf-8"))
     tag = report["price_tag"]
-    assert tag["total"]["trials"] == 3
-    assert {s: row["trials"] for s, row in tag["by_status"].items()} == {"finished": 2, "failed": 1}
+    assert tag["total"]["trials"] == 4
+    by_status = {s: row["trials"] for s, row in tag["by_status"].items()}
+    assert by_status == {"finished": 2, "failed": 1, "interrupted": 1}
     assert tag["final"]["name"] == "final-retrain" and tag["final"]["rule"] == "role"
-    (group,) = report["failures"]["groups"]
-    assert group["error"] == "exit status 3: CUDA out of memory (fake): lower the batch size"
+    errors = [group["error"] for group in report["failures"]["groups"]]
+    assert errors == ["exit status 3: CUDA out of memory (fake): lower the batch size",
+                      "KeyboardInterrupt"]  # fmt: skip
     assert "SystemExit" not in json.dumps(report["failures"])
+    # the trials without a score are counted apart from those scored by their folds, each
+    # status by its name (was '2 without a score (failed, or no part scored)': the interrupted
+    # trial called failed, and the 2 read as if they were not among those that logged none)
+    assert (
+        "2 of 4 trials logged no 'val_accuracy' of their own: their score is the mean of their "
+        "parts' (e.g. cross-validation folds); 2 more have no score (1 failed, 1 interrupted)"
+    ) in report["notes"]
     # each run counted once after the merge: the exports' root rows sum to the price tag
     export_reads_as_the_report(study, "S", report, "--ledger", "merged.db")
 

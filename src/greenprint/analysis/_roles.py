@@ -154,7 +154,17 @@ class StudyTrials:
         if own:
             text += f"; {own} scored by {'its' if own == 1 else 'their'} own"
         if none := n - self.from_parts - own:
-            text += f"; {none} without a score (failed, or no part scored)"
+            # "6 of 12 trials logged no 'acc' of their own: ...; 6 without a score (failed, or no
+            # part scored)" read as if the other 6 had logged theirs, and named interrupted and
+            # lost trials failed: how many more, and how they ended
+            statuses = self.forest.column("status")
+            ended: dict[str, int] = {}
+            for p in self.positions:
+                if self.scores[p].source == "none":
+                    ended[statuses[p]] = ended.get(statuses[p], 0) + 1
+            order = ("failed", "interrupted", "lost", "pruned", "running", "finished")
+            how = ", ".join(f"{ended[s]} {s}" for s in order if s in ended)
+            text += f"; {none} more {'has' if none == 1 else 'have'} no score ({how})"
         return text
 
     @property
