@@ -163,8 +163,8 @@ class StudyTrials:
                 if self.scores[p].source == "none":
                     ended[statuses[p]] = ended.get(statuses[p], 0) + 1
             order = ("failed", "interrupted", "lost", "pruned", "running", "finished")
-            how = ", ".join(f"{ended[s]} {s}" for s in order if s in ended)
-            text += f"; {none} more {'has' if none == 1 else 'have'} no score ({how})"
+            tally = ", ".join(f"{ended[s]} {s}" for s in order if s in ended)
+            text += f"; {none} more {'has' if none == 1 else 'have'} no score ({tally})"
         return text
 
     @property
