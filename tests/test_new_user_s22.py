@@ -248,7 +248,7 @@ def test_the_pruning_page_names_every_option_of_the_pruners():
         pruner.report("wide", 1e7 * epoch, 0.2 * epoch)
     pruner.finish("wide")
     assert pruner.report("narrow", 4e7, 0.9) is False
-    assert pruner.decision("narrow").reason == "0.9 ≥ median 0.6 of 1 trial at cost 4e+07 FPO"
+    assert pruner.decision("narrow").reason == "0.9 ≥ median 0.6 of 1 trial at cost 40 MFPO"
 
 
 #: Each command and the pages that document it.

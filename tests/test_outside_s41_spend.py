@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import statistics
 
 import pytest
@@ -182,3 +183,95 @@ def test_a_learning_curve_without_full_size_keeps_the_score_it_trained(tmp_path_
     assert "ConfigError|fractions must be a list of subsample fractions in (0, 1], not '0.5'" in (
         done.stdout
     )
+
+
+#: The same random search of scikit-learn MLPs on the digits data (widths 8, 32 and 128, one
+#: epoch a step, its FPO recorded), stopped by Optuna's MedianPruner or by greenprint's
+#: CostAwareOptunaPruner at equal FPO (``sys.argv[1]``), and each cost-aware decision's reason.
+PRUNED_SEARCH = """
+import sys
+import warnings
+
+import numpy as np
+import optuna
+from greenprint.greener import CostAwareOptunaPruner
+from greenprint.integrations.optuna import GreenprintCallback
+from greenprint.tracking import active_runs
+from sklearn.datasets import load_digits
+from sklearn.neural_network import MLPClassifier
+
+warnings.filterwarnings("ignore")
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+X, y = load_digits(return_X_y=True)
+X = X / 16
+
+def objective(trial):
+    width = trial.suggest_categorical("width", [8, 32, 128])
+    lr = trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+    run = list(active_runs())[-1]
+    model = MLPClassifier(hidden_layer_sizes=(width,), learning_rate_init=lr, random_state=0)
+    for epoch in range(6):
+        model.partial_fit(X[:600], y[:600], classes=np.arange(10))
+        run.add_fpo(6 * width * 74 * 600)  # forward and backward of one epoch
+        trial.report(model.score(X[600:900], y[600:900]), epoch)
+        if trial.should_prune():
+            raise optuna.TrialPruned()
+    return model.score(X[600:900], y[600:900])
+
+pruner = (
+    optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+    if sys.argv[1] == "median"
+    else CostAwareOptunaPruner(cost=sys.argv[1], n_startup_trials=3, n_warmup_reports=1)
+)
+cb = GreenprintCallback()
+study = optuna.create_study(
+    study_name=sys.argv[1], direction="maximize",
+    sampler=optuna.samplers.RandomSampler(seed=0), pruner=pruner,
+)
+study.optimize(cb.track(objective), n_trials=8, callbacks=[cb])
+if sys.argv[1] != "median":
+    for t in study.trials:
+        print(f"reason|{t.number}|{pruner.decision(study, t.number).reason}")
+"""
+
+
+def test_cost_aware_pruning_beside_the_median_pruner_priced_from_the_ledger(tmp_path_factory):
+    pytest.importorskip("optuna")
+    home = empty_home(tmp_path_factory, "pruned")
+    (home / "search.py").write_text(PRUNED_SEARCH)
+    priced = 0
+    for study in ("median", "fpo", "energy"):
+        done = run_in(home, "python", "search.py", study)
+        assert done.returncode == 0, done.stderr
+        reasons = [line.split("|")[2] for line in done.stdout.splitlines() if "|" in line]
+        judged = [r for r in reasons if "median" in r]
+        assert bool(judged) is (study != "median"), done.stdout
+        unit = r"[0-9.]+ (µWh|mWh|nWh)" if study == "energy" else r"[0-9.]+ (k|M|G)FPO"
+        for reason in judged:  # as the report writes them: '13.4 µWh', not '1.34177e-08 kWh'
+            assert re.search(r"at cost " + unit + "$", reason), reason
+
+        done = run_in(
+            home, GREENPRINT, "report", "--study", study, "--format", "json", "--no-plots",
+            "--out", study,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        report = json.loads((home / study / "report.json").read_text(encoding="utf-8"))
+        pruning = report["pruning"]
+        if pruning is None:
+            continue
+        priced += 1
+        runs = {run["id"]: run for run in report["runs"]}
+        # by hand: what the pruned trials cost in the ledger, and that cost scaled by the
+        # 6 epochs of a full trial over the epochs each ran (steps counted from 0)
+        rows, estimate = pruning["rows"], pruning["estimate"]
+        assert pruning["fpo"] == sum(runs[r["run_id"]]["fpo"] for r in rows)
+        assert estimate["saved_fpo"] == pytest.approx(
+            sum(runs[r["run_id"]]["fpo"] * (6 / (r["step"] + 1) - 1) for r in rows)
+        )
+        energy = [runs[r["run_id"]]["energy_kwh"] for r in rows]
+        assert pruning["energy_kwh"] == pytest.approx(sum(energy), rel=1e-9)
+        assert estimate["saved_energy_kwh"] == pytest.approx(
+            sum(e * (6 / (r["step"] + 1) - 1) for e, r in zip(energy, rows, strict=True)),
+            rel=1e-9,
+        )
+    assert priced >= 2

@@ -27,7 +27,7 @@ def test_a_trial_dominated_at_equal_energy_is_pruned():
     decision = pruner.decision("b")
     assert isinstance(decision, PruneDecision)
     assert (decision.threshold, decision.references, decision.cost) == (0.70, 1, 0.2)
-    assert "median" in decision.reason and "0.2 kWh" in decision.reason
+    assert "median" in decision.reason and "at cost 200 Wh" in decision.reason  # 0.2 kWh
     assert pruner.status("b") == "pruned"
 
 

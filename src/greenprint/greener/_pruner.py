@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from greenprint._exceptions import ConfigError
-from greenprint._format import count_of
+from greenprint._format import count_of, format_energy, format_fpo
 from greenprint._validate import finite_number
 
 __all__ = ["CostAwarePruner", "PruneDecision", "TrialStatus", "percentile_of"]
@@ -86,7 +86,7 @@ class PruneDecision:
         threshold: the median or percentile of the references at ``cost`` (``None``: not
             computed, see ``reason``).
         references: how many trials gave a value at ``cost``.
-        reason: one sentence, e.g. ``"0.4 < median 0.7 of 3 trials at cost 0.2"``.
+        reason: one sentence, e.g. ``"0.4 < median 0.7 of 3 trials at cost 200 Wh"``.
     """
 
     trial_id: Hashable
@@ -366,9 +366,21 @@ class CostAwarePruner:
                 values.append(value)
         return values
 
+    def _amount(self, cost: float) -> str:
+        """A cost as a reason writes it.
+
+        Energy and FPO as the report writes them (``13.4 µWh``, ``38.3 MFPO``, where a reason
+        read ``1.34177e-08 kWh``), another unit as given (``4 GPU-h``).
+        """
+        if self.cost_unit == "kWh":
+            return format_energy(cost)
+        if self.cost_unit == "FPO":
+            return format_fpo(cost)
+        return f"{cost:.6g} {self.cost_unit}"
+
     def _judge(self, trial_id: Hashable, curve: _Curve, cost: float) -> PruneDecision:
         score = curve.best[-1]
-        unit = self.cost_unit
+        amount = self._amount
 
         def keep(reason: str, threshold: float | None = None, n: int = 0) -> PruneDecision:
             return PruneDecision(trial_id, cost, score, False, threshold, n, reason)
@@ -379,11 +391,11 @@ class CostAwarePruner:
         if curve.reports <= self.n_warmup_reports:
             return keep(f"warm-up: report {curve.reports} of {self.n_warmup_reports} unjudged")
         if cost < self.min_cost:
-            return keep(f"warm-up: cost {cost:g} < min_cost {self.min_cost:g} {unit}")
+            return keep(f"warm-up: cost {amount(cost)} < min_cost {amount(self.min_cost)}")
         values = self._references(cost, trial_id)
         if len(values) < self.n_min_trials:
             return keep(
-                f"{count_of(len(values), 'trial')} reached cost {cost:g} {unit}; "
+                f"{count_of(len(values), 'trial')} reached cost {amount(cost)}; "
                 f"{self.n_min_trials} needed to judge",
                 n=len(values),
             )
@@ -395,7 +407,7 @@ class CostAwarePruner:
         sign = ("<" if maximize else ">") if worse else ("≥" if maximize else "≤")
         reason = (
             f"{score:.6g} {sign} {name} {threshold:.6g} of {count_of(len(values), 'trial')} "
-            f"at cost {cost:.6g} {unit}"
+            f"at cost {amount(cost)}"
         )
         return PruneDecision(trial_id, cost, score, worse, threshold, len(values), reason)
 
