@@ -79,7 +79,7 @@ def model_card_co2(
         location = location_of([record.intensity_source])
     if location:
         block["geographical_location"] = location
-    hardware = hardware_used or _hardware_text(record.hardware)
+    hardware = hardware_used or _hardware_text(record)
     if hardware:
         block["hardware_used"] = hardware
     return block
@@ -110,9 +110,21 @@ def add_co2_to_model_card(
     card.save(path)
 
 
-def _hardware_text(hardware: Mapping[str, Any] | None) -> str:
+def _hardware_text(record: RunRecord) -> str:
+    """What ``record`` ran on, as a report's hardware line and model card say it.
+
+    ``"AMD EPYC 7B13 (2 logical CPUs, 8 GB RAM), no GPU"``, ``"... (64 logical CPUs, 512 GB
+    RAM), 8 x NVIDIA H100 80GB HBM3"``: how much compute and what kind, as the Hub's
+    ``hardware_used`` asks ("e.g. 8 v100 GPUs", free text); it read only the CPU's name. A
+    record with no CPU model (a hand-made one) gives what it has.
+    """
+    hardware: Mapping[str, Any] | None = record.hardware
     if not hardware:
         return ""
+    if hardware.get("cpu_model"):
+        from greenprint.report._text import hardware_descriptions
+
+        return hardware_descriptions([record])[0]
     parts = []
     cpu = hardware.get("cpu_model") or hardware.get("cpu")
     if isinstance(cpu, str) and cpu:
