@@ -1068,3 +1068,40 @@ def test_a_callback_given_no_ledger_writes_the_sweep_where_the_trainable_writes(
         2: ("finished", sweep.id),
         4: ("pruned", sweep.id),
     }
+
+
+@pytest.mark.postgres
+def test_a_trainable_given_no_ledger_writes_its_trials_where_the_callback_writes(
+    ray_cluster: Any, tmp_path: Path, pg_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Outside check s41, the reverse of the test above: ``trainable(train)`` given no ledger
+    beside ``GreenprintTuneCallback(ledger=URL)`` (the team's PostgreSQL ledger).
+
+    The trials went to the configured ``./greenprint.db`` and the sweep to the team's ledger:
+    a sweep of no trial there, trials of no sweep here, and a warning for each trial. A
+    trainable given no ledger now writes where the callback writes (its workers read the
+    callback's ledger from Ray's key-value store), here through ``tune.with_parameters``.
+    """
+    monkeypatch.chdir(tmp_path)  # the configured ledger: ./greenprint.db, here
+    url = pg_server.new_database()
+    tuner = tune.Tuner(
+        tune.with_parameters(trainable(_train, study="split", sample_interval_s=0.1)),
+        param_space={"x": tune.grid_search([2])},
+        tune_config=tune.TuneConfig(metric="score", mode="max", reuse_actors=True),
+        run_config=tune.RunConfig(
+            name="split",
+            storage_path=str(tmp_path / "tune"),
+            callbacks=[GreenprintTuneCallback(ledger=url)],
+            verbose=0,
+        ),
+    )
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        tuner.fit()
+    assert not [str(w.message) for w in said if "greenprint" in str(w.message)]
+    assert not (tmp_path / "greenprint.db").exists()
+    runs = Ledger(url).runs(study="split")
+    (sweep,) = [r for r in runs if r.role == "sweep"]
+    assert [(r.params, r.status, r.parent_id) for r in runs if r.role == "trial"] == [
+        ({"x": 2}, "finished", sweep.id)
+    ]

@@ -193,6 +193,16 @@ def _trainable_ledger(fn: Any) -> str | None:
     their sweep or their pruned status, and a warning for each trial. ``None`` (the configured
     ledger, as before) when no wrapped trainable is found, or its runs stay in memory.
     """
+    ledger = getattr(_trainable_spec(fn), "ledger", None)
+    return ledger if isinstance(ledger, str) else None
+
+
+def _trainable_spec(fn: Any) -> Any:
+    """What the trainable ``fn`` (or the one ``tune.with_parameters`` wraps) carries, or ``None``.
+
+    The ``_TrialSpec`` :func:`~greenprint.integrations.ray.trainable` marks the function it
+    returns with; ``None``: no such trainable (another trainable, or an earlier greenprint's).
+    """
     spec = getattr(fn, _SPEC_ATTR, None)
     if spec is None:
         for cell in getattr(fn, "__closure__", None) or ():
@@ -202,8 +212,7 @@ def _trainable_ledger(fn: Any) -> str | None:
                 continue
             if spec is not None:
                 break
-    ledger = getattr(spec, "ledger", None)
-    return ledger if isinstance(ledger, str) else None
+    return spec
 
 
 #: Tune's name for "no metric given" (``ray.tune.result.DEFAULT_METRIC``).

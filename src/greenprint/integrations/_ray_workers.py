@@ -93,6 +93,72 @@ class _TrialSpec:
     driver_host: str
     driver_pid: int
     options: dict[str, Any]
+    #: whether ``trainable`` was given its ledger (``False``: ``ledger`` is the configured one,
+    #: unless the experiment's callback was given one: :func:`_trial_ledger`)
+    ledger_given: bool = True
+    #: this trainable's key in Ray's key-value store, where the callback puts its ledger
+    token: str = ""
+
+
+#: The prefix of the key under which a callback tells a trainable given no ledger its own.
+_CALLBACK_LEDGER = "greenprint/ray/callback-ledger/"
+
+
+def _publish_ledger(spec: Any, ledger: str | None) -> str | None:
+    """On the driver: the callback's ``ledger``, for the workers of a trainable given none.
+
+    ``trainable(train)`` beside ``GreenprintTuneCallback(ledger=URL)`` wrote its trials to the
+    configured ``./greenprint.db`` and the callback its sweep to the URL: the study split in
+    two, a warning for each trial. The trainable's function is pickled for the workers before
+    the callback's ``setup`` runs, so the ledger goes through Ray's key-value store (in the
+    cluster's GCS, which every worker reads Tune's trainables from), under the trainable's
+    :attr:`_TrialSpec.token`, till the experiment's end (:func:`_unpublish_ledger`). Nothing
+    for a trainable given a ledger (its own is kept), or a spec without a token (an earlier
+    greenprint's); an in-memory ledger (``None``) takes back an earlier experiment's.
+
+    Returns:
+        The key put (for :func:`_unpublish_ledger`), or ``None``.
+    """
+    if getattr(spec, "ledger_given", True) or not getattr(spec, "token", ""):
+        return None
+    from ray.experimental import internal_kv
+
+    if not internal_kv._internal_kv_initialized():
+        return None
+    key = _CALLBACK_LEDGER + spec.token
+    if ledger is None:
+        internal_kv._internal_kv_del(key)
+        return None
+    internal_kv._internal_kv_put(key, ledger, overwrite=True)
+    return key
+
+
+def _unpublish_ledger(key: str | None) -> None:
+    """At the experiment's end: take back what :func:`_publish_ledger` put under ``key``."""
+    if key is None:
+        return
+    from ray.experimental import internal_kv
+
+    if internal_kv._internal_kv_initialized():
+        internal_kv._internal_kv_del(key)
+
+
+def _trial_ledger(spec: _TrialSpec) -> str | None:
+    """On a worker: where the trial's run goes, the callback's ledger for a trainable given none.
+
+    :func:`_publish_ledger` put it; none put (no callback, or one given no ledger, or an
+    earlier greenprint's): the spec's own, the configured ledger the driver resolved.
+    """
+    token = getattr(spec, "token", "")
+    if getattr(spec, "ledger_given", True) or not token:
+        return spec.ledger
+    from ray.experimental import internal_kv
+
+    if internal_kv._internal_kv_initialized():
+        published = internal_kv._internal_kv_get(_CALLBACK_LEDGER + token)
+        if published:
+            return bytes(published).decode()
+    return spec.ledger
 
 
 class _TrialRun:
@@ -116,10 +182,11 @@ class _TrialRun:
         experiment = _call(context, "get_experiment_name") or "ray-tune"
         name = _call(context, "get_trial_name") or "trial"
         spec = self.spec
+        target = _trial_ledger(spec)  # the callback's, for a trainable given none
         self._driver_writes = spec.write == "driver" or (
-            spec.write == "auto" and not _worker_can_write(spec.ledger, spec.driver_host)
+            spec.write == "auto" and not _worker_can_write(target, spec.driver_host)
         )
-        ledger: Any = False if self._driver_writes or spec.ledger is None else spec.ledger
+        ledger: Any = False if self._driver_writes or target is None else target
         # checked on the driver: failing here, mid-search, its trials fall back, never fail
         vouch(ledger)
         self.run = Run(

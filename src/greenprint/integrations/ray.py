@@ -122,6 +122,7 @@ import inspect
 import logging
 import os
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal
 
@@ -149,6 +150,7 @@ from greenprint.integrations._ray_trials import (  # noqa: E402
     _experiment_objective,
     _final_status,
     _trainable_ledger,
+    _trainable_spec,
     _trial_name,
     _TrialNotes,
     _TrialState,
@@ -161,6 +163,8 @@ from greenprint.integrations._ray_workers import (  # noqa: E402
     FIGURE_PREFIX,
     _host,
     _ledger_url,
+    _publish_ledger,
+    _unpublish_ledger,
 )
 
 # the worker side's classes keep their old names here: a trainable pickled by an earlier
@@ -195,7 +199,8 @@ def trainable(
         fn: the function trainable, ``fn(config)`` (or ``fn(config, **parameters)``); a
             generator function works too.
         ledger: where the trial runs go: a path, URL or :class:`~greenprint.Ledger` (only its
-            location travels to the workers); ``None``: the configured ledger
+            location travels to the workers); ``None``: the ledger given to the experiment's
+            :class:`GreenprintTuneCallback`, where its sweep goes, else the configured ledger
             (``./greenprint.db`` of the driver's working directory by default). A relative path
             is made absolute here, on the driver (Tune changes a trial's working directory).
         study: the study (default: the Tune experiment's name, as the callback's default). The
@@ -237,6 +242,8 @@ def trainable(
         driver_host=_host(),
         driver_pid=os.getpid(),
         options=options,
+        ledger_given=ledger is not None,
+        token=uuid.uuid4().hex,
     )
     if inspect.isgeneratorfunction(fn):
 
@@ -266,9 +273,9 @@ class GreenprintTuneCallback(_TrialLedger, _RestoredDrivers, _TrialNotes, tune.C
     Use it with :func:`trainable`: ``tune.RunConfig(callbacks=[GreenprintTuneCallback()])``.
 
     Args:
-        ledger: where the sweep (and, when the driver writes them, the trials) go; give the
-            same ledger as to :func:`trainable` (``None``: the ledger the experiment's
-            :func:`trainable` writes to, else the configured ledger).
+        ledger: where the sweep (and, when the driver writes them, the trials) go; a
+            :func:`trainable` given no ledger writes its trials here too (``None``: the ledger
+            the experiment's :func:`trainable` writes to, else the configured ledger).
         study: the study of the sweep and of its trials, which are moved into it as they are
             adopted (default: the study given to :func:`trainable`, else the experiment's
             name). A study given to :func:`trainable` that is another one warns, once.
@@ -304,6 +311,7 @@ class GreenprintTuneCallback(_TrialLedger, _RestoredDrivers, _TrialNotes, tune.C
         )
         self._ledger = ledger
         self._given_ledger = ledger  # None: the trainable's (setup), else the configured one
+        self._published: str | None = None  # the key a trainable given no ledger reads
         self._study = study
         self._name = name
         self._time_attr = time_attr
@@ -388,8 +396,11 @@ class GreenprintTuneCallback(_TrialLedger, _RestoredDrivers, _TrialNotes, tune.C
         self._objective = _experiment_objective(controller, run_locals)
         # given none: the ledger the experiment's trainable writes to (a callback pickled by an
         # earlier greenprint, restored with its experiment, has no _given_ledger: its own)
+        fn = run_locals.get("run_or_experiment")
         if getattr(self, "_given_ledger", self._ledger) is None:
-            self._ledger = _trainable_ledger(run_locals.get("run_or_experiment"))
+            self._ledger = _trainable_ledger(fn)
+        # a trainable given no ledger writes its trials to this one, the sweep's, till the end
+        self._published = _publish_ledger(_trainable_spec(fn), _ledger_url(self._ledger))
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         """Start the sweep run with the first trial (the experiment's name is known then).
@@ -498,6 +509,7 @@ class GreenprintTuneCallback(_TrialLedger, _RestoredDrivers, _TrialNotes, tune.C
 
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
         """Give every trial run its final status and end the sweep run."""
+        _unpublish_ledger(getattr(self, "_published", None))  # a callback set up before it
         if self._sweep is None:
             return
         ledger = self._sweep.ledger
