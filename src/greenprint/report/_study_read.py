@@ -200,17 +200,26 @@ def _read_study(led: Ledger, study: str, metric: str | None) -> tuple[RunRecord,
     the error lists the metrics that were logged; so it is when no finished or pruned run did
     (only failed runs did: the note on the missing EVP curve lists what the trials logged), or
     only runs given a role that is never a trial did (``--metric log_loss`` that the baselines
-    logged, beside trials that logged ``neg_log_loss``: the note lists it).
+    logged, beside trials that logged ``neg_log_loss``: the note lists it). So it is, too, when
+    a baseline has no value of it: the note on baselines drawn nowhere names the metrics they
+    logged instead (a Lightning baseline's ``eval_accuracy`` beside a search ranked by its
+    ``objective``).
     """
     if metric is None or is_reserved_metric(metric):
         return tuple(led._read(study=study, points="score"))
     runs = tuple(led._read(study=study, points="score", metrics=(metric,)))
-    for run in runs:
-        if run.status in ("finished", "pruned") and run.role not in _NEVER_TRIALS:
-            for p in run.metrics:
-                if p.name == metric and p.value == p.value:
-                    return runs
+    if all(_has_value(run, metric) for run in runs if run.role == "baseline") and any(
+        _has_value(run, metric)
+        for run in runs
+        if run.status in ("finished", "pruned") and run.role not in _NEVER_TRIALS
+    ):
+        return runs
     return tuple(led._read(study=study, points="score"))
+
+
+def _has_value(run: RunRecord, metric: str) -> bool:
+    """Whether ``run`` logged a value of ``metric`` that is not NaN."""
+    return any(p.name == metric and p.value == p.value for p in run.metrics)
 
 
 def _pick_study(led: Ledger, study: str | None) -> str:
