@@ -156,11 +156,13 @@ def set_role_command(
     id or a unique prefix of 4+ characters (from `ledger ls`). For the runs a report's notes
     name as read one way that may be another: `set-role baseline 3f2a` for a baseline read as a
     trial; `set-role part 9c1e --part-of 7b0d` for the failed attempt of a configuration that
-    was run again (one trial, not two); a part never makes that run a sweep, and where it reads
-    otherwise afterwards (its mean of its parts' takes theirs) a second line says how. Every
-    run is checked before any is written: on bad input (an unknown role or run, a run still
-    running, a part of another study's run or of itself, a part holding runs read as trials:
-    they would read as its parts) nothing changes.
+    was run again (one trial, not two).
+
+    A part never makes the run it is given to a sweep; where that run reads otherwise
+    afterwards (its mean of its parts' takes the new part's score) a second line says how.
+    Every run is checked before any is written: on bad input (an unknown role or run, a run
+    still running, a part of another study's run or of itself, a part holding runs read as
+    trials: they would read as its parts) nothing changes.
     """
     role = _check_arguments(role, run_ids)  # before the ledger is looked for
     with open_ledger(ledger) as led:
