@@ -19,6 +19,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from greenprint._provenance import OBJECTIVES_KEY, objectives_text
 from greenprint._pruned import pruned_provenance
 from greenprint.integrations._ray_workers import _BUDGET
 
@@ -271,6 +272,20 @@ class _TrialNotes:
         _ended: dict[str, str]
         _attempt_times: dict[str, tuple[float, float | None]]
         _stoppers: tuple[str, ...]
+        _objective: tuple[str, str] | None
+
+    def _objective_notes(self) -> dict[str, str]:
+        """The experiment's objective as provenance: ``{"objectives": "score: minimize"}``.
+
+        The metric and mode Tune optimised (``TuneConfig(metric=..., mode=...)``, else the
+        scheduler's or searcher's), which Tune tells no callback and its results do not carry:
+        the report ranks the metric the way the experiment did, as an Optuna study's
+        (``score``, minimised by Tune, had been maximised: the worst trial the final model).
+        Empty when the experiment named none.
+        """
+        if self._objective is None:
+            return {}
+        return {OBJECTIVES_KEY: objectives_text([self._objective])}
 
     def _cut_short(self, trials: list[Any]) -> int:
         """How many of the experiment's trials had not ended when it ended.

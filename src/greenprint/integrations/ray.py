@@ -133,7 +133,6 @@ require("ray.tune", extra="ray", purpose="greenprint.integrations.ray", package=
 from ray import tune  # noqa: E402
 
 from greenprint._exceptions import ConfigError, GreenprintError  # noqa: E402
-from greenprint._provenance import OBJECTIVES_KEY, objectives_text  # noqa: E402
 from greenprint.integrations._common import (  # noqa: E402
     WarnOnce,
     check_run_options,
@@ -597,16 +596,3 @@ class GreenprintTuneCallback(_TrialLedger, _RestoredDrivers, _TrialNotes, tune.C
         if notes:
             with self._sweep._lock:  # the run's provenance, written with its next flush
                 self._sweep._provenance.update(notes)
-
-    def _objective_notes(self) -> dict[str, str]:
-        """The experiment's objective as provenance: ``{"objectives": "score: minimize"}``.
-
-        The metric and mode Tune optimised (``TuneConfig(metric=..., mode=...)``, else the
-        scheduler's or searcher's), which Tune tells no callback and its results do not carry:
-        the report ranks the metric the way the experiment did, as an Optuna study's
-        (``score``, minimised by Tune, had been maximised: the worst trial the final model).
-        Empty when the experiment named none.
-        """
-        if self._objective is None:
-            return {}
-        return {OBJECTIVES_KEY: objectives_text([self._objective])}
