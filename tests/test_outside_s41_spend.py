@@ -275,3 +275,45 @@ def test_cost_aware_pruning_beside_the_median_pruner_priced_from_the_ledger(tmp_
             rel=1e-9,
         )
     assert priced >= 2
+
+
+#: A run meant to use RAPL alone, and runs with no energy meter under energy budgets.
+UNMETERED = """
+import greenprint as gp
+
+try:
+    gp.track("rapl-only", study="m", meters=["rapl"])
+except gp.ConfigError as e:
+    print(f"ConfigError|{e}")
+with gp.track("own", study="m", meters=[], budget_kwh=1e-9, on_exceed="stop") as run:
+    run.log(acc=0.5)
+print(f"status|{run.status}")
+cap = gp.Budget(kg=1e-9, per="study", on_exceed="stop")
+for i in range(3):
+    with gp.track(f"t{i}", study="sweep", meters=[], budget=cap, params={"i": i}) as run:
+        run.log(acc=i / 3)
+print(f"status|{run.status}")
+"""
+
+
+def test_energy_budgets_of_a_run_with_no_energy_meter_say_they_cannot_act(tmp_path_factory):
+    home = empty_home(tmp_path_factory, "unmetered")
+    (home / "unmetered.py").write_text(UNMETERED)
+    done = run_in(home, "python", "unmetered.py")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout.splitlines()
+    assert out[0] == (
+        "ConfigError|meters must be a meter set (greenprint.meters.detect_meters(), your own), "
+        "[] for no energy meter, or left out (every meter that works here), not ['rapl']"
+    )
+    assert out[1:] == ["status|finished", "status|finished"]  # unknown never crosses a limit
+    said = [line for line in done.stderr.splitlines() if "no energy meter" in line]
+    assert len(said) == 2, done.stderr  # once for the run, once for the sweep's three trials
+    assert said[0].endswith(
+        "has no energy meter (meters=[]): its energy and CO2-eq are unknown, so its "
+        "budget_kwh 1 µWh can never be crossed; leave meters out to measure them"
+    )
+    assert "so the budget_kg 1 µg CO2-eq of study 'sweep' counts none of its cost" in said[1]
+    listed = run_in(home, GREENPRINT, "ledger", "ls", "--study", "sweep")
+    assert listed.returncode == 0, listed.stderr
+    assert [line.split()[2] for line in listed.stdout.splitlines()[1:]] == ["t0", "t1", "t2"]

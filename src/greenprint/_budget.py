@@ -51,6 +51,8 @@ logger = logging.getLogger(__name__)
 #: the study FPO budgets said to be unchecked already (a sweep's trials share one Budget:
 #: said once, not at every trial's end)
 _STUDY_FPO_SAID: weakref.WeakSet[Budget] = weakref.WeakSet()
+#: the energy and CO2-eq budgets said to be unchecked by a run with no energy meter
+_UNMETERED_SAID: weakref.WeakSet[Budget] = weakref.WeakSet()
 
 OnExceed = Literal["warn", "stop"] | Callable[[Any, BudgetExceeded], Any]
 
@@ -330,6 +332,36 @@ class BudgetGuard:
             messages.append(
                 f"greenprint: {said}: record its FPO with run.add_fpo(...) or run.set(fpo=...) "
                 "(greenprint.count_fpo or training_fpo count a PyTorch model's)"
+            )
+        return messages
+
+    def unmetered(self) -> list[str]:
+        """Warnings for the energy and CO2-eq budgets of a run with no energy meter.
+
+        A run tracked with ``meters=[]`` records no energy and no CO2-eq (unknown, never 0):
+        its ``budget_kwh`` and ``budget_kg`` can never be crossed, and a study budget on them
+        counts none of its cost. Said at the run's start, once per budget in this process.
+        """
+        messages = []
+        for _, budget, per_run, _ in self._open:
+            limits = [
+                f"{LIMITS[key][0]} {_amount(key, getattr(budget, key))}"
+                for key in ("kwh", "kg")
+                if getattr(budget, key) is not None
+            ]
+            if not limits or budget in _UNMETERED_SAID:
+                continue
+            _UNMETERED_SAID.add(budget)
+            run = f"run {self.run_id[:8]}"
+            whose = (
+                f"its {' and '.join(limits)} can never be crossed"
+                if per_run
+                else f"the {' and '.join(limits)} of study {self.study!r} "
+                f"{'count' if len(limits) > 1 else 'counts'} none of its cost"
+            )
+            messages.append(
+                f"greenprint: {run} has no energy meter (meters=[]): its energy and CO2-eq are "
+                f"unknown, so {whose}; leave meters out to measure them"
             )
         return messages
 

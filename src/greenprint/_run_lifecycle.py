@@ -361,6 +361,9 @@ class RunLifecycle(RunState):
                 self._continue_restarted()
         if self._guard is not None:
             self._guard.run_id = self.id
+            if self._unmetered:  # meters=[]: an energy or CO2-eq budget never sees a figure
+                for message in self._guard.unmetered():
+                    logger.warning("%s", message)
             if self._guard.needs_study:
                 self._read_study_cost()  # a study already over budget is known at once
         self._ctx_token = _lineage.enter(self, measures_process=self._measures_process())

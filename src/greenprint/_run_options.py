@@ -152,6 +152,21 @@ def _check_parent(parent: Any, run_class: type) -> None:
     )
 
 
+def _check_meters(meters: Any) -> None:
+    """Meters are a meter set (or meter-set-like object), ``[]`` for none, or ``None``.
+
+    ``meters=["rapl"]`` read as no meter: a run that was meant to use RAPL alone measured
+    nothing, and its energy budget was never checked, without a word.
+    """
+    if isinstance(meters, (str, bytes)) or (
+        isinstance(meters, (list, tuple, set, frozenset)) and meters
+    ):
+        raise ConfigError(
+            f"meters must be a meter set (greenprint.meters.detect_meters(), your own), [] for "
+            f"no energy meter, or left out (every meter that works here), not {meters!r}"
+        )
+
+
 def _check_pid(pid: Any) -> None:
     """A pid to attribute is a positive int naming a process that exists now."""
     if pid is None:
@@ -240,6 +255,7 @@ def checked(name: str | None, options: dict[str, Any], *, run_class: type) -> Ru
     dataset_size = options.get("dataset_size")
     if dataset_size is not None:
         dataset_size = stored_count("dataset_size", dataset_size)
+    _check_meters(options.get("meters"))
     _check_parent(options.get("parent"), run_class)
     role = check_role(options.get("role"))
     _check_pid(options.get("pid"))

@@ -206,7 +206,8 @@ def track(
         meters: a ready :class:`~greenprint.meters.MeterSet`, or any object with
             ``components``, ``provenance``, ``start()``, ``read()`` and ``close()`` (tests, fakes,
             your own meters: wrapped so that they get the same read deadline and checks);
-            default: detect.
+            ``[]``: no energy meter (energy and CO2-eq unknown); default: detect. A list of
+            names (``["rapl"]``) is refused.
         budget_kwh: an energy budget for this run in kWh (IT energy); crossing it sets
             :attr:`Run.over_budget` and does what ``on_exceed`` says.
         budget_kg: a CO2-eq budget for this run in kg, likewise.
