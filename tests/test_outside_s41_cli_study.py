@@ -170,3 +170,27 @@ def test_a_script_path_that_does_not_exist_is_refused_before_anything_runs(study
     done = run_in(a, GREENPRINT, "run", "-q", "--ledger", "gpA.db", "--study", "other", "--",
                   "python", "-c", "pass")  # fmt: skip
     assert done.returncode == 0, done.stderr
+
+
+def test_a_role_given_in_a_nodes_file_after_the_merge_reaches_the_merged_ledger(
+    study: Path,
+) -> None:
+    """The student merged, then named the baseline where it was recorded: ``greenprint ledger
+    set-role baseline ID --ledger nodeB/gpB.db``, and merged that file again. The merge kept
+    the merged ledger's old role ('1 of them with the role given here kept', exit status 0):
+    the merged report still read the baseline as a trial. The role given last now wins, either
+    way: set-role on the merged ledger afterwards stands against the node's file merged again.
+    """
+    b = study / "nodeB"
+    (sub,) = [r for r in gp.Ledger(b / "gpB.db").runs(study="S") if r.name == "train_sub.py"]
+    _gp(study, "ledger", "set-role", "baseline", sub.id[:8], "--ledger", "nodeB/gpB.db")
+    said = _gp(study, "ledger", "merge", "merged.db", "nodeB/gpB.db")
+    assert "1 updated (1 to the role given later in an input)" in said
+    merged = gp.Ledger(study / "merged.db")
+    assert merged.run(sub.id).role == "baseline"
+    assert sum(r.role == "baseline" for r in merged.runs(study="S")) == 1  # one copy of it
+    # the merged ledger given a role later keeps it when the node's file is merged again
+    _gp(study, "ledger", "set-role", "trial", sub.id[:8], "--ledger", "merged.db")
+    said = _gp(study, "ledger", "merge", "merged.db", "nodeB/gpB.db", "nodeA/gpA.db")
+    assert "2 of them with the role given here kept" in said  # and the final retrain's
+    assert gp.Ledger(study / "merged.db").run(sub.id).role == "trial"

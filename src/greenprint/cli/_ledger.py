@@ -358,10 +358,16 @@ def merge_command(out: str, inputs: tuple[str, ...]) -> None:
         if summary.roles_kept
         else ""
     )
+    where = "an input" if len(inputs) == 1 else "the inputs"
+    taken = (
+        f" ({summary.roles_taken} to the role given later in {where})"
+        if summary.roles_taken
+        else ""
+    )
     click.echo(
         f"merged {count_of(len(inputs), 'ledger')} into {safe(url)}: "
         f"{count_of(summary.added, 'run')} added, "
-        f"{summary.updated} updated, {summary.unchanged} already there{kept} "
+        f"{summary.updated} updated{taken}, {summary.unchanged} already there{kept} "
         f"({count_of(summary.metrics, 'metric point')}, "
         f"{count_of(summary.samples, 'power sample')} written)"
     )

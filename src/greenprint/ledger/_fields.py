@@ -22,6 +22,7 @@ from greenprint._validate import INT64_MAX, check_fpo
 
 __all__ = [
     "FIELD_KINDS",
+    "ROLE_GIVEN_AT",
     "SCHEMA_VERSION",
     "ColumnDecoder",
     "CorruptValueError",
@@ -33,6 +34,10 @@ __all__ = [
     "encode_record",
     "json_dumps",
 ]
+
+#: The provenance key where ``Ledger.set_role`` records when it gave a run its role (ISO 8601,
+#: UTC, to the microsecond: its text sorts as its time); ``ledger merge`` keeps the role given last.
+ROLE_GIVEN_AT = "role_given_at"
 
 logger = logging.getLogger(__name__)
 

@@ -14,9 +14,11 @@ their runs, metrics and power samples into one target ledger (SQLite or PostgreS
   study (Ray Tune's callback adopting a trial) while it runs. Its
   samples may also all come after the older one's (a run saved apart when its ledger refused
   its last writes holds the samples that ledger lacks): the two are then stored end to end.
-* **A role given afterwards in the target** (``ledger set-role``: ``role``, and with
-  ``--part-of`` ``parent_id`` and ``contained``) stands: a run that differs from an input's copy
-  by those fields only, both ended, is left as the target holds it (``roles_kept``).
+* **A role given afterwards** (``ledger set-role``: ``role``, and with ``--part-of``
+  ``parent_id`` and ``contained``; it records when in the provenance, ``role_given_at``): of two
+  copies of an ended run that differ by those fields only, the one given its role last is kept,
+  the target's when neither says (``roles_kept``), an input's given later replacing it
+  (``roles_taken``).
 * **Anything else that differs is a conflict**: :class:`~greenprint.ledger.MergeConflictError`
   names the runs and the fields that differ, and nothing is written (one transaction).
 
@@ -55,6 +57,7 @@ from greenprint._format import count_of
 from greenprint.ledger._base import BaseLedger
 from greenprint.ledger._fields import (
     FIELD_KINDS,
+    ROLE_GIVEN_AT,
     CorruptValueError,
     decode_columns,
     encode_field,
@@ -148,18 +151,42 @@ def _differing_fields(a: _Run, b: _Run) -> list[str]:
     return fields
 
 
-def _role_given_in_target(old: _Run, run: _Run) -> bool:
-    """Whether the target's copy ``old`` differs from an input's only by a role given afterwards.
+def _role_given_later(a: _Run, b: _Run) -> _Run | None:
+    """Of two copies of a run that differ only by a role given afterwards, the later one.
 
     ``greenprint ledger set-role`` on the merged ledger (a baseline named, a failed attempt made
     a part of its rerun), then the node files merged again with new runs: each such run was a
-    conflict, and the documented re-merge wrote nothing. Both copies must have ended (set-role
-    refuses a running run) and agree on everything else.
+    conflict, and the documented re-merge wrote nothing. The other way round, a role given in a
+    node's file after a merge (the baseline named where the student first looked) was dropped
+    by the next merge, the merged ledger keeping the role it had. Each ``set-role`` records when
+    (provenance ``role_given_at``): the copy given its role last wins, ``a`` when neither says
+    (roles given before greenprint recorded it, or when the runs ran). Both copies must have
+    ended (set-role refuses a running run) and agree on everything else. ``None``: they differ
+    otherwise (or not at all).
     """
-    if "running" in (old.row["status"], run.row["status"]):
-        return False
-    differing = _differing_fields(old, run)
-    return bool(differing) and ROLE_FIELDS.issuperset(differing)
+    if "running" in (a.row["status"], b.row["status"]):
+        return None
+    differing = _differing_fields(a, b)
+    if "provenance" in differing:
+        if not _same(_without_role_time(a), _without_role_time(b)):
+            return None
+        differing.remove("provenance")
+    elif not differing:
+        return None
+    if not ROLE_FIELDS.issuperset(differing):
+        return None
+    return b if _role_given_at(b) > _role_given_at(a) else a
+
+
+def _without_role_time(run: _Run) -> dict[str, Any]:
+    provenance = run.row.get("provenance") or {}
+    return {k: v for k, v in provenance.items() if k != ROLE_GIVEN_AT}
+
+
+def _role_given_at(run: _Run) -> str:
+    """When ``ledger set-role`` gave the run its role (ISO 8601 text), else ``""``."""
+    given = (run.row.get("provenance") or {}).get(ROLE_GIVEN_AT)
+    return given if isinstance(given, str) else ""
 
 
 def _continues(short: Sequence[_Sample], long: Sequence[_Sample]) -> bool:
@@ -194,6 +221,9 @@ def _combine(a: _Run, b: _Run, conflicts: list[tuple[str, str]]) -> _Run:
         longer, shorter = (a, b) if len(a.samples) >= len(b.samples) else (b, a)
         if _is_suffix(shorter.samples, longer.samples):
             return longer
+    later = _role_given_later(a, b)
+    if later is not None:  # a node's file given a role, and an older copy of it
+        return later
     older, newer = (a, b) if a.last_seen <= b.last_seen else (b, a)
     if _progressed(older, newer):
         if _is_prefix(older.samples, newer.samples):
@@ -539,16 +569,21 @@ def write_merged(target: BaseLedger, inputs: MergeInputs) -> MergeSummary:
         existing = _existing(conn, tgt.display, merged)
         new: list[_Run] = []
         replaced: list[_Run] = []
-        unchanged = roles_kept = 0
+        unchanged = roles_kept = roles_taken = 0
         found: list[tuple[str, str]] = []
         for run_id, run in merged.items():
             old = existing.get(run_id)
             if old is None:
                 new.append(run)
                 continue
-            if _role_given_in_target(old, run):
+            later = _role_given_later(old, run)
+            if later is old:
                 roles_kept += 1
                 unchanged += 1
+                continue
+            if later is run:  # given its role in the input after the target's
+                roles_taken += 1
+                replaced.append(run)
                 continue
             kept = _combine(old, run, found)
             if kept is old:
@@ -566,6 +601,7 @@ def write_merged(target: BaseLedger, inputs: MergeInputs) -> MergeSummary:
             metrics=n_metrics,
             samples=n_samples,
             roles_kept=roles_kept,
+            roles_taken=roles_taken,
         )
 
     try:

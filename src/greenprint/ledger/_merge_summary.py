@@ -20,7 +20,9 @@ class MergeSummary:
         samples: power samples written.
         roles_kept: of the ``unchanged``, runs whose role was given afterwards in the target
             (``ledger set-role``, with ``--part-of`` their parent too) while the input holds the
-            role they ran with: the target's is kept.
+            role they ran with (or one given earlier): the target's is kept.
+        roles_taken: of the ``updated``, runs given their role in an input after the target's
+            was (``ledger set-role`` on a node's file after a merge): the input's is taken.
     """
 
     added: int
@@ -29,3 +31,4 @@ class MergeSummary:
     metrics: int
     samples: int
     roles_kept: int = 0
+    roles_taken: int = 0

@@ -8,12 +8,13 @@ them written in one transaction.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 from typing import TYPE_CHECKING, Any
 
 from greenprint._exceptions import ConfigError
 from greenprint._records import RUN_ROLES, RunRecord, check_role
 from greenprint.ledger._batch import update_runs
-from greenprint.ledger._fields import encode_field
+from greenprint.ledger._fields import ROLE_GIVEN_AT, encode_field
 
 if TYPE_CHECKING:  # pragma: no cover
     from greenprint.ledger._sql import SQLStore
@@ -50,6 +51,9 @@ class LedgerRoles:
             *run_ids: the runs (full ids or unique prefixes of at least 4 characters).
             part_of: the run they become parts of (``role`` must be ``"part"``).
 
+        Each run's provenance records when its role was given (``role_given_at``, UTC), so
+        that merging a node's file given a role and a ledger given another keeps the later.
+
         Returns:
             The runs as stored afterwards, in the order given.
 
@@ -77,6 +81,12 @@ class LedgerRoles:
             seen.add(record.id)
         parent = self.run(part_of) if part_of is not None else None
         changes = [(r, self._check_role(r, role, parent)) for r in records]
+        # when: a node's file and the merged ledger may each be given a role; a merge keeps the
+        # one given last (ledger merge, ROLE_GIVEN_AT)
+        given_at = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
+        changes = [
+            (r, {**f, "provenance": {**r.provenance, ROLE_GIVEN_AT: given_at}}) for r, f in changes
+        ]
         encoded = [(r.id, {n: encode_field(n, v) for n, v in f.items()}) for r, f in changes]
         update_runs(self._live(), encoded, where=self.url)  # one transaction: all or none
         return [dataclasses.replace(r, **fields) for r, fields in changes]
