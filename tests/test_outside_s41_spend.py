@@ -317,3 +317,58 @@ def test_energy_budgets_of_a_run_with_no_energy_meter_say_they_cannot_act(tmp_pa
     listed = run_in(home, GREENPRINT, "ledger", "ls", "--study", "sweep")
     assert listed.returncode == 0, listed.stderr
     assert [line.split()[2] for line in listed.stdout.splitlines()[1:]] == ["t0", "t1", "t2"]
+
+
+#: A training tracked in Germany in a facility of PUE 1.2, priced by greenprint whatif.
+TRACKED_IN_DE = """
+import greenprint as gp
+
+with gp.track("train", study="whatif", region="DE", pue=1.2) as run:
+    sum(i * i for i in range(300_000))  # the training
+print(run.id)
+"""
+
+
+def test_whatif_prices_a_run_at_another_pue_by_hand(tmp_path_factory):
+    home = empty_home(tmp_path_factory, "whatif-pue")
+    (home / "train.py").write_text(TRACKED_IN_DE)
+    done = run_in(home, "python", "train.py")
+    assert done.returncode == 0, done.stderr
+    run_id = done.stdout.split()[-1]
+
+    def whatif(*args: str) -> dict:
+        done = run_in(home, GREENPRINT, "whatif", "--run", run_id[:8], "--json", *args)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    recorded = whatif("--regions", "DE")
+    energy, (de,) = recorded["energy_kwh"], recorded["regions"]
+    assert (recorded["pue"], recorded["recorded_pue"], de["g_per_kwh"]) == (1.2, 1.2, 380.95)
+    assert recorded["emissions_kg"] == pytest.approx(energy * 1.2 * 380.95 / 1000, rel=1e-9)
+    assert de["saving_kg"] == pytest.approx(0.0, abs=1e-15)
+    # the same run in a facility of PUE 1.1 ('google'), in Germany and in France
+    other = whatif("--regions", "DE,FR", "--pue", "google")
+    de, fr = other["regions"]
+    assert (other["pue"], other["recorded_pue"]) == (1.1, 1.2)
+    assert de["emissions_kg"] == pytest.approx(energy * 1.1 * 380.95 / 1000, rel=1e-9)
+    assert fr["emissions_kg"] == pytest.approx(energy * 1.1 * fr["g_per_kwh"] / 1000, rel=1e-9)
+    assert de["saving_pct"] == pytest.approx(100 * (1 - 1.1 / 1.2), rel=1e-9)  # 8.3 %
+    assert other["notes"] == [
+        "priced at PUE 1.1, where the run recorded PUE 1.2: the savings against what it "
+        "recorded include the facility's"
+    ]
+    short = run_id[:8]
+    text = run_in(home, GREENPRINT, "whatif", "--run", short, "--regions", "DE", "--pue", "1.1")
+    assert text.returncode == 0, text.stderr
+    assert " x PUE 1.1 (recorded at PUE 1.2) = " in text.stdout.splitlines()[0]
+
+    for args, said in (
+        (("--pue", "0.5"), "PUE must be a finite number with 1 <= x <= 3, got '0.5'"),
+        (("--regions", "XX"), "unknown region 'XX' (all regions: greenprint intensity --list)"),
+    ):
+        done = run_in(home, GREENPRINT, "whatif", "--run", short, *args)
+        assert (done.returncode, done.stderr, done.stdout) == (
+            2,
+            f"greenprint: error: {said}\n",
+            "",
+        )

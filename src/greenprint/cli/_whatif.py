@@ -55,10 +55,13 @@ def _show(result: Any) -> None:
     g_per_kwh = result.intensity_g_per_kwh
     applied_source = result.intensity_source or "unrecorded"
     intensity = "-" if g_per_kwh is None else f"{g_per_kwh:.5g} {UNIT}"
+    recorded = ""
+    if result.recorded_pue is not None and result.recorded_pue != result.pue:
+        recorded = f" (recorded at PUE {result.recorded_pue:g})"
     source = safe(applied_source, limit=120)
     click.echo(
         f"run       {safe(result.run_name, limit=40)} ({result.run_id[:12]}): "
-        f"{format_energy(result.energy_kwh)} x PUE {result.pue:g} = "
+        f"{format_energy(result.energy_kwh)} x PUE {result.pue:g}{recorded} = "
         f"{format_energy(result.facility_energy_kwh)} over "
         f"{run_time_text(result.duration_s, unknown='an unknown time')}"
     )
@@ -143,6 +146,13 @@ def _show(result: Any) -> None:
     help="With --hourly: show start hours on this IANA time zone's clock (Europe/Berlin, "
     "America/New_York), from this machine's time-zone data [default: UTC].",
 )
+@click.option(
+    "--pue",
+    default=None,
+    metavar="PUE|PRESET",
+    help="Price the run's IT energy at this PUE, a number in [1, 3] or a preset (google, aws, "
+    "azure...): what it would have emitted in another facility [default: the run's].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def command(
     run_id: str,
@@ -150,6 +160,7 @@ def command(
     regions: str | None,
     hourly: str | None,
     timezone: str | None,
+    pue: str | None,
     as_json: bool,
 ) -> None:
     """Price a run's recorded energy in other regions and at the best start hour.
@@ -185,7 +196,7 @@ def command(
             zone, _ = resolve_timezone(timezone)
         except ConfigError as e:  # named as the user typed it
             raise ConfigError(f"--timezone: {e}") from e
-    result = whatif(run_id, regions=codes, hourly=hourly, ledger=ledger, timezone=zone)
+    result = whatif(run_id, regions=codes, hourly=hourly, ledger=ledger, timezone=zone, pue=pue)
     if as_json:
         from greenprint.cli._cells import json_text
 

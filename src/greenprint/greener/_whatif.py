@@ -162,7 +162,7 @@ class WhatIf:
         run_id: the run's id.
         run_name: its name.
         energy_kwh: IT energy measured, kWh (before PUE).
-        pue: the run's PUE.
+        pue: the PUE priced: the run's, or the one given to :func:`whatif`.
         facility_energy_kwh: ``energy_kwh * pue``, the energy priced everywhere, kWh.
         duration_s: the run's duration, s.
         started_at: its start, Unix seconds (UTC).
@@ -188,6 +188,7 @@ class WhatIf:
         timezone: the zone whose clock the hours are on: ``"UTC"`` or an IANA name.
         utc_offset_s: that zone's offset from UTC when the run started, s (east positive;
             3600 for ``"Europe/Berlin"`` in winter).
+        recorded_pue: the PUE the run recorded its CO2-eq at (``None``: ``pue``).
     """
 
     run_id: str
@@ -210,6 +211,7 @@ class WhatIf:
     notes: tuple[str, ...] = ()
     timezone: str = "UTC"
     utc_offset_s: float = 0.0
+    recorded_pue: float | None = None
 
     @property
     def actual_start_hour(self) -> float | None:
@@ -235,6 +237,7 @@ class WhatIf:
             "run_name": self.run_name,
             "energy_kwh": self.energy_kwh,
             "pue": self.pue,
+            "recorded_pue": self.pue if self.recorded_pue is None else self.recorded_pue,
             "facility_energy_kwh": self.facility_energy_kwh,
             "duration_s": self.duration_s,
             "started_at": self.started_at,
@@ -359,6 +362,7 @@ def whatif(
     hourly: str | os.PathLike[str] | Intensity | None = None,
     ledger: LedgerSource = None,
     timezone: str | _dt.tzinfo | None = None,
+    pue: float | str | None = None,
 ) -> WhatIf:
     """Price a run's measured energy in other regions and, with an hourly CSV, at other hours.
 
@@ -375,6 +379,9 @@ def whatif(
         timezone: the clock the start hours are on: ``None`` (UTC), an IANA name
             (``"Europe/Berlin"``) or a :class:`datetime.tzinfo` (see
             :func:`resolve_timezone`); its UTC offset when the run started applies.
+        pue: the PUE to price the run's IT energy at (a number in [1, 3] or a preset name,
+            as for :func:`greenprint.track`): what it would have emitted in another facility,
+            every region and hour at that PUE; ``None``: the PUE the run recorded.
 
     Returns:
         The :class:`WhatIf`.
@@ -386,6 +393,7 @@ def whatif(
         IntensityCSVError: a malformed CSV, or one that does not cover every hour of the day.
         ConfigError: a run that is neither a record nor an id, an empty region list, an
             unknown time zone or one this machine has no data for.
+        InvalidPUEError: a ``pue`` out of [1, 3], or an unknown preset.
         AnalysisError: a run with no energy to price (its energy or PUE is missing, NaN,
             infinite or negative), or, with ``hourly``, no duration to spread it over (NaN,
             infinite or negative); the message names the run and its status.
@@ -393,6 +401,11 @@ def whatif(
     from greenprint._records import RunRecord
 
     zone, zone_name = resolve_timezone(timezone)
+    priced_pue = None
+    if pue is not None:  # refused before the ledger is read
+        from greenprint.carbon import resolve_pue
+
+        priced_pue = resolve_pue(pue).value
     record = run if isinstance(run, RunRecord) else _read_run(run, ledger)
     _check_priceable(record)
     if hourly is not None:
@@ -400,7 +413,8 @@ def whatif(
     started = start_known(record.started_at)
     # no start recorded: the zone's offset now (that of 1970 is no better a guess)
     offset_s, changes = _offset_s(zone, record.started_at if started else time.time())
-    facility = record.energy_kwh * record.pue
+    factor = record.pue if priced_pue is None else priced_pue
+    facility = record.energy_kwh * factor
     codes = DEFAULT_REGIONS if regions is None else regions
     if isinstance(codes, str):
         codes = [c.strip() for c in codes.split(",") if c.strip()]
@@ -413,10 +427,15 @@ def whatif(
             f"run {record.name!r} was lost (its process died unrecorded): the energy of its last "
             "flush is priced"
         )
-    if record.pue != 1.0 and any(r.kind == "cloud" for r in priced):
+    if priced_pue is not None and priced_pue != record.pue:
         notes.append(
-            f"cloud regions are priced with the run's PUE ({record.pue:g}); the provider's "
-            "own PUE may differ"
+            f"priced at PUE {priced_pue:g}, where the run recorded PUE {record.pue:g}: the "
+            "savings against what it recorded include the facility's"
+        )
+    if factor != 1.0 and any(r.kind == "cloud" for r in priced):
+        whose = "the run's PUE" if priced_pue is None else "the PUE given"
+        notes.append(
+            f"cloud regions are priced with {whose} ({factor:g}); the provider's own PUE may differ"
         )
     # an hourly series records its file's mean as the run's intensity: give what applied
     from greenprint.carbon._intensity import applied_intensity
@@ -432,7 +451,7 @@ def whatif(
         run_id=record.id,
         run_name=record.name,
         energy_kwh=record.energy_kwh,
-        pue=record.pue,
+        pue=factor,
         facility_energy_kwh=facility,
         duration_s=record.duration_s,
         started_at=record.started_at,
@@ -442,6 +461,7 @@ def whatif(
         regions=priced,
         timezone=zone_name,
         utc_offset_s=offset_s,
+        recorded_pue=record.pue,
     )
     if hourly is None:
         return dataclasses.replace(result, notes=tuple(notes))
