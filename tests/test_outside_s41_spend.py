@@ -9,7 +9,13 @@ environment, read back with the CLI:
   sweep ran every trial under a limit that checked nothing. Now said once for the sweep;
 * the learning curve's energy panel drew each size's mean energy alone, where the score panel
   draws the spread over repeats: a size whose two repeats cost 87 and 15 µWh (one slowed by a
-  busy machine) read as a rise of the cost with the data. Now its ±1 std band is drawn too.
+  busy machine) read as a rise of the cost with the data. Now its ±1 std band is drawn too;
+* run_learning_curve without full_size dropped the score of the training it had run;
+* a cost-aware pruner's reasons read "at cost 1.34177e-08 kWh" (now "13.4 µWh");
+* budgets on energy of a run with no energy meter never acted, without a word;
+  ``meters=["rapl"]`` read as no meter;
+* whatif could not price a run at another facility's PUE (``--pue``);
+* a "stop" study budget does not stop a scikit-learn search already fitting (docs now say so).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import json
 import math
 import re
 import statistics
+from pathlib import Path
 
 import pytest
 
@@ -372,3 +379,37 @@ def test_whatif_prices_a_run_at_another_pue_by_hand(tmp_path_factory):
             f"greenprint: error: {said}\n",
             "",
         )
+
+
+#: Two grid searches under one study budget of 50 ms of run time: the first crosses it at once.
+SEARCHES = """
+import warnings
+
+import greenprint as gp
+from greenprint.integrations.sklearn import track_search
+from sklearn.datasets import load_digits
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+
+warnings.filterwarnings("ignore")
+X, y = load_digits(return_X_y=True)
+cap = gp.Budget(s=0.05, per="study", on_exceed="stop")
+for i, Cs in enumerate(([0.01, 0.1], [1.0, 10.0])):
+    search = GridSearchCV(LogisticRegression(max_iter=30), {"C": Cs}, cv=3)
+    try:
+        sweep = track_search(search, X[:600], y[:600], study="sk", budget=cap, name=f"grid{i}")
+        print(f"search|{i}|{sweep.status}|{hasattr(search, 'best_estimator_')}")
+    except gp.BudgetExceeded:
+        print(f"stopped|{i}|{hasattr(search, 'best_estimator_')}")
+"""
+
+
+def test_a_stop_budget_does_not_stop_a_scikit_learn_search_already_fitting(tmp_path_factory):
+    """As docs/budgets.md now says: it runs to its end, and the next search fits nothing."""
+    home = empty_home(tmp_path_factory, "sk-budget")
+    (home / "searches.py").write_text(SEARCHES)
+    done = run_in(home, "python", "searches.py")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["search|0|interrupted|True", "stopped|1|False"]
+    page = (Path(__file__).parents[1] / "docs" / "budgets.md").read_text(encoding="utf-8")
+    assert "but one\nalready fitting is not stopped" in page
