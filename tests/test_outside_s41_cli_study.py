@@ -194,3 +194,30 @@ def test_a_role_given_in_a_nodes_file_after_the_merge_reaches_the_merged_ledger(
     said = _gp(study, "ledger", "merge", "merged.db", "nodeB/gpB.db", "nodeA/gpA.db")
     assert "2 of them with the role given here kept" in said  # and the final retrain's
     assert gp.Ledger(study / "merged.db").run(sub.id).role == "trial"
+
+
+def test_a_command_given_no_param_around_named_folds_says_how_to_make_it_one_trial(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """``greenprint run --study N -- python train_sub.py 0.2`` with no ``--param``: the script's
+    three folds, ``gp.track(f"fold{k}")`` in child processes with no params, were read as three
+    trials of a sweep (the final run a fold), and no note said why or how to fix it. A note now
+    names the command's run and the command that makes it one trial of three parts."""
+    home = empty_home(tmp_path_factory, "s41-no-param")
+    (home / "train_sub.py").write_text(TRAIN_SUB, encoding="utf-8")
+    _gp(home, "run", "-q", "--study", "N", "--", "python", "train_sub.py", "0.2")
+    (command,) = gp.Ledger(home / "greenprint.db").runs(study="N", parent_id=None)
+    _gp(home, "report", "--study", "N", "--format", "json", "--out", "rep")
+    report = json.loads((home / "rep" / "report.json").read_text(encoding="utf-8"))
+    assert report["price_tag"]["total"]["trials"] == 3  # as documented: a sweep of its runs
+    fix = f"greenprint ledger set-role trial {command.id[:8]}: one trial scored by its folds' mean"
+    (note,) = [n for n in report["notes"] if fix in n]
+    assert f"1 run with no params ({command.id[:8]} ('train_sub.py')) holds runs named as " in note
+    assert "('fold0', 'fold1', 'fold2'): read as a sweep of 3 trials, one per fold" in note
+    _gp(home, "ledger", "set-role", "trial", command.id[:8])
+    _gp(home, "report", "--study", "N", "--format", "json", "--out", "rep")
+    report = json.loads((home / "rep" / "report.json").read_text(encoding="utf-8"))
+    assert report["price_tag"]["total"]["trials"] == 1
+    assert report["price_tag"]["final"]["run_id"] == command.id
+    assert report["price_tag"]["final"]["score"] == pytest.approx(0.8 + 0.002)  # folds' mean
+    assert not [n for n in report["notes"] if "folds or seeds" in n]

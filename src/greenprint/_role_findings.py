@@ -3,7 +3,8 @@
 Trials named like a baseline or the final run (:func:`named_like`), trials that did not finish
 and were run again (:func:`reruns`), the final model retrained without its role
 (:func:`retrained`), one configuration repeated with another seed or fold (:func:`repeated`),
-and trials that differ only by their training-set size (:func:`sizes_only`). Each takes the
+trials that differ only by their training-set size (:func:`sizes_only`), and sweeps whose
+trials are named as the folds of one configuration (:func:`folds_as_trials`). Each takes the
 study's :class:`~greenprint._forest.RunForest` and positions; ``StudyRoles``
 (:mod:`greenprint._role_set`) keeps each as a cached attribute of the same name and words its
 note from them.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import re
 from collections.abc import Sequence
 
 from greenprint._forest import RunForest
@@ -24,6 +26,7 @@ from greenprint._run_params import _NAMED_HINTS, _named_role, _repeat_value, is_
 
 __all__ = [
     "below",
+    "folds_as_trials",
     "named_like",
     "repeated",
     "reruns",
@@ -266,3 +269,65 @@ def sizes_only(
         if min(ratios) <= 0 or max(ratios) > 1.05 * min(ratios):
             return ()  # a param that varies otherwise: a search
     return tuple(sorted({size for size in sizes if size}))
+
+
+#: A run's name that indexes a repetition: a fold, seed or split and its number ("fold0",
+#: "fold-1", "cv_fold_2", "seed=42"), after a part the runs share.
+_REPEAT_NAME = re.compile(r"(.*?)(fold|seed|split)[\s_=:#-]*(\d+)", re.IGNORECASE)
+
+
+def folds_as_trials(
+    forest: RunForest, roles: Sequence[str], inferred: Sequence[bool]
+) -> tuple[int, ...]:
+    """Inferred sweeps with no params whose trials are named as one configuration's folds.
+
+    ``greenprint run -- python cv.py`` given no ``--param`` around a script whose folds are
+    each a ``gp.track(f"fold{k}")`` with no params: the command's run is read as a sweep, each
+    fold a trial of its own (the final run a fold), as a search script's runs are. Its children
+    (two or more, all inferred trials, of the same params) are named alike but for the number
+    after ``fold``, ``seed`` or ``split``, two numbers or more. Positions of such sweeps, in
+    start order. The note says how to make each one trial.
+    """
+    runs, children = forest.runs, forest.children
+    found = []
+    for pos, role in enumerate(roles):
+        if role != "sweep" or not inferred[pos] or runs[pos].params:
+            continue
+        kids = children[pos]
+        if len(kids) < 2 or not all(roles[c] == "trial" and inferred[c] for c in kids):
+            continue
+        if len({repr(sorted(runs[c].params.items())) for c in kids}) > 1:
+            continue
+        shared: set[tuple[str, str]] = set()
+        numbers: set[int] = set()
+        for c in kids:
+            named = _REPEAT_NAME.fullmatch(runs[c].name.strip())
+            if named is None:
+                break
+            shared.add((named[1].lower(), named[2].lower()))
+            numbers.add(int(named[3]))
+        else:
+            if len(shared) == 1 and len(numbers) >= 2:
+                found.append(pos)
+    return tuple(sorted(found, key=lambda p: (runs[p].started_at, runs[p].id)))
+
+
+def folds_as_trials_text(forest: RunForest, sweeps: Sequence[int]) -> str:
+    """The note on :func:`folds_as_trials`' ``sweeps``."""
+    runs, children = forest.runs, forest.children
+    one = len(sweeps) == 1
+    first = sweeps[0]
+    shown = ", ".join(f"{runs[p].id[:8]} ({runs[p].name!r})" for p in sweeps[:3])
+    more = ", ..." if len(sweeps) > 3 else ""
+    names = ", ".join(repr(runs[c].name) for c in children[first][:3])
+    trials = sum(len(children[p]) for p in sweeps)
+    ids = " ".join(runs[p].id[:8] for p in sweeps[:3]) + (" ..." if len(sweeps) > 3 else "")
+    return (
+        f"{count_of(len(sweeps), 'run')} with no params ({shown}{more}) "
+        f"{'holds runs' if one else 'hold runs'} named as the folds or seeds of one "
+        f"configuration ({names}{', ...' if len(children[first]) > 3 else ''}): read as "
+        f"{'a sweep' if one else 'sweeps'} of {count_of(trials, 'trial')}, one per fold; if "
+        f"they are {'its' if one else 'their'} folds, give {'it' if one else 'each'} its "
+        "configuration (greenprint run --param KEY=VALUE, or gp.track(..., params=...)) or "
+        f"afterwards greenprint ledger set-role trial {ids}: one trial scored by its folds' mean"
+    )

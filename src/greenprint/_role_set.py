@@ -236,6 +236,8 @@ class StudyRoles:
             )
         if repeated := self.repeated:
             texts.append(_repeated_text(repeated, self.forest))
+        if folds := self.folds_as_trials:
+            texts.append(_findings.folds_as_trials_text(self.forest, folds))
         if retrained := self.retrained:
             texts.append(self._retrained_text(retrained))
         if self.steps:
@@ -413,6 +415,14 @@ class StudyRoles:
         Groups of positions, in start order (:func:`~greenprint._role_findings.repeated`).
         """
         return _findings.repeated(self.forest, self._inferred_trials)
+
+    @cached_property
+    def folds_as_trials(self) -> tuple[int, ...]:
+        """Inferred sweeps with no params whose trials are named as one configuration's folds.
+
+        Positions, in start order (:func:`~greenprint._role_findings.folds_as_trials`).
+        """
+        return _findings.folds_as_trials(self.forest, self.roles, self.inferred)
 
     @cached_property
     def sizes_only(self) -> tuple[int, ...]:
