@@ -369,7 +369,17 @@ class StudyRoles:
                 counted.append(f"{them} scored by {its} own logged {metric}")
             if none:
                 them = "it has" if n == 1 else ("none has" if none == n else _of_them(none, "has"))
-                counted.append(f"{them} no score (failed, or no part scored)")
+                # by how each ended: an interrupted or lost trial is not a failed one
+                statuses = self.forest.column("status")
+                ended = Counter(
+                    statuses[p] for p in self.repeat_trials if scores[p].source == "none"
+                )
+                how = ", ".join(
+                    f"{ended[s]} {s}" + (", no part scored" if s == "finished" else "")
+                    for s in ("failed", "interrupted", "lost", "pruned", "running", "finished")
+                    if ended[s]
+                )
+                counted.append(f"{them} no score ({how})")
             text += ": " + ", ".join(counted)
         return text + "; to rank each as a trial of its own, give those runs role='trial'"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import doctest
 import logging
 import math
@@ -678,3 +679,22 @@ def test_trials_named_like_a_baseline_or_the_final_run_say_how_to_give_the_role(
         "named like a final run ('final_retrain'): read as trials, as no role was given"
     ) in (study.note or "")
     assert resolve_roles(runs[1:2] + runs[4:]).named_like == {}
+
+
+def test_repeat_trials_with_no_score_are_counted_by_how_they_ended():
+    """'it has no score (failed, or no part scored)' said of interrupted and lost trials too:
+    the note now counts them by how each ended, as the note on fold-scored trials does."""
+    runs = []
+    for c, (lr, status) in enumerate([(0.1, "failed"), (0.01, "interrupted"), (0.001, "")]):
+        runs.append(
+            dataclasses.replace(_with(f"c{c}", params={"lr": lr}), status=status or "finished")
+        )
+        for s in range(2):
+            kid = _with(
+                f"c{c}s{s}", f"c{c}", {"seed": s, "lr": lr}, **({} if status else {"acc": 0.8})
+            )
+            runs.append(dataclasses.replace(kid, status=status or "finished"))
+    note = study_trials(resolve_roles(runs, metric="acc"), metric="acc").roles_note or ""
+    assert "3 trials hold child runs that differ only by a seed" in note
+    assert "1 of them is scored by its parts' mean" in note, note
+    assert "2 of them have no score (1 failed, 1 interrupted)" in note, note
