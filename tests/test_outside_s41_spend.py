@@ -14,7 +14,8 @@ environment, read back with the CLI:
 * a cost-aware pruner's reasons read "at cost 1.34177e-08 kWh" (now "13.4 µWh");
 * budgets on energy of a run with no energy meter never acted, without a word;
   ``meters=["rapl"]`` read as no meter;
-* whatif could not price a run at another facility's PUE (``--pue``);
+* whatif could not price a run at another facility's PUE (``--pue``), nor a whole study
+  in the regions one names (``--study``);
 * a "stop" study budget does not stop a scikit-learn search already fitting (docs now say so).
 """
 
@@ -413,3 +414,63 @@ def test_a_stop_budget_does_not_stop_a_scikit_learn_search_already_fitting(tmp_p
     assert done.stdout.splitlines() == ["search|0|interrupted|True", "stopped|1|False"]
     page = (Path(__file__).parents[1] / "docs" / "budgets.md").read_text(encoding="utf-8")
     assert "but one\nalready fitting is not stopped" in page
+
+
+#: A small sweep tracked at PUE 1.2 in Germany, and a study of runs with no energy meter.
+SWEEP_IN_DE = """
+import greenprint as gp
+
+for lr in (0.1, 0.01, 0.001):
+    with gp.track(f"lr={lr}", study="sweep", region="DE", pue=1.2, params={"lr": lr}) as run:
+        sum(i * i for i in range(100_000))  # the training
+        run.log(val_accuracy=0.9 - lr)
+with gp.track("unmetered", study="blind", meters=[]) as run:
+    run.log(val_accuracy=0.5)
+"""
+
+
+def test_whatif_prices_a_whole_study_as_its_report_does(tmp_path_factory):
+    """'What would this study have emitted in France?' was answered for one run only."""
+    home = empty_home(tmp_path_factory, "whatif-study")
+    (home / "sweep.py").write_text(SWEEP_IN_DE)
+    done = run_in(home, "python", "sweep.py")
+    assert done.returncode == 0, done.stderr
+    done = run_in(home, GREENPRINT, "whatif", "--study", "sweep", "--regions", "FR,DE", "--json")
+    assert done.returncode == 0, done.stderr
+    priced = json.loads(done.stdout)
+    done = run_in(
+        home, GREENPRINT, "report", "--study", "sweep", "--format", "json", "--no-plots",
+        "--out", "report",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads((home / "report" / "report.json").read_text(encoding="utf-8"))
+    # by hand from the runs' energy: counted once, at PUE 1.2, in each region's intensity
+    energy = sum(run["energy_kwh"] for run in report["runs"])
+    assert (priced["runs"], priced["trials"], priced["pue"]) == (3, 3, pytest.approx(1.2))
+    assert priced["energy_kwh"] == pytest.approx(energy, rel=1e-9)
+    assert priced["emissions_kg"] == pytest.approx(energy * 1.2 * 380.95 / 1000, rel=1e-9)
+    fr, de = priced["regions"]
+    assert fr["emissions_kg"] == pytest.approx(energy * 1.2 * 56.039 / 1000, rel=1e-9)
+    assert de["saving_kg"] == pytest.approx(0.0, abs=1e-15)
+    shown = {r["region"]: r["emissions_kg"] for r in report["whatif"]["regions"]}
+    assert shown["FR"] == pytest.approx(fr["emissions_kg"], rel=1e-12)  # as the report prices it
+
+    at_google = run_in(
+        home, GREENPRINT, "whatif", "--study", "sweep", "--regions", "DE", "--pue", "google"
+    )
+    assert at_google.returncode == 0, at_google.stderr
+    head = at_google.stdout.splitlines()[0]
+    assert head.startswith("study     sweep (3 runs, energy counted once as in its price tag): ")
+    assert " x PUE 1.1 (recorded at PUE 1.2) = " in head
+
+    for args, said in (
+        (("--study", "blind"), "study 'blind' has no energy to price: its one run recorded "
+         "no energy (no energy meter)"),
+        (("--study", "swep"), "no study 'swep' in ledger"),
+        ((), "give --run ID (one run) or --study NAME (a whole study)"),
+        (("--study", "sweep", "--hourly", "x.csv"), "--hourly and --timezone price one run's"),
+    ):  # fmt: skip
+        done = run_in(home, GREENPRINT, "whatif", *args)
+        assert (done.returncode, done.stdout) == (2, ""), (args, done.stdout)
+        assert done.stderr.startswith(f"greenprint: error: {said}"), done.stderr
+        assert done.stderr.count("\n") == 1, done.stderr

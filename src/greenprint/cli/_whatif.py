@@ -120,9 +120,113 @@ def _show(result: Any) -> None:
         click.echo(f"note: {safe(note)}")
 
 
+def _study_whatif(
+    study: str, ledger: str | None, codes: list[str] | None, pue: str | None
+) -> dict[str, Any]:
+    """The study's energy (counted once, as its price tag) priced in ``codes``, as JSON.
+
+    Raises:
+        UnknownStudyError: no such study; AnalysisError: none of its runs recorded energy.
+    """
+    from greenprint._exceptions import AnalysisError
+    from greenprint.analysis import price_tag
+    from greenprint.carbon import resolve_pue
+    from greenprint.greener._whatif import DEFAULT_REGIONS, price_regions
+    from greenprint.ledger import get_ledger
+    from greenprint.report._whatif import whatif_section
+
+    given = None if pue is None else resolve_pue(pue).value  # refused before the ledger
+    led = get_ledger(ledger, create=False)
+    try:
+        runs = led.runs(study=study)
+    finally:
+        led.close()
+    tag = price_tag(runs)
+    section = whatif_section(runs, tag, regions=codes or DEFAULT_REGIONS)
+    if section is None:  # unknown energy is never priced as 0
+        why = (
+            (
+                "its one run recorded no energy (no energy meter)"
+                if len(runs) == 1
+                else f"none of its {len(runs)} runs recorded energy (no energy meter)"
+            )
+            if tag.total.energy_unknown >= len(runs)
+            else "its runs recorded 0 kWh"
+        )
+        raise AnalysisError(f"study {study!r} has no energy to price: {why}")
+    notes = []
+    factor, regions = section.pue, section.regions
+    if given is not None and given != section.pue:
+        factor = given
+        regions = price_regions(
+            section.energy_kwh * given, section.emissions_kg, codes or DEFAULT_REGIONS
+        )
+        notes.append(
+            f"priced at PUE {given:g}, where the runs recorded PUE {section.pue:.3g} (weighted "
+            "by their energy): the savings against what they recorded include the facility's"
+        )
+    if section.energy_unknown:
+        notes.append(
+            f"{section.energy_unknown} of the {len(runs)} runs recorded no energy (no energy "
+            "meter): their energy is unknown and not priced"
+        )
+    return {
+        "study": study,
+        "runs": len(runs),
+        "trials": tag.total.trials,
+        "energy_kwh": section.energy_kwh,
+        "energy_unknown": section.energy_unknown,
+        "pue": factor,
+        "recorded_pue": section.pue,
+        "facility_energy_kwh": section.energy_kwh * factor,
+        "emissions_kg": section.emissions_kg,
+        "regions": [r.to_dict() for r in regions],
+        "notes": notes,
+    }
+
+
+def _show_study(result: dict[str, Any]) -> None:
+    from greenprint._format import count_of, format_emissions, format_energy
+    from greenprint.cli._cells import safe
+
+    recorded = ""
+    if result["pue"] != result["recorded_pue"]:
+        recorded = f" (recorded at PUE {result['recorded_pue']:.3g})"
+    click.echo(
+        f"study     {safe(result['study'], limit=40)} ({count_of(result['runs'], 'run')}, energy "
+        "counted "
+        f"once as in its price tag): {format_energy(result['energy_kwh'])} x PUE "
+        f"{result['pue']:.3g}{recorded} = {format_energy(result['facility_energy_kwh'])}"
+    )
+    click.echo(f"recorded  {format_emissions(result['emissions_kg'])}")
+    click.echo("")
+    regions = result["regions"]
+    width = max([len(r["region"]) for r in regions] + [6])
+    click.echo(f"{'region':<{width}}  {UNIT:>13}  {'CO2-eq':>17}  {'saving vs recorded':>26}  name")
+    near = max((abs(r["saving_kg"]) for r in regions if r["saving_kg"]), default=None)
+    for r in regions:
+        kg = r["emissions_kg"]
+        shown = format_emissions(kg, unit_of=None if kg else near)
+        saving = _saving(r["saving_kg"], r["saving_pct"], near)
+        click.echo(
+            f"{r['region']:<{width}}  {r['g_per_kwh']:>13.1f}  {shown:>17}  "
+            f"{saving:>26}  {r['name']} ({r['year']})"
+        )
+    for note in result["notes"]:
+        click.echo(f"note: {safe(note)}")
+
+
 @click.command("whatif")
 @click.option(
-    "--run", "run_id", type=TEXT, required=True, metavar="ID", help="Run id (or unique prefix)."
+    "--run", "run_id", type=TEXT, default=None, metavar="ID", help="Run id (or unique prefix)."
+)
+@click.option(
+    "--study",
+    type=TEXT,
+    default=None,
+    metavar="NAME",
+    help="Price a whole study instead of one run: its energy counted once, as its price tag "
+    "and its report count it, at its runs' PUE weighted by energy (or --pue).",
 )
 @ledger_option
 @click.option(
@@ -155,7 +259,8 @@ def _show(result: Any) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def command(
-    run_id: str,
+    run_id: str | None,
+    study: str | None,
     ledger: str | None,
     regions: str | None,
     hourly: str | None,
@@ -163,7 +268,7 @@ def command(
     pue: str | None,
     as_json: bool,
 ) -> None:
-    """Price a run's recorded energy in other regions and at the best start hour.
+    """Price a run's (or a study's) recorded energy in other regions and at the best start hour.
 
     The run's energy (with its PUE) at each region's grid intensity from the tables shipped
     with greenprint, beside the CO2-eq it recorded, with the saving in CO2-eq (ng to t
@@ -171,13 +276,22 @@ def command(
     duration is integrated against the file's mean intensity of each UTC hour of the day, for
     every start hour: the best one and the saving against the run's actual start time. Hours
     are UTC, or whole hours of --timezone's clock (at its offset when the run started).
+    --study prices a whole study's energy (counted once, as its price tag counts it) by region.
     Offline: no network.
     """
     from greenprint._exceptions import ConfigError
     from greenprint.greener import whatif
 
-    if not run_id.strip():
+    if (run_id is None) == (study is None):
+        raise click.UsageError("give --run ID (one run) or --study NAME (a whole study)")
+    if study is not None and (hourly is not None or timezone is not None):
+        raise click.UsageError(
+            "--hourly and --timezone price one run's start hour: give --run ID, not --study"
+        )
+    if run_id is not None and not run_id.strip():
         raise ConfigError(f"--run needs a run id (or a unique prefix of one), not {run_id!r}")
+    if study is not None and not study.strip():
+        raise ConfigError(f"--study needs a study name, not {study!r}")
     codes = None
     if regions is not None:
         codes = [c.strip() for c in regions.split(",") if c.strip()]
@@ -188,6 +302,15 @@ def command(
             "--timezone applies only with --hourly CSV: it puts the best start hour on that "
             "zone's clock (the prices by region do not depend on it)"
         )
+    if study is not None:
+        from greenprint.cli._cells import json_text
+
+        priced = _study_whatif(study, ledger, codes, pue)
+        if as_json:
+            click.echo(json_text(priced))
+        else:
+            _show_study(priced)
+        return
     zone = None
     if timezone is not None:
         from greenprint.greener._whatif import resolve_timezone
@@ -196,7 +319,9 @@ def command(
             zone, _ = resolve_timezone(timezone)
         except ConfigError as e:  # named as the user typed it
             raise ConfigError(f"--timezone: {e}") from e
-    result = whatif(run_id, regions=codes, hourly=hourly, ledger=ledger, timezone=zone, pue=pue)
+    result = whatif(
+        run_id or "", regions=codes, hourly=hourly, ledger=ledger, timezone=zone, pue=pue
+    )
     if as_json:
         from greenprint.cli._cells import json_text
 

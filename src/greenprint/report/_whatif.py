@@ -46,8 +46,9 @@ SAVING = "Saving vs recorded"
 _EXPLAIN = (
     "The study's energy as recorded (with its PUE) priced at other grids' carbon intensity, from "
     "the tables shipped with greenprint (no network). The saving is against the CO2-eq "
-    "recorded; a negative one means more CO2-eq there. For one run, and for the best start "
-    "hour given an hourly intensity file: greenprint whatif --run ID [--hourly CSV]."
+    "recorded; a negative one means more CO2-eq there. For other regions or another PUE: "
+    "greenprint whatif --study NAME [--regions CODES] [--pue PUE]; for one run, and for the "
+    "best start hour given an hourly intensity file: greenprint whatif --run ID [--hourly CSV]."
 )
 
 
