@@ -90,7 +90,7 @@ def failure_intro(found: Failures) -> str:
         text += (
             " A run that recorded no error of its own, or only its command's exit status, "
             "shows its first failed part's (a fold, a worker), unless that says only how the "
-            "part ended (SystemExit: 3) where the command's last error line says why."
+            "part ended (its exit status alone) where the command's last error line says why."
         )
     if found.parts:
         text += (
