@@ -13,7 +13,10 @@ direction, ``T`` steps, batch ``B``, input size ``I``, hidden size ``H`` and ``G
   states that gets no gradient, and ``- 2G*T*B*I*H`` when the layer's input needs no
   gradient (the first layer's input is data): the op-by-op backward, as a Linear layer's,
   then skips the input-gradient product ``dgates @ W_ih``, which the fused kernels compute
-  anyway. It assumes, as in a language model, that the initial state needs no gradient.
+  anyway. Likewise a frozen parameter's gradient is not counted: ``W_ih``'s is
+  ``2G*T*B*I*H + G*(T-1)*I*H`` (the per-step products and their sum over the steps),
+  ``W_hh``'s ``2G*T*B*H^2 + G*(T-1)*H^2``, each bias's ``G*T*B*H + G*(T-1)*H``. It assumes,
+  as in a language model, that the initial state needs no gradient.
 
 ``e_f``/``e_b``/``c`` are the gate nonlinearities and cell updates: LSTM 22/23/1, GRU 16/17/1,
 RNN-tanh 2/4/0, RNN-ReLU 2/2/0 (a sigmoid is 4 forward, ATen's kernel ``(1 + exp(-x))
@@ -89,6 +92,7 @@ def rnn_layer_backward_fpo(
     grad_cy: bool = True,
     tokens: int | None = None,
     grad_input: bool = True,
+    grad_params: tuple[bool, bool, bool, bool] = (True, True, True, True),
 ) -> int:
     """Backward FPO of one recurrent layer, one direction (see the module docstring).
 
@@ -107,6 +111,9 @@ def rnn_layer_backward_fpo(
             ``steps`` the longest one (the weight gradients are summed over the steps).
         grad_input: the layer's input needs a gradient: the product ``dgates @ W_ih``,
             ``2G * I * H`` per token, is counted.
+        grad_params: which of ``W_ih``, ``W_hh``, ``b_ih``, ``b_hh`` need a gradient: a
+            frozen one's gradient is not counted (the op-by-op recurrence does not compute
+            it; the fused kernels do).
 
     Returns:
         FPO.
@@ -124,7 +131,13 @@ def rnn_layer_backward_fpo(
         - unused * b * h
         - (0 if grad_input else 2 * g * n * i * h)
     )
-    return total + (2 * g * n * h + 2 * g * (t - 1) * h if bias else 0)
+    w_ih, w_hh, b_ih, b_hh = grad_params
+    total -= (0 if w_ih else 2 * g * n * i * h + g * (t - 1) * i * h) + (
+        0 if w_hh else 2 * g * n * h * h + g * (t - 1) * h * h
+    )
+    if not bias:
+        return total
+    return total + (int(b_ih) + int(b_hh)) * (g * n * h + g * (t - 1) * h)
 
 
 def _mkldnn_dims(
@@ -186,9 +199,11 @@ def mkldnn_rnn_layer_backward_rule(
     """Its backward: :func:`rnn_layer_backward_fpo`.
 
     Without the input's gradient when the layer's input needs none (``needs_input_grad[0]``
-    False: the first layer on data), as the op-by-op recurrence.
+    False: the first layer on data), and without a frozen weight's or bias's
+    (``needs_input_grad[1:5]``), as the op-by-op recurrence.
     """
     t, b, i, g = _mkldnn_dims(input, w_ih, hx, hidden_size)
+    mask = tuple(needs_input_grad or ()) + (True,) * 5
     return rnn_layer_backward_fpo(
         t,
         b,
@@ -198,7 +213,8 @@ def mkldnn_rnn_layer_backward_rule(
         bias=bool(has_biases),
         grad_hy=grad_hy is not None,
         grad_cy=grad_cy is not None,
-        grad_input=not needs_input_grad or bool(needs_input_grad[0]),
+        grad_input=bool(mask[0]),
+        grad_params=(bool(mask[1]), bool(mask[2]), bool(mask[3]), bool(mask[4])),
     )
 
 
@@ -286,10 +302,13 @@ def cudnn_rnn_backward_rule(
     """Its backward: the sum of the per-layer backwards.
 
     ``output_mask[0]`` False (the input needs no gradient): the first layer's directions
-    without the input-gradient product, as the op-by-op recurrence.
+    without the input-gradient product, as the op-by-op recurrence; ``output_mask[3]``
+    False (no weight needs one): without the weights' and biases' gradients, which cuDNN then
+    skips (it computes all of them when any weight needs one).
     """
     mask = args[-1] if args and isinstance(args[-1], list) else kwargs.get("output_mask")
     grad_input = not mask or bool(mask[0])
+    grad_weights = not mask or len(mask) < 4 or bool(mask[3])
     directions = 2 if bidirectional else 1
     layers = _cudnn_layers(input, weight, weight_stride0, hx, mode, hidden_size, batch_sizes)
     return sum(
@@ -305,6 +324,7 @@ def cudnn_rnn_backward_rule(
             grad_cy=grad_cy is not None,
             tokens=n,
             grad_input=grad_input or k >= directions,
+            grad_params=(grad_weights,) * 4,
         )
         for k, (t, b, i, g, bias, relu, n) in enumerate(layers)
     )
