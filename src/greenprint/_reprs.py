@@ -75,6 +75,8 @@ def run_html(run: Any) -> str:
     ]
     if getattr(run, "_unmetered", False):  # meters=[]: unknown, never "0 mWh"
         rows[-2:] = [("energy", "unknown (no energy meter)"), ("CO2-eq", "unknown")]
+    elif getattr(run, "_unsampled", False):  # started, its meters not read yet: not "0 mWh"
+        rows[-2:] = [("energy", "not sampled yet"), ("CO2-eq", "not sampled yet")]
     for component, kwh in run.energy_by_component.items():
         # a component at 0 in the unit of the whole ('0 µWh' beside '1.2 µWh')
         zero_in = (run.energy_kwh or None) if kwh == 0 else None

@@ -25,6 +25,7 @@ from greenprint._exceptions import ConfigError, GreenprintError
 from greenprint._interrupts import interrupts_held
 from greenprint._lifecycle import registry, status_for
 from greenprint._liveness import writer_identity
+from greenprint._notebook_cells import Cell, cell_of_caller, is_rerun
 from greenprint._run_fallback import (
     attempted,
     can_fall_back,
@@ -76,6 +77,8 @@ class RunLifecycle(RunState):
     """Start and stop a run; a run is started once."""
 
     _unstarted: _NeverStarted | None  # (_run_metrics) marked started here
+    #: The notebook cell and line that started the run (None outside IPython).
+    _cell: Cell | None = None
 
     def __enter__(self) -> Self:
         new = self._state == "new"
@@ -117,6 +120,9 @@ class RunLifecycle(RunState):
             LedgerError: the ledger refused the new run.
         """
         begun = False
+        if self._state == "new":
+            self._cell = cell_of_caller()
+            self._end_replaced()
         try:
             with self._lock:
                 if self._state != "new":
@@ -138,6 +144,28 @@ class RunLifecycle(RunState):
                 self.stop(*status_for(exc))
             raise
         return self
+
+    def _end_replaced(self) -> None:
+        """End the open run this one replaces: its notebook cell run again before its stop().
+
+        ``run = gp.track("fit"); run.start()`` run twice rebinds ``run``; the first run, left
+        open, would be measuring still and the new run's parent. It ends ``interrupted``.
+        """
+        old = _lineage.innermost()
+        while (
+            isinstance(old, RunLifecycle)
+            and old._state == "running"
+            and (old.name, old._study) == (self.name, self._study)
+            and is_rerun(self._cell, old._cell)
+        ):
+            logger.warning(
+                "greenprint: run %r (%s) ends 'interrupted': its notebook cell was run again "
+                "before run.stop(); the new run replaces it",
+                old.name,
+                old.id[:8],
+            )
+            old.stop("interrupted", "its notebook cell was run again before run.stop()")
+            old = _lineage.innermost()
 
     def stop(self, status: str = "finished", error: str | None = None) -> None:
         """Stop measuring and write the final record. Calling it again does nothing.

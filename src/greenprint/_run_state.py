@@ -234,6 +234,8 @@ class RunState:
             cost = f"{format_energy(self.energy_kwh)}, {format_emissions(self.emissions_kg)}"
             if self._unmetered:  # meters=[]: its energy is unknown, never "0 mWh"
                 cost = "energy and CO2-eq unknown (no energy meter)"
+            elif self._unsampled:  # a notebook cell that ends at run.start(): not 0 mWh
+                cost = "energy and CO2-eq not sampled yet"
             head += f" {cost}, {format_duration(self.duration_s)}"
         if self.id:
             head += f", id {self.id[:8]}"
@@ -246,6 +248,12 @@ class RunState:
         Its meter set has no component; a metered run before its first sample has them.
         """
         return self._meters is not None and not getattr(self._meters, "components", True)
+
+    @property
+    def _unsampled(self) -> bool:
+        """Whether the run is running and its meters have not been read since its start."""
+        account = self._account
+        return self._status == "running" and (account is None or account.last_t <= account.t0)
 
     def _repr_html_(self) -> str:
         """The run's figures as an HTML table, for notebooks (every name escaped)."""

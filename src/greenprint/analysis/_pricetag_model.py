@@ -265,6 +265,13 @@ class PriceTag:
 
         return price_tag_html(self)
 
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """IPython's plain-text display (a terminal, a notebook's text/plain): :meth:`summary`.
+
+        ``repr`` (every field, tens of kB for a study) would fill the screen and the notebook.
+        """
+        printer.text(self.summary())
+
     def __str__(self) -> str:
         """:meth:`summary`: ``print(tag)`` shows the price tag, ``repr(tag)`` every field."""
         return self.summary()

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
+from greenprint._format import count_of
 from greenprint.analysis import PriceTag
 from greenprint.analysis._common import json_float
 
@@ -440,6 +441,18 @@ class Report:
         from greenprint._reprs import report_html
 
         return report_html(self)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """IPython's plain-text display: the headline and the price tag, not every field.
+
+        ``repr`` (every run and figure, 100 kB for a small study) would fill the screen and
+        the notebook's saved text/plain output.
+        """
+        ranked = f", ranked by {self.metric}" if self.metric else ""
+        printer.text(
+            f"greenprint report: {self.study}{ranked}; {count_of(len(self.runs), 'run')}, "
+            f"{count_of(len(self.figures), 'figure')}\n{self.price_tag.summary()}"
+        )
 
     def to_dict(self, *, with_runs: bool = True) -> dict[str, Any]:
         """The JSON document (see ``docs/report-schema.json``): every run and every figure.
