@@ -227,6 +227,24 @@ class RunRecord:
     node_meter: bool | None = None
     contained: bool | None = None
 
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """IPython's plain-text display: one line, as a :class:`~greenprint.Run` reads.
+
+        ``led.runs(study=...)`` in a notebook cell showed every field of every record (3.4 kB
+        each, most of it the hardware); ``repr`` still gives them all.
+        """
+        from greenprint._format import format_emissions, format_energy, run_time_text
+
+        if self.energy_recorded:
+            cost = f"{format_energy(self.energy_kwh)}, {format_emissions(self.emissions_kg)}"
+        else:  # no meter: unknown, never "0 mWh"
+            cost = "energy and CO2-eq unknown (no energy meter)"
+        role = f" role={self.role!r}" if self.role else ""
+        printer.text(
+            f"<RunRecord {self.name!r} study={self.study!r} {self.status}{role} {cost}, "
+            f"{run_time_text(self.duration_s, unknown='run time unknown')}, id {self.id[:8]}>"
+        )
+
     @property
     def energy_recorded(self) -> bool:
         """Whether the run recorded its energy: ``False`` for a run that had no meter.

@@ -100,7 +100,8 @@ def test_a_start_cell_run_again_ends_the_run_it_left_open(tmp_path: Path) -> Non
 def test_displays_say_not_sampled_yet_and_keep_text_short(tmp_path: Path) -> None:
     """A cell ending at run.start() showed 'running 0 mWh, 0 mg CO2-eq' (nothing read yet);
     a price tag's and a report's text display (IPython's terminal, the notebook's saved
-    text/plain) was their dataclass repr: 81 kB and 112 kB for a 2-candidate search."""
+    text/plain) was their dataclass repr: 81 kB and 112 kB for a 2-candidate search; a
+    ledger's records 3.4 kB each (their hardware), an unmetered one with 'energy_kwh=0.0'."""
     results, out = _run_cells(
         tmp_path,
         [
@@ -116,12 +117,14 @@ def test_displays_say_not_sampled_yet_and_keep_text_short(tmp_path: Path) -> Non
             "ended = fmt(run)[0]\n"
             "tag = fmt(price_tag(gp.Ledger('greenprint.db').runs(study='nb')))[0]\n"
             "report = fmt(build_report('greenprint.db', 'nb'))[0]\n"
-            "print('SHOWN ' + json.dumps([shown, ended, tag, report]))",
+            "with gp.track('no-meter', study='u', ledger='greenprint.db', meters=[]): pass\n"
+            "records = fmt(gp.Ledger('greenprint.db').runs())[0]\n"
+            "print('SHOWN ' + json.dumps([shown, ended, tag, report, records]))",
         ],
     )
     assert results == [None, None]
     line = next(x for x in out.splitlines() if x.startswith("SHOWN "))
-    shown, ended, tag, report = json.loads(line[len("SHOWN ") :])
+    shown, ended, tag, report, records = json.loads(line[len("SHOWN ") :])
     assert "running energy and CO2-eq not sampled yet" in shown["text/plain"]
     assert "0 mWh" not in shown["text/html"] and "not sampled yet" in shown["text/html"]
     assert "not sampled" not in ended["text/plain"] and "Wh" in ended["text/plain"]
@@ -129,3 +132,7 @@ def test_displays_say_not_sampled_yet_and_keep_text_short(tmp_path: Path) -> Non
     assert "CostTotals" not in tag["text/plain"] and "<table" in tag["text/html"]
     assert report["text/plain"].startswith("greenprint report: nb, ranked by accuracy; 1 run, ")
     assert "RunRecord" not in report["text/plain"] and len(report["text/plain"]) < 2000
+    opened, unmetered = records["text/plain"].splitlines()
+    assert opened.startswith("[<RunRecord 'open' study='nb' finished ") and "Wh, " in opened
+    assert unmetered.startswith(" <RunRecord 'no-meter' study='u' finished energy and CO2-eq ")
+    assert "unknown (no energy meter)" in unmetered and "0 mWh" not in unmetered
