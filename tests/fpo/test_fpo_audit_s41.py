@@ -183,3 +183,50 @@ def test_cudnn_rnn_rule_counts_no_weight_gradient_when_no_weight_needs_one():
 
     every = backward([True, False, False, True])
     assert every - backward([True, False, False, False]) == 2016 + 352
+
+
+def _bag_max_by_loop(ids, offsets, width, padding_idx=-1):
+    """Brute force of ATen's ``embedding_bag_cpu_max_out``: each bag's first entry (not
+    ``padding_idx``) is taken as it is, every later one compared value by value; the backward
+    adds each bag's gradient into its max rows, for the bags that hold an entry."""
+    ends = [*offsets[1:], len(ids)]
+    compares, filled = 0, 0
+    for start, end in zip(offsets, ends, strict=True):
+        entries = [i for i in ids[start:end] if i != padding_idx]
+        compares += max(0, len(entries) - 1) * width
+        filled += bool(entries)
+    return compares, filled * width
+
+
+@pytest.mark.parametrize("padding_idx", [None, 4])
+def test_embedding_bag_max_compares_after_each_bags_first_row(padding_idx):
+    """EmbeddingBag(10, 4, mode="max") on 8 ids in 4 bags of 3, 0, 2 and 3 (with
+    ``padding_idx=4`` the third bag holds one entry): the kernel compares ``n - 1`` rows per
+    bag of ``n`` (20 FPO; 12 with the padding), and the backward adds the gradient of the 3
+    bags that hold an entry (12). It counted 1 compare per looked-up element (32; 24) and 1
+    add per gradient element, the empty bag's too (16)."""
+    ids, offsets = [1, 2, 4, 5, 4, 3, 2, 9], [0, 3, 3, 5]
+    bag = nn.EmbeddingBag(10, 4, mode="max", padding_idx=padding_idx)
+    c = gp.count_fpo(lambda i, o: bag(i, o), torch.tensor(ids), torch.tensor(offsets))
+    by_loop = _bag_max_by_loop(ids, offsets, 4, -1 if padding_idx is None else padding_idx)
+    assert (c.forward_total, c.backward_total) == by_loop == ((20, 12), (12, 12))[bool(padding_idx)]
+
+
+def test_embedding_bag_dense_backward_as_its_kernel_scales_and_adds():
+    """ATen's ``_embedding_bag_dense_backward_cpu_sum_mean``, per looked-up entry: ``scale =
+    1`` (its per-sample weight), ``/= counts[k]`` with ``scale_grad_by_freq`` (1 division),
+    ``/= bag_size`` for mean (1 division), then ``axpy``: ``row += scale * g``, D adds and D
+    multiplies (none when the scale is 1, as ``add``'s alpha of 1). 8 entries of D = 4:
+    sum 32; sum by frequency 8 + 64; mean 8 + 64 (it was 32 + 16: a division per gradient
+    element, which the kernel does not do); mean by frequency 16 + 64."""
+    ids, offsets = torch.tensor([1, 2, 4, 5, 4, 3, 2, 9]), torch.tensor([0, 3, 3, 5])
+    counted = {}
+    for mode, by_freq in itertools.product(("sum", "mean"), (False, True)):
+        bag = nn.EmbeddingBag(10, 4, mode=mode, scale_grad_by_freq=by_freq)
+        counted[mode, by_freq] = gp.count_fpo(bag, ids, offsets).backward_total
+    assert counted == {
+        ("sum", False): 32,
+        ("sum", True): 8 + 64,
+        ("mean", False): 8 + 64,
+        ("mean", True): 16 + 64,
+    }

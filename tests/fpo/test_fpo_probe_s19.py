@@ -612,7 +612,9 @@ def test_group_norm_layer_norm_embedding_and_embedding_bag_counted_from_their_ma
     row, backward ``13N + 2``): 222 per row, backward ``1 + 11`` per row ``+ 15N + 2 * 8``
     (one thread).
     Embedding: the lookup 0, backward 1 add per gradient element. EmbeddingBag(mode="mean"):
-    1 add per looked-up element + 1 division per output element, backward alike."""
+    1 add per looked-up element + 1 division per output element; backward per looked-up
+    entry ``1 / bag_size`` (1) and its bag's gradient times it added into the row (2 per
+    element; s41: it was counted as the forward)."""
     gn = gp.count_fpo(nn.GroupNorm(3, 6), torch.randn(2, 6, 4, 4, requires_grad=True))
     assert gn.forward_total == 6 * (330 + 4) + 4 * 12 + 2 * 192 == 2_436
     assert gn.backward_total == (3 * 192 - 2 * 12) + 1 + 6 * 27 + 10 * 12 + 4 * 192 == 1_603
@@ -622,7 +624,7 @@ def test_group_norm_layer_norm_embedding_and_embedding_bag_counted_from_their_ma
     assert (embedding.forward_total, embedding.backward_total) == (0, 6 * 4)
     bag = nn.EmbeddingBag(10, 4, mode="mean")
     bags = gp.count_fpo(bag, torch.tensor([1, 2, 4, 5, 4, 3]), torch.tensor([0, 2]))
-    assert (bags.forward_total, bags.backward_total) == (6 * 4 + 2 * 4, 6 * 4 + 2 * 4)
+    assert (bags.forward_total, bags.backward_total) == (6 * 4 + 2 * 4, 2 * 6 * 4 + 6)
 
 
 def test_einsum_and_broadcast_matmul_counted_from_their_maths():

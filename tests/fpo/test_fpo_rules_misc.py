@@ -174,8 +174,12 @@ INDICES, OFFSETS = torch.tensor([1, 2, 3, 4]), torch.tensor([0, 2])  # 4 rows in
     ("mode", "forward", "backward"),
     [
         ("sum", 16, 16),  # 4 rows of 4 added; back: each row gets its bag's gradient
-        ("mean", 16 + 8, 16 + 8),  # + one division per output (and gradient) element
-        ("max", 16, 8),  # 16 compares; back: only each bag's max row, 2 * 4
+        # + one division per output element; back: per entry 1 / bag_size (4), then its
+        # bag's gradient times it added into the row (2 * 16; s41: it was 16 + 8)
+        ("mean", 16 + 8, 2 * 16 + 4),
+        # each bag's first row taken as it is, the other 2 x 4 compared (s41: it was 16);
+        # back: only each bag's max row, 2 * 4
+        ("max", 8, 8),
     ],
 )
 def test_embedding_bag_modes(mode, forward, backward):
@@ -433,9 +437,11 @@ def test_window_functions_by_hand():
 
 def test_embedding_bag_kernels_reached_by_direct_calls():
     """The dense and sparse backward kernels count as _embedding_bag_backward does. 2 bags of
-    4, 4 entries. Dense, mean: each entry's row gets its bag's gradient (16 adds) + 1 division
-    per gradient element (8). Sparse (``_embedding_bag_sparse_backward``): the bags' gradients
-    are gathered per entry (a copy) and handed to the sparse embedding backward (no adds), so
+    4, 4 entries. Dense, mean: each entry's row gets its bag's gradient times ``1 /
+    bag_size`` (16 multiplies, 16 adds) and that scale is one division per entry (4; s41: it
+    was 16 + 8, a division per gradient element, which the kernel does not do). Sparse
+    (``_embedding_bag_sparse_backward``): the bags' gradients are gathered per entry (a
+    copy) and handed to the sparse embedding backward (no adds), so
     sum with per-sample weights is their ``I * D`` = 16 multiplies only (it was 16 + 16, the
     dense scatter's adds counted); mean ``1 / bag_size`` per bag (2) and ``I * D`` multiplies
     (16): 18."""
@@ -445,7 +451,7 @@ def test_embedding_bag_kernels_reached_by_direct_calls():
     dense = rules["aten._embedding_bag_dense_backward"].fn
     sparse = rules["aten._embedding_bag_sparse_backward"].fn
     # (grad, indices, offset2bag, bag_size, maximum_indices, num_weights, scale, mode, psw)
-    assert dense(grad, indices, (4,), (2,), (2,), 10, False, 1, None) == 16 + 8
+    assert dense(grad, indices, (4,), (2,), (2,), 10, False, 1, None) == 2 * 16 + 4
     # (grad, indices, offsets, offset2bag, bag_size, num_weights, scale, mode, psw)
     assert sparse(grad, indices, (2,), (4,), (2,), 10, False, 0, (4,)) == 16
     assert sparse(grad, indices, (2,), (4,), (2,), 10, False, 1, None) == 2 + 16

@@ -19,7 +19,7 @@ __all__: list[str] = []
 
 def _padded_entries(indices: Any, padding_idx: Any) -> dict[str, int]:
     """How many of the (real) indices are ``padding_idx``: ``{"padded": n}`` (none: ``{}``)."""
-    if padding_idx is None or isinstance(padding_idx, bool) or padding_idx < 0:
+    if not _pads(padding_idx):
         return {}
     return {"padded": int((indices == padding_idx).sum())}
 
@@ -80,7 +80,29 @@ def _bag_forward_padding(
     *args: Any,
     **kwargs: Any,
 ) -> dict[str, int]:
-    return _padded_entries(indices, padding_idx)
+    found = _padded_entries(indices, padding_idx)
+    if int(mode) == _MAX:
+        found["filled"] = _filled_bags(indices, offsets, include_last_offset, padding_idx)
+    return found
+
+
+def _filled_bags(indices: Any, offsets: Any, include_last_offset: Any, padding_idx: Any) -> int:
+    """How many bags hold an entry that is not ``padding_idx`` (real tensors)."""
+    import torch
+
+    keep = indices.reshape(-1) != padding_idx if _pads(padding_idx) else None
+    if indices.dim() == 2:  # (bags, entries): every row one bag
+        if keep is None:
+            return int(indices.shape[0])
+        return int(keep.reshape(indices.shape).any(dim=1).sum())
+    bags = max(0, offsets.numel() - (1 if include_last_offset else 0))
+    positions = torch.arange(indices.numel(), device=indices.device)
+    bag_of = torch.searchsorted(offsets[:bags].to(positions.dtype), positions, right=True)
+    return int((bag_of if keep is None else bag_of[keep]).unique().numel())
+
+
+def _pads(padding_idx: Any) -> bool:
+    return not (padding_idx is None or isinstance(padding_idx, bool) or padding_idx < 0)
 
 
 @register_rule(
@@ -97,11 +119,16 @@ def embedding_bag_rule(
     *args: Any,
     out_shape: Any = None,
     padded: int = 0,
+    filled: int | None = None,
     **kwargs: Any,
 ) -> int:
     """Reduce the ``I`` looked-up rows of ``D`` elements into their bags.
 
-    sum: ``I * D`` adds; mean: + one division per output element; max: ``I * D`` compares;
+    sum: ``I * D`` adds; mean: + one division per output element; max: ``(I - B) * D``
+    compares for ``B`` bags that hold an entry (``embedding_bag_cpu_max_out`` takes each bag's
+    first row as it is, ``is_first_for_bag || weight > current``: a reduction of ``n`` values
+    into the first, ``n - 1``; ``I * D`` in earlier versions), ``filled`` read from the
+    offsets, on meta or fake tensors every bag taken to hold an entry;
     ``per_sample_weights`` (sum mode): + ``I * D`` multiplies. Indices equal to
     ``padding_idx`` are skipped by ATen's kernels (``if (idx != padding_idx)``: not added,
     compared or weighted; a mean divides by the bag's other rows): ``padded`` of them, read
@@ -109,6 +136,9 @@ def embedding_bag_rule(
     upper bound).
     """
     rows = max(0, numel(indices) - padded) * weight[-1]
+    if mode == _MAX:
+        bags = first_shape(out_shape)[0] if first_shape(out_shape) else 0
+        return max(0, rows - (bags if filled is None else filled) * weight[-1])
     total = rows + (rows if per_sample_weights is not None else 0)
     if mode == _MEAN:
         total += numel(first_shape(out_shape))
@@ -116,21 +146,37 @@ def embedding_bag_rule(
 
 
 def _bag_backward(
-    grad: tuple[int, ...], indices: tuple[int, ...], mode: int, psw: Any, padded: int = 0
+    grad: tuple[int, ...],
+    indices: tuple[int, ...],
+    mode: int,
+    psw: Any,
+    padded: int = 0,
+    *,
+    by_freq: bool = False,
+    filled: int | None = None,
 ) -> int:
     """Scatter the bags' gradients back to the looked-up rows.
 
-    sum: ``I * D`` adds (each of the ``I`` rows gets its bag's gradient); mean: + one division
-    per gradient element; per-sample weights: + ``I * D`` multiplies; max: one add per
-    gradient element (only the max row of each bag gets it). The ``padded`` indices equal to
-    ``padding_idx`` get no gradient (``_embedding_bag_dense_backward_cpu_sum_mean`` skips
-    them).
+    ATen's ``_embedding_bag_dense_backward_cpu_sum_mean`` takes, per looked-up entry, a
+    ``scale`` (1; its per-sample weight; ``/= counts[k]`` with ``scale_grad_by_freq``, 1
+    division; ``/= bag_size`` for mean, 1 division) and adds the bag's gradient times it into
+    the row, ``axpy``: ``D`` adds, + ``D`` multiplies unless the scale is 1 (a multiply by 1 is
+    not counted, as ``add``'s ``alpha`` of 1). So sum ``I * D``; per-sample weights + ``I *
+    D``; mean ``2 I D + I`` (``I D + B D`` in earlier versions: one division per gradient
+    element, which the kernel does not do); ``scale_grad_by_freq`` + ``I`` divisions and the
+    multiplies if not already counted (not counted in earlier versions). Max
+    (``_embedding_bag_dense_backward_cpu_max``): one add per gradient element of the bags
+    that hold an entry (``filled``, read from ``bag_size``; empty bags are left out; on meta
+    every bag). The ``padded`` indices equal to ``padding_idx`` get no gradient (skipped).
     """
     if mode == _MAX:
-        return numel(grad)
-    rows = max(0, numel(indices) - padded) * grad[-1]
-    total = rows + (rows if psw is not None else 0)
-    return total + (numel(grad) if mode == _MEAN else 0)
+        bags = grad[0] if len(grad) > 1 else 1
+        return (bags if filled is None else filled) * (grad[-1] if grad else 1)
+    entries = max(0, numel(indices) - padded)
+    rows = entries * grad[-1]
+    scaled = psw is not None or mode == _MEAN or by_freq
+    divisions = entries * ((mode == _MEAN) + bool(by_freq))
+    return rows + (rows if scaled else 0) + divisions
 
 
 def _bag_sparse_backward(
@@ -170,7 +216,17 @@ def _bag_backward_padding(
     *args: Any,
     **kwargs: Any,
 ) -> dict[str, int]:
-    return _padded_entries(indices, padding_idx)
+    return _padded_entries(indices, padding_idx) | _filled(mode, bag_size)
+
+
+def _filled(mode: Any, bag_size: Any) -> dict[str, int]:
+    """Max mode: ``{"filled": n}``, the bags with an entry.
+
+    ``bag_size`` counts each bag's entries that are not ``padding_idx``.
+    """
+    if int(mode) != _MAX or bag_size is None or bag_size.numel() == 0:
+        return {}
+    return {"filled": int((bag_size != 0).sum())}
 
 
 @register_rule("aten._embedding_bag_backward", reads=_bag_backward_padding)
@@ -188,12 +244,21 @@ def embedding_bag_backward_rule(
     per_sample_weights: Any,
     *args: Any,
     padded: int = 0,
+    filled: int | None = None,
     **kwargs: Any,
 ) -> int:
     """:func:`_bag_sparse_backward` for ``sparse=True``, else :func:`_bag_backward`."""
     if sparse:
         return _bag_sparse_backward(grad, indices, int(mode), per_sample_weights)
-    return _bag_backward(grad, indices, int(mode), per_sample_weights, padded)
+    return _bag_backward(
+        grad,
+        indices,
+        int(mode),
+        per_sample_weights,
+        padded,
+        by_freq=bool(scale_grad_by_freq),
+        filled=filled,
+    )
 
 
 def _bag_dense_backward_padding(
@@ -210,7 +275,7 @@ def _bag_dense_backward_padding(
     *args: Any,
     **kwargs: Any,
 ) -> dict[str, int]:
-    return _padded_entries(indices, padding_idx)
+    return _padded_entries(indices, padding_idx) | _filled(mode, bag_size)
 
 
 @register_rule("aten._embedding_bag_dense_backward", reads=_bag_dense_backward_padding)
@@ -226,10 +291,19 @@ def embedding_bag_dense_backward_rule(
     per_sample_weights: Any,
     *args: Any,
     padded: int = 0,
+    filled: int | None = None,
     **kwargs: Any,
 ) -> int:
     """See :func:`_bag_backward`."""
-    return _bag_backward(grad, indices, int(mode), per_sample_weights, padded)
+    return _bag_backward(
+        grad,
+        indices,
+        int(mode),
+        per_sample_weights,
+        padded,
+        by_freq=bool(scale_grad_by_freq),
+        filled=filled,
+    )
 
 
 @register_rule("aten._embedding_bag_sparse_backward")
