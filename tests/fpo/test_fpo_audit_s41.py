@@ -230,3 +230,30 @@ def test_embedding_bag_dense_backward_as_its_kernel_scales_and_adds():
         ("mean", False): 8 + 64,
         ("mean", True): 16 + 64,
     }
+
+
+@pytest.mark.parametrize(("cls", "gates"), [(nn.LSTM, 4), (nn.GRU, 3), (nn.RNN, 1)])
+def test_packed_recurrent_layer_cpu_and_meta_differ_by_the_documented_sums(cls, gates):
+    """Packed sequences of 5, 3, 3 and 1 tokens (n = 12, T = 5), I = 3, H = 4: the CPU
+    projects all tokens at once and adds up the per-step slices of that projection's gradient
+    (``(T - 1) n G H``), the meta device projects step by step and adds up the per-step weight
+    gradients (``(T - 1) G H (I + 1)``) and the slices of the input's gradient (``(T - 1) n
+    I``): the two backward counts differ by exactly that (docs/fpo.md, Limits); the forwards
+    are equal."""
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    lengths, n, steps, i, h = [5, 3, 3, 1], 12, 5, 3, 4
+    counts = []
+    for device in ("cpu", "meta"):
+        with torch.device(device):
+            layer = cls(i, h)
+            x = torch.randn(steps, len(lengths), i, requires_grad=True)
+
+        def run(x, layer=layer):
+            return layer(pack_padded_sequence(x, torch.tensor(lengths)))[0].data
+
+        counts.append(gp.count_fpo(run, x))
+    assert counts[0].forward_total == counts[1].forward_total
+    rows = gates * h
+    difference = (steps - 1) * (n * rows - rows * (i + 1) - n * i)
+    assert counts[0].backward_total - counts[1].backward_total == difference
