@@ -34,6 +34,9 @@ metric                                 type     meaning
 ``greenprint_runs_active``             gauge    runs being measured by this process
 =====================================  =======  ===============================================
 
+A run with no energy meter (``gp.track(..., meters=[])``) has no energy, power or CO2-eq series
+(unknown, not 0: an absent series, as Prometheus reads a value it does not have), only its time.
+
 Example:
     >>> import greenprint as gp
     >>> from greenprint import prometheus
@@ -164,9 +167,10 @@ class Collector:
                         f"greenprint_power_watts{labels} {_number(max(watts, 0.0))}"
                     )
                 labels = _labels(base)
-                samples["greenprint_emissions_grams_total"].append(
-                    f"greenprint_emissions_grams_total{labels} {_number(figures.grams)}"
-                )
+                if figures.metered:  # no energy meter: no series, never 0 g
+                    samples["greenprint_emissions_grams_total"].append(
+                        f"greenprint_emissions_grams_total{labels} {_number(figures.grams)}"
+                    )
                 samples["greenprint_run_duration_seconds"].append(
                     f"greenprint_run_duration_seconds{labels} {_number(figures.duration_s)}"
                 )
@@ -217,12 +221,15 @@ class _Figures:
         running: whether it is still measuring.
         unsampled: a started run its meters have not sampled yet: ``energy_kwh`` holds each of
             its components at 0, and no power has been measured.
+        metered: whether the run measures energy; one with no meter (``meters=[]``) has no
+            energy, power or CO2-eq series (unknown, never 0).
     """
 
     __slots__ = (
         "duration_s",
         "energy_kwh",
         "grams",
+        "metered",
         "now",
         "running",
         "sample_t",
@@ -237,10 +244,11 @@ class _Figures:
         self.duration_s = float(run.duration_s)
         started = getattr(run, "_started_at", None)
         self.unsampled = bool(started) and not self.energy_kwh
+        meters = getattr(run, "_meters", None)  # set when a tracking.Run starts
+        self.metered = meters is None or bool(getattr(meters, "components", ()))
         if self.unsampled:
             # before the run's first meter sample: each component it measures at 0 J, as its
             # CO2-eq reads 0 g, so that a sum over the energy counts the run from its start
-            meters = getattr(run, "_meters", None)
             self.energy_kwh = dict.fromkeys(getattr(meters, "components", ()) or (), 0.0)
         sample = getattr(run, "_last_sample_t", None)
         self.started_t = float(started) if started else now - self.duration_s

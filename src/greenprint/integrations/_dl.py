@@ -32,6 +32,7 @@ __all__ = [
     "append_metrics",
     "continue_from",
     "end_evaluation",
+    "energy_metered",
     "last_training",
     "metric_values",
     "part_of",
@@ -422,8 +423,25 @@ def share_node_run_id(node: object, local_rank: int, own_id: str | None) -> str 
     return None
 
 
+def energy_metered(run: Run) -> bool:
+    """Whether a started run measures energy: ``False`` for one with no meter (``meters=[]``).
+
+    Such a run's energy and CO2-eq are unknown, never 0 (its record's
+    :attr:`~greenprint.RunRecord.energy_recorded` is false): a logger leaves them out. A rank
+    whose node another rank meters (:class:`NoMeters`) counts as metered: its own share is 0,
+    inside that rank's run (and a collective log, Lightning's ``sync_dist``, needs every rank).
+    """
+    if isinstance(getattr(run, "_options", {}).get("meters"), NoMeters):
+        return True
+    meters = getattr(run, "_meters", None)
+    return meters is None or bool(getattr(meters, "components", ()))
+
+
 class LiveFigures:
     """A run's figures as loggers want them: totals so far and mean power over a window.
+
+    A run with no energy meter (:func:`energy_metered` false) has none of them: :meth:`read`
+    returns an empty dict (its energy is unknown, never 0).
 
     Args:
         run: the running run.
@@ -448,7 +466,10 @@ class LiveFigures:
 
         Also ``delta_energy_kwh`` and ``delta_emissions_kg``: what was added since the last
         read. Before a whole window has passed, the power is the mean since the run started.
+        Empty for a run with no energy meter.
         """
+        if not energy_metered(self._run):
+            return {}
         kwh, kg, t = _sampled(self._run)
         span = t - self._anchor_t
         if span >= self._window_s:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from greenprint.tracking import Run
 
 __all__ = [
+    "ENERGY_UNKNOWN",
     "FIGURE_PREFIX",
     "StepFigures",
     "check_record",
@@ -42,6 +43,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+# the ``energy`` tag of a run that recorded no energy (its energy and CO2-eq metrics left out)
+ENERGY_UNKNOWN = "unknown (no energy meter)"
 
 
 def check_running(run: object, where: str) -> Run:
@@ -113,7 +117,8 @@ class StepFigures:
 
         ``energy_kwh``, ``emissions_kg`` (so far), ``power_w`` (mean IT power since the last
         read), the energy of each measured component (``cpu_energy_kwh``...), and ``fpo`` when
-        the run knows it (unknown FPO is left out, never logged as 0).
+        the run knows it (unknown FPO is left out, never logged as 0). A run with no energy
+        meter has no energy, CO2-eq or power figure: unknown, left out, never logged as 0.
 
         Args:
             fresh: read the meters first (a step boundary in the user's code); a read at a
@@ -123,11 +128,8 @@ class StepFigures:
             refresh(self._run)
         with self._lock:
             live = self._live.read()
-        figures = {
-            "energy_kwh": live["energy_kwh"],
-            "emissions_kg": live["emissions_kg"],
-            "power_w": live["power_w"],
-        }
+        keys = ("energy_kwh", "emissions_kg", "power_w")  # none with no energy meter
+        figures = {key: live[key] for key in keys if key in live}
         for component, kwh in sorted(self._run.energy_by_component.items()):
             figures[f"{component}_energy_kwh"] = kwh
         if self._run.fpo is not None:
@@ -139,14 +141,15 @@ def total_figures(record: RunRecord) -> dict[str, float]:
     """A finished run's totals under their ``greenprint/`` names.
 
     ``energy_kwh``, ``emissions_kg``, ``duration_s``, ``power_w`` (mean IT power over the
-    run), the energy of each measured component, and ``fpo`` when known.
+    run), the energy of each measured component, and ``fpo`` when known. A run with no energy
+    meter (:attr:`~greenprint.RunRecord.energy_recorded` false) has no energy, CO2-eq or
+    power: unknown, left out, never 0 (its ``energy`` tag says so: :func:`provenance_tags`).
     """
-    figures: dict[str, float] = {
-        "energy_kwh": record.energy_kwh,
-        "emissions_kg": record.emissions_kg,
-        "duration_s": record.duration_s,
-    }
-    if record.duration_s > 0:
+    figures: dict[str, float] = {"duration_s": record.duration_s}
+    if record.energy_recorded:
+        figures["energy_kwh"] = record.energy_kwh
+        figures["emissions_kg"] = record.emissions_kg
+    if record.energy_recorded and record.duration_s > 0:
         figures["power_w"] = record.energy_kwh * JOULES_PER_KWH / record.duration_s
     for component, kwh in sorted(record.energy_by_component.items()):
         figures[f"{component}_energy_kwh"] = kwh
@@ -162,7 +165,9 @@ def provenance_tags(
 
     ``run_id``, ``name``, ``study``, ``status``, ``role``, ``scope``, ``pue``,
     ``intensity_g_per_kwh``, ``version`` and ``provenance.<what>`` (``provenance.cpu`` is
-    ``rapl`` or ``estimate:tdp``..., ``provenance.intensity`` the table row and year).
+    ``rapl`` or ``estimate:tdp``..., ``provenance.intensity`` the table row and year), and
+    ``energy`` (``"unknown (no energy meter)"``) for a run that recorded no energy, whose
+    energy and CO2-eq figures are left out.
 
     ``role`` is the one given; with none given, the role a report infers (see
     :func:`inferred_role`), with ``role_inferred`` ``"true"``, when ``ledger`` (the run's)
@@ -184,6 +189,8 @@ def provenance_tags(
         if role is not None:
             tags["role"] = role
             tags["role_inferred"] = "true"
+    if not record.energy_recorded:
+        tags["energy"] = ENERGY_UNKNOWN
     if record.intensity_g_per_kwh is not None:
         tags["intensity_g_per_kwh"] = f"{record.intensity_g_per_kwh:g}"
     for what, source in sorted(record.provenance.items()):

@@ -288,9 +288,9 @@ class _TrialRun:
         run._flush()
         figures = self._figures.read()
         out = dict(metrics)
-        out[FIGURE_PREFIX + "energy_kwh"] = figures["energy_kwh"]
-        out[FIGURE_PREFIX + "emissions_kg"] = figures["emissions_kg"]
-        out[FIGURE_PREFIX + "power_w"] = figures["power_w"]
+        for key in ("energy_kwh", "emissions_kg", "power_w"):  # none with no energy meter
+            if key in figures:
+                out[FIGURE_PREFIX + key] = figures[key]
         out[_RUN_ID] = run.id
         out[_WORKER] = f"{_host()} {os.getpid()}"
         if stop is not None:  # the reason, for a driver that writes the run (or outlives it)

@@ -134,6 +134,7 @@ from greenprint.integrations._dl import (
     FIGURE_PREFIX,
     LiveFigures,
     continue_from,
+    energy_metered,
     metric_values,
     part_of,
     refresh,
@@ -419,6 +420,12 @@ class GreenprintCallback(_EvaluationRuns, _StepFPO, _pl.Callback):  # type: igno
             return
         refresh(run)
         now = figures.read()
+        if not now:  # no energy meter: unknown, never logged as 0
+            if int(getattr(trainer, "world_size", 1)) <= 1:
+                return
+            # every rank logs with sync_dist (a collective): this one adds nothing to the sum
+            now = dict.fromkeys(("energy_kwh", "emissions_kg", "power_w"), 0.0)
+            now.update(delta_energy_kwh=0.0, delta_emissions_kg=0.0)
         values = {
             "energy_kwh": now["energy_kwh"],
             "emissions_kg": now["emissions_kg"],
@@ -498,7 +505,12 @@ class GreenprintCallback(_EvaluationRuns, _StepFPO, _pl.Callback):  # type: igno
             if metrics:
                 self._log(trainer, metrics)
         self._stop_if_running("finished", None)
-        if run is not None and self._log_figures and getattr(trainer, "world_size", 1) == 1:
+        if (
+            run is not None
+            and self._log_figures
+            and getattr(trainer, "world_size", 1) == 1
+            and energy_metered(run)  # no meter: unknown, never logged as 0
+        ):
             totals = {
                 FIGURE_PREFIX + "energy_kwh": float(run.energy_kwh),
                 FIGURE_PREFIX + "emissions_kg": float(run.emissions_kg),

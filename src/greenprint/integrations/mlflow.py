@@ -18,6 +18,9 @@ module logs what greenprint measures, under ``greenprint/`` names:
   ``greenprint/emissions_kg`` (totals so far), ``greenprint/power_w`` (mean since the previous
   log), ``greenprint/cpu_energy_kwh`` (``gpu_``, ``ram_``: each measured component) and
   ``greenprint/fpo`` when known; steps count the logs (0, 1, 2...), like the system metrics'.
+  A run with no energy meter (``meters=[]``) logs no energy, CO2-eq or power metric (unknown,
+  never 0: MLflow metrics are numbers, so it is left out) and is tagged ``greenprint.energy`` =
+  ``unknown (no energy meter)`` at its end.
   ``logger.log(step=epoch)`` logs them now at your step (with ``every_flush=False``, only then),
   written by a thread of the logger's own so that your loop does not wait for the store;
 * when the greenprint run ends (finished, failed, pruned or interrupted): the totals (the same

@@ -18,7 +18,9 @@ Lightning's ``TensorBoardLogger.experiment``). What it writes, under ``greenprin
   ``greenprint/energy_kwh`` and ``greenprint/emissions_kg`` (totals so far),
   ``greenprint/power_w`` (mean since the previous write), ``greenprint/cpu_energy_kwh``
   (``gpu_``, ``ram_``: each measured component) and ``greenprint/fpo`` when known, at steps
-  0, 1, 2... with the wall time (TensorBoard's "relative" axis shows time).
+  0, 1, 2... with the wall time (TensorBoard's "relative" axis shows time). A run with no
+  energy meter (``meters=[]``) writes no energy, CO2-eq or power scalar (unknown, never 0), and
+  its provenance text says ``energy | unknown (no energy meter)``.
   ``logger.log(step=epoch)`` writes them now at your step (with ``every_flush=False``, only
   then);
 * when the greenprint run ends (finished, failed, pruned or interrupted): the totals at the

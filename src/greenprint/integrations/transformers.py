@@ -404,9 +404,9 @@ class GreenprintCallback(  # type: ignore[misc]
         if self._log_figures and not evaluation:
             refresh(run)
             now = figures.read()
-            logs[FIGURE_PREFIX + "energy_kwh"] = now["energy_kwh"]
-            logs[FIGURE_PREFIX + "emissions_kg"] = now["emissions_kg"]
-            logs[FIGURE_PREFIX + "power_w"] = now["power_w"]
+            for key in ("energy_kwh", "emissions_kg", "power_w"):  # none with no energy meter
+                if key in now:
+                    logs[FIGURE_PREFIX + key] = now[key]
 
     def on_evaluate(self, args: Any, state: Any, control: Any, metrics: Any = None, **kwargs: Any):
         """Copy the evaluation metrics to the run.

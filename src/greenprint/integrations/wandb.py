@@ -18,7 +18,9 @@ What it logs, under ``greenprint/`` names:
 * at your steps: :meth:`WandbLogger.figures` reads ``greenprint/energy_kwh`` and
   ``greenprint/emissions_kg`` (totals so far), ``greenprint/power_w`` (mean since the previous
   read), ``greenprint/cpu_energy_kwh`` (``gpu_``, ``ram_``: each measured component) and
-  ``greenprint/fpo`` when known, for you to add to your own ``wandb.log`` call;
+  ``greenprint/fpo`` when known, for you to add to your own ``wandb.log`` call (a run with no
+  energy meter, ``meters=[]``, has no energy, CO2-eq or power figure, here or in the summary,
+  whose ``greenprint/energy`` reads ``unknown (no energy meter)``);
   :meth:`WandbLogger.log` logs them itself and takes ``step`` and ``commit`` as ``wandb.log``
   does. Nothing is logged from a background thread: W&B's history steps are yours, and a log
   from another thread would move them (W&B drops data logged at a step lower than its
