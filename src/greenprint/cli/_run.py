@@ -169,6 +169,14 @@ __all__ = ["command", "format_price_tag"]
     "--budget-kg", type=float, default=None, metavar="KG", help="CO2-eq budget, likewise."
 )
 @click.option(
+    "--budget-fpo",
+    type=float,
+    default=None,
+    metavar="FPO",
+    help="FPO budget: what the command's runs record (add_fpo, set(fpo=...)), read from the "
+    "ledger every --flush-interval; over it, SIGTERM likewise.",
+)
+@click.option(
     "--budget-s", type=float, default=None, metavar="S", help="Wall-time budget, likewise."
 )
 @click.option(
@@ -181,6 +189,9 @@ __all__ = ["command", "format_price_tag"]
 )
 @click.option(
     "--study-budget-kg", type=float, default=None, metavar="KG", help="Study CO2-eq budget."
+)
+@click.option(
+    "--study-budget-fpo", type=float, default=None, metavar="FPO", help="Study FPO budget."
 )
 @click.option(
     "--study-budget-s",
@@ -218,9 +229,11 @@ def command(
     prometheus_textfile_dir: str | None,
     budget_kwh: float | None,
     budget_kg: float | None,
+    budget_fpo: float | None,
     budget_s: float | None,
     study_budget_kwh: float | None,
     study_budget_kg: float | None,
+    study_budget_fpo: float | None,
     study_budget_s: float | None,
     budget_grace_s: float,
     quiet: bool,
@@ -232,7 +245,8 @@ def command(
     it once, from the terminal, and greenprint waits while it cleans up; SIGTERM and SIGHUP sent
     to greenprint are forwarded once. The run is then recorded as interrupted, with its cost so
     far. On Linux, if greenprint is killed the command gets SIGTERM. Over a budget
-    (--budget-kwh, --budget-kg, --budget-s, or the study's: --study-budget-kwh...) the command
+    (--budget-kwh, --budget-kg, --budget-fpo, --budget-s, or the study's: --study-budget-kwh...)
+    the command
     gets SIGTERM, then SIGKILL after --budget-grace-s, and the run is recorded as interrupted
     with the reason. A failed command's error ends with the line of its stderr that says why
     (exit status 1: ValueError: bad lr) when stderr is not a terminal (a log file, a pipe).
@@ -277,15 +291,15 @@ def command(
     # checked before anything runs, named as the user wrote them (a grace without a budget too)
     grace_s = finite_number("--budget-grace-s", budget_grace_s, low=0.0, unit="s")
     limits = {
-        "run": (budget_kwh, budget_kg, budget_s),
-        "study": (study_budget_kwh, study_budget_kg, study_budget_s),
+        "run": (budget_kwh, budget_kg, budget_fpo, budget_s),
+        "study": (study_budget_kwh, study_budget_kg, study_budget_fpo, study_budget_s),
     }
     for per, values in limits.items():
         prefix = "--budget" if per == "run" else "--study-budget"
         for option, value, unit in zip(
-            (f"{prefix}-kwh", f"{prefix}-kg", f"{prefix}-s"),
+            (f"{prefix}-kwh", f"{prefix}-kg", f"{prefix}-fpo", f"{prefix}-s"),
             values,
-            ("kWh", "kg CO2-eq", "s"),
+            ("kWh", "kg CO2-eq", "FPO", "s"),
             strict=True,
         ):
             if value is not None:
@@ -301,12 +315,13 @@ def command(
 
         stopper = _process.ChildStopper(grace_s, say=lambda line: click.echo(line, err=True))
         request = stopper.request
-        for per, (kwh, kg, s) in limits.items():
-            if (kwh, kg, s) != (None, None, None):
+        for per, (kwh, kg, fpo, s) in limits.items():
+            if (kwh, kg, fpo, s) != (None, None, None, None):
                 budgets.append(
                     Budget(
                         kwh=kwh,
                         kg=kg,
+                        fpo=fpo,
                         s=s,
                         per=per,  # type: ignore[arg-type]
                         on_exceed=lambda _run, exceeded: request(str(exceeded)),
