@@ -607,10 +607,14 @@ def test_embedding_bag_against_a_loop_that_counts(data, mode, dim, weighted):
 
     sum: one add per looked-up element into the bag's accumulator (from zero; an empty bag is
     zeros); per-sample weights: one multiply per looked-up element first; mean: one division
-    per output element (empty bags too: the count is shape-only); max: one compare per
-    looked-up element. Backward: the bag gradient (divided per element for mean) added to
-    each looked-up row, one multiply more per element with weights plus the weights' gradient
-    (a dot product of the row and the bag gradient: 2D); max sends each element to one row.
+    per output element (empty bags too: the count is shape-only); max: each bag's first row
+    taken as it is, one compare per element of the others (ATen's ``is_first_for_bag ||
+    weight > current``; s41: it was one per looked-up element). Backward, per looked-up entry
+    as ATen's kernel: a scale (mean ``1 / bag_size``, 1 division), then the bag gradient
+    times it added to the row (1 add per element, + 1 multiply unless the scale is 1: with
+    weights or for mean; s41: mean was counted as one division per gradient element), plus
+    with weights their gradient (a dot product of the row and the bag gradient: 2D); max
+    sends each element of the bags that hold a row to one row (s41: empty bags too).
     """
     weighted = weighted and mode == "sum"  # per_sample_weights only with mode="sum"
     n_idx = data.draw(st.integers(0, 7))
@@ -626,10 +630,10 @@ def test_embedding_bag_against_a_loop_that_counts(data, mode, dim, weighted):
         rows = [table[i].tolist() for i in ids[bounds[b] : bounds[b + 1]].tolist()]
         scales = psw[bounds[b] : bounds[b + 1]].tolist() if weighted else [1.0] * len(rows)
         acc = [0.0 if mode != "max" else -math.inf] * dim
-        for row, scale in zip(rows, scales, strict=True):
+        for k, (row, scale) in enumerate(zip(rows, scales, strict=True)):
             for j in range(dim):
                 value = row[j] * scale if weighted else row[j]
-                fpo += 2 if weighted else 1
+                fpo += 2 if weighted else 0 if mode == "max" and k == 0 else 1
                 acc[j] = max(acc[j], value) if mode == "max" else acc[j] + value
         if mode == "mean":
             acc = [a / len(rows) if rows else 0.0 for a in acc]
@@ -649,9 +653,9 @@ def test_embedding_bag_against_a_loop_that_counts(data, mode, dim, weighted):
     assert r.forward_total == fpo
     looked_up = n_idx * dim
     if mode == "max":
-        backward = bags * dim
+        backward = sum(bounds[b + 1] > bounds[b] for b in range(bags)) * dim
     else:
-        backward = looked_up + (bags * dim if mode == "mean" else 0)
+        backward = looked_up + (looked_up + n_idx if mode == "mean" else 0)
         backward += 3 * looked_up if weighted else 0  # scale per row + the weights' dot products
     assert r.backward_total == backward
 

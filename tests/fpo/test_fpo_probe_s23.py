@@ -151,13 +151,15 @@ BAG_IDS, BAG_OFFSETS = [1, 2, 4, 4, 3, 0, 1], [0, 3, 5]  # 3 bags, two entries p
     [
         # 5 rows of 4 that are not padding: 20 adds; back each gets its bag's gradient: 20
         ("sum", False, 20, 20),
-        # + one division per output element, 3 bags * 4, both ways
-        ("mean", False, 32, 32),
+        # + one division per output element, 3 bags * 4; back per entry 1 / bag_size (5)
+        # and its bag's gradient times it added (2 * 20; s41: it was counted as the forward)
+        ("mean", False, 32, 5 + 40),
         # weights: + 20 multiplies each way; their gradient (a dot product of the row and its
         # bag's gradient, 2 * 4 per row that is not padding) 40
         ("sum", True, 40, 40 + 40),
-        # 20 compares; back one add per gradient element (the bag's max row), 12
-        ("max", False, 20, 12),
+        # each bag's first row taken as it is, the other 2 rows compared: 8 (s41: it was 20);
+        # back one add per gradient element (the bag's max row), 12
+        ("max", False, 8, 12),
     ],
 )
 def test_embedding_bag_skips_the_padding_entries(mode, weighted, forward, backward):
