@@ -139,3 +139,24 @@ def test_lightning_logs_no_energy_to_its_loggers(tmp_path: Path) -> None:
     assert not [name for name in header if name.startswith("greenprint/")]
     assert not [name for name in trainer.callback_metrics if name.startswith("greenprint/")]
     assert callback.run.status == "finished" and not callback.run.record.energy_recorded
+
+
+def test_optuna_user_attrs_say_none_for_the_energy_of_a_trial_with_no_meter(
+    tmp_path: Path,
+) -> None:
+    """Optuna's dashboard shows a trial's user attributes: 0.0 kWh read as measured."""
+    optuna = pytest.importorskip("optuna")
+    from greenprint.integrations.optuna import GreenprintCallback
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name="nometer")
+    for meters in ([], None):  # no meter, then the machine's
+        extra = {"meters": meters} if meters is not None else {}
+        cb = GreenprintCallback(ledger=tmp_path / "gp.db", **extra, **FAST)
+        study.optimize(cb.track(lambda t: t.suggest_float("x", 0, 1)), n_trials=1, callbacks=[cb])
+    unmetered, metered = study.trials
+    assert unmetered.user_attrs["energy_kwh"] is None
+    assert unmetered.user_attrs["emissions_kg"] is None
+    assert metered.user_attrs["energy_kwh"] > 0.0
+    run = gp.Ledger(tmp_path / "gp.db").run(unmetered.user_attrs["greenprint_run_id"])
+    assert not run.energy_recorded

@@ -364,8 +364,10 @@ class GreenprintCallback:
         run.stop(status=status, error=error)
         with self._lock:
             self._measured[(study_name, trial.number)] = (run.id, run.ledger, run.status)
-        trial.set_user_attr("energy_kwh", run.energy_kwh)
-        trial.set_user_attr("emissions_kg", run.emissions_kg)
+        # a run with no energy meter (meters=[]): unknown, never 0 (None: JSON's null)
+        unmetered = run._unmetered
+        trial.set_user_attr("energy_kwh", None if unmetered else run.energy_kwh)
+        trial.set_user_attr("emissions_kg", None if unmetered else run.emissions_kg)
         trial.set_user_attr(RUN_ID_ATTR, run.id)
 
     # ------------------------------------------------------------------ the callback
