@@ -257,3 +257,24 @@ def test_packed_recurrent_layer_cpu_and_meta_differ_by_the_documented_sums(cls, 
     rows = gates * h
     difference = (steps - 1) * (n * rows - rows * (i + 1) - n * i)
     assert counts[0].backward_total - counts[1].backward_total == difference
+
+
+@pytest.mark.parametrize(
+    ("frozen", "per_step"),
+    [((), 3 + 1), (("weight_ih_l0",), 1), (("weight_ih_l0", "bias_ih_l0"), 0)],
+)
+def test_unpacked_gru_cpu_is_lower_by_the_trainable_input_projection_sums(frozen, per_step):
+    """GRU(3, 4), T = 5, batch 3, on CPU projects the input of every step at once; the meta
+    device projects step by step and sums ``W_ih``'s (``I H`` per gate and step after the
+    first) and ``b_ih``'s (``H``) per-step gradients: the CPU's backward is lower by ``G (T -
+    1) (I H + H)``, 192, only the ``H`` term (48) when ``W_ih`` is frozen, equal when ``b_ih``
+    is frozen too (docs/fpo.md, Limits)."""
+    counts = []
+    for device in ("cpu", "meta"):
+        with torch.device(device):
+            gru = nn.GRU(3, 4)
+            x = torch.randn(5, 3, 3, requires_grad=True)
+        for name in frozen:
+            getattr(gru, name).requires_grad_(False)
+        counts.append(gp.count_fpo(gru, x, backward_from=lambda out: out[0]).backward_total)
+    assert counts[1] - counts[0] == 3 * (5 - 1) * 4 * per_step
