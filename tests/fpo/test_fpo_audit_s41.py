@@ -164,7 +164,7 @@ def test_frozen_stacked_bidirectional_lstm_counts_as_the_op_by_op_recurrence():
     assert counts[0] == counts[1]
 
 
-def test_cudnn_rnn_rule_counts_no_weight_gradient_when_no_weight_needs_one():
+def test_cudnn_rnn_rule_reads_which_gradients_its_output_mask_asks_for():
     """``_cudnn_rnn_backward``'s ``output_mask[3]`` False (every weight frozen): cuDNN skips
     the weight gradients, ``2 G n (I + H) + G (T - 1)(I + H)`` per layer and direction and the
     biases' ``2 (G n + G (T - 1))``. A 1-layer LSTM (I = 3, H = 4, G = 16) on 7 tokens of 2
@@ -183,6 +183,10 @@ def test_cudnn_rnn_rule_counts_no_weight_gradient_when_no_weight_needs_one():
 
     every = backward([True, False, False, True])
     assert every - backward([True, False, False, False]) == 2016 + 352
+    # the initial states (output_mask[1:3]): dh0 = da_1 W_hh, 2 x 16 x 2 x 4 = 256 for the 2
+    # sequences, and dc0 = dc_1 * f_1, 2 x 4 = 8
+    assert backward([True, True, False, True]) - every == 256
+    assert backward([True, True, True, True]) - every == 256 + 8
 
 
 def _bag_max_by_loop(ids, offsets, width, padding_idx=-1):
@@ -278,3 +282,25 @@ def test_unpacked_gru_cpu_is_lower_by_the_trainable_input_projection_sums(frozen
             getattr(gru, name).requires_grad_(False)
         counts.append(gp.count_fpo(gru, x, backward_from=lambda out: out[0]).backward_total)
     assert counts[1] - counts[0] == 3 * (5 - 1) * 4 * per_step
+
+
+@pytest.mark.parametrize(("h_grad", "c_grad"), [(True, False), (False, True), (True, True)])
+def test_fused_lstm_backward_counts_the_initial_states_gradients(h_grad, c_grad):
+    """LSTM(3, 4), T = 5, batch 3, given ``(h0, c0)`` that need a gradient: the recurrence
+    also computes ``dh0 = da_1 @ W_hh`` (2 x 16 x 3 x 4 = 384) and ``dc0 = dc_1 * f_1`` (3 x 4
+    = 12) on top of the 8,736 FPO without them. The fused CPU rule assumed neither was
+    needed and counted 8,736 whatever the states; it now reads them (``needs_input_grad``),
+    and the CPU and the meta device agree."""
+    counts = []
+    for device in ("cpu", "meta"):
+        with torch.device(device):
+            lstm = nn.LSTM(3, 4)
+            x = torch.randn(5, 3, 3, requires_grad=True)
+            h0 = torch.randn(1, 3, 4, requires_grad=h_grad)
+            c0 = torch.randn(1, 3, 4, requires_grad=c_grad)
+
+        def run(x, h, c, lstm=lstm):
+            return lstm(x, (h, c))[0]
+
+        counts.append(gp.count_fpo(run, x, h0, c0).backward_total)
+    assert counts == [8736 + 384 * h_grad + 12 * c_grad] * 2

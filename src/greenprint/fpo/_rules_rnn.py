@@ -15,8 +15,10 @@ direction, ``T`` steps, batch ``B``, input size ``I``, hidden size ``H`` and ``G
   then skips the input-gradient product ``dgates @ W_ih``, which the fused kernels compute
   anyway. Likewise a frozen parameter's gradient is not counted: ``W_ih``'s is
   ``2G*T*B*I*H + G*(T-1)*I*H`` (the per-step products and their sum over the steps),
-  ``W_hh``'s ``2G*T*B*H^2 + G*(T-1)*H^2``, each bias's ``G*T*B*H + G*(T-1)*H``. It assumes,
-  as in a language model, that the initial state needs no gradient.
+  ``W_hh``'s ``2G*T*B*H^2 + G*(T-1)*H^2``, each bias's ``G*T*B*H + G*(T-1)*H``. An initial
+  state that needs a gradient adds its gradient: ``dh_0 = da_1 @ W_hh``, ``2G*B*H^2``, and the
+  ``c*B*H`` of the first step (LSTM: ``dc_0 = dc_1 * f_1`` for the cell state; GRU: the
+  ``z * dh`` part of the hidden state's); by default, as in a language model, it needs none.
 
 ``e_f``/``e_b``/``c`` are the gate nonlinearities and cell updates: LSTM 22/23/1, GRU 16/17/1,
 RNN-tanh 2/4/0, RNN-ReLU 2/2/0 (a sigmoid is 4 forward, ATen's kernel ``(1 + exp(-x))
@@ -93,6 +95,8 @@ def rnn_layer_backward_fpo(
     tokens: int | None = None,
     grad_input: bool = True,
     grad_params: tuple[bool, bool, bool, bool] = (True, True, True, True),
+    grad_hx: bool = False,
+    grad_cx: bool = False,
 ) -> int:
     """Backward FPO of one recurrent layer, one direction (see the module docstring).
 
@@ -114,6 +118,8 @@ def rnn_layer_backward_fpo(
         grad_params: which of ``W_ih``, ``W_hh``, ``b_ih``, ``b_hh`` need a gradient: a
             frozen one's gradient is not counted (the op-by-op recurrence does not compute
             it; the fused kernels do).
+        grad_hx: the initial hidden state needs a gradient.
+        grad_cx: the initial cell state (LSTM) needs a gradient.
 
     Returns:
         FPO.
@@ -131,6 +137,8 @@ def rnn_layer_backward_fpo(
         - unused * b * h
         - (0 if grad_input else 2 * g * n * i * h)
     )
+    total += 2 * g * b * h * h if grad_hx else 0
+    total += c * b * h if (grad_cx if gates == 4 else grad_hx) else 0
     w_ih, w_hh, b_ih, b_hh = grad_params
     total -= (0 if w_ih else 2 * g * n * i * h + g * (t - 1) * i * h) + (
         0 if w_hh else 2 * g * n * h * h + g * (t - 1) * h * h
@@ -200,10 +208,15 @@ def mkldnn_rnn_layer_backward_rule(
 
     Without the input's gradient when the layer's input needs none (``needs_input_grad[0]``
     False: the first layer on data), and without a frozen weight's or bias's
-    (``needs_input_grad[1:5]``), as the op-by-op recurrence.
+    (``needs_input_grad[1:5]``), and with the initial states' when they need one
+    (``needs_input_grad[5:7]``; none outside a backward pass), as the op-by-op recurrence.
     """
     t, b, i, g = _mkldnn_dims(input, w_ih, hx, hidden_size)
-    mask = tuple(needs_input_grad or ()) + (True,) * 5
+    needs = tuple(bool(n) for n in needs_input_grad or ())
+
+    def needed(k: int, default: bool) -> bool:
+        return needs[k] if k < len(needs) else default
+
     return rnn_layer_backward_fpo(
         t,
         b,
@@ -213,8 +226,10 @@ def mkldnn_rnn_layer_backward_rule(
         bias=bool(has_biases),
         grad_hy=grad_hy is not None,
         grad_cy=grad_cy is not None,
-        grad_input=bool(mask[0]),
-        grad_params=(bool(mask[1]), bool(mask[2]), bool(mask[3]), bool(mask[4])),
+        grad_input=needed(0, True),
+        grad_params=(needed(1, True), needed(2, True), needed(3, True), needed(4, True)),
+        grad_hx=needed(5, False),
+        grad_cx=needed(6, False),
     )
 
 
@@ -309,6 +324,7 @@ def cudnn_rnn_backward_rule(
     mask = args[-1] if args and isinstance(args[-1], list) else kwargs.get("output_mask")
     grad_input = not mask or bool(mask[0])
     grad_weights = not mask or len(mask) < 4 or bool(mask[3])
+    grad_hx, grad_cx = (bool(mask[1]), bool(mask[2])) if mask and len(mask) >= 3 else (False,) * 2
     directions = 2 if bidirectional else 1
     layers = _cudnn_layers(input, weight, weight_stride0, hx, mode, hidden_size, batch_sizes)
     return sum(
@@ -325,6 +341,8 @@ def cudnn_rnn_backward_rule(
             tokens=n,
             grad_input=grad_input or k >= directions,
             grad_params=(grad_weights,) * 4,
+            grad_hx=grad_hx,
+            grad_cx=grad_cx,
         )
         for k, (t, b, i, g, bias, relu, n) in enumerate(layers)
     )
