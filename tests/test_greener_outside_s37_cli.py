@@ -70,7 +70,9 @@ def test_student_distilled_on_the_scored_batches_is_said_else_student_data(modul
         capsys, module, "--student", f"{module}:student", "--ledger", "a.db", "--out", "out"
     )
     assert code == 0, err
-    assert f"- distilled: {SCORED_ON_ITS_TRAINING}" in out.splitlines()
+    # s41: the distilled row's notes start with what its training counts (not the teacher's)
+    line = next(x for x in out.splitlines() if x.startswith("- distilled: "))
+    assert line.endswith(f"; {SCORED_ON_ITS_TRAINING}")
     row = next(
         r for r in json.loads(open("out/greener.json").read())["rows"] if r["name"] == "distilled"
     )
@@ -96,7 +98,9 @@ def test_student_distilled_on_the_scored_batches_is_said_else_student_data(modul
     runs = gp.Ledger("b.db").runs()
     variant = next(r for r in runs if r.name == "greener:distilled")
     assert variant.params["greener.result"]["training_energy_kwh"] > 0
-    assert not variant.params["greener.result"]["notes"]
+    # s41: what its training counts (the teacher's not in it) is its only note
+    (note,) = variant.params["greener.result"]["notes"]
+    assert note.startswith("training: the distillation only")
     fpo = [
         next(r for r in gp.Ledger(db).runs() if r.params.get("greener.step") == "distill").fpo
         for db in ("a.db", "b.db")

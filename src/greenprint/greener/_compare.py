@@ -171,6 +171,22 @@ def compare(
         raise ConfigError(f"evaluate must be a function of the model, not {evaluate!r}")
     inputs = _as_inputs(example_inputs)
     devices = {t.device.type for t in (*model.parameters(), *model.buffers(), *inputs)}
+    if "meta" in devices:
+        # .cpu() of a meta tensor fails: it has a shape and no values, so nothing to measure
+        on_meta = [
+            what
+            for what, tensors in (
+                ("the model", (*model.parameters(), *model.buffers())),
+                ("example_inputs", inputs),
+            )
+            if any(t.device.type == "meta" for t in tensors)
+        ]
+        verb = "are" if len(on_meta) > 1 else "is"
+        raise ConfigError(
+            f"{' and '.join(on_meta)} {verb} on the meta device (shapes, no values): nothing to "
+            "measure; load the trained weights on the CPU first (model.to_empty(device='cpu') "
+            "then model.load_state_dict(...))"
+        )
     if devices - {"cpu"}:
         raise ConfigError(
             f"compare measures on the CPU (int8 kernels, timing without device "
@@ -210,6 +226,13 @@ def compare(
     rows: list[GreenerRow] = []
     spent: list[Any] = []  # FPO of each variant's run (an int, or a count: a lower bound)
     notes: list[str] = []
+    if model.training:
+        # each copy is put in eval mode: a user who passed a model in train mode learns why the
+        # scores differ from a train-mode evaluation (dropout, batch norm's batch statistics)
+        notes.append(
+            "the model was given in train mode: every variant is measured in eval mode "
+            "(model.eval(): dropout off, batch norm's running statistics)"
+        )
     with gp.track(
         name,
         study=study,

@@ -84,7 +84,8 @@ def distilled(
         if result.fpo is not None:
             # the count result when it is a lower bound or assumed something, else the int
             ctx.fpo.append(result.fpo if result.fpo_count is None else result.fpo_count)
-        return Applied(model=result.student.eval(), training=(result,))
+        notes = (TEACHER_NOT_COUNTED,)
+        return Applied(model=result.student.eval(), training=(result,), notes=notes)
 
     return Variant(
         _check_name(name),
@@ -93,6 +94,15 @@ def distilled(
         f"alpha={alpha:g})",
         apply,
     )
+
+
+#: The note of a :func:`distilled` variant: its training is the distillation's, not the teacher's.
+TEACHER_NOT_COUNTED = (
+    "training: the distillation only; the teacher (the compared model) and its own training are "
+    "needed too, and not in it (sunk for the break-even, as the baseline needs them too): the "
+    "student's full price adds the teacher's training, in the study's price tag where it was "
+    "tracked"
+)
 
 
 #: The note of a :func:`smaller` variant given no ``training``.
