@@ -111,7 +111,19 @@ def test_train_mode_distilled_and_meta_read_right(tmp_path: Path) -> None:
     # element per linear, the ReLU in float, plus the per-call steps (under 1 per inference)
     assert rows["dynamic-int8"]["int_ops"] == 4096 + 640
     assert 64 * 6 + 32 * 2 + 32 + 32 * 6 + 10 * 2 <= rows["dynamic-int8"]["fpo_executed"] < 693
-    before = [r.id for r in gp.Ledger(tmp_path / "greenprint.db").runs(study="digits")]
+    runs = gp.Ledger(tmp_path / "greenprint.db").runs(study="digits")
+    before = [r.id for r in runs]
+    # each variant's run records the break-even the table shows (it read null, the documented
+    # "never", for every row), and the comparison's run the front
+    recorded = {r.name: r.params["greener.result"] for r in runs if "greener.result" in r.params}
+    for name, row in rows.items():
+        assert recorded[f"greener:{name}"]["break_even_inferences"] == row["break_even_inferences"]
+        assert "on_front" not in recorded[f"greener:{name}"]
+    assert rows["distilled"]["break_even_inferences"] is None or (
+        rows["distilled"]["break_even_inferences"] > 0
+    )
+    (container,) = [r for r in runs if r.params.get("greener.step") == "compare"]
+    assert container.params["greener.front"] == result["front"]
 
     bad = _greenprint(
         tmp_path,
@@ -138,7 +150,8 @@ def test_meta_inputs_named_by_the_api() -> None:
     from greenprint import greener
 
     model = nn.Linear(4, 2)
-    with pytest.raises(gp.ConfigError, match=r"^example_inputs is on the meta device"):
+    says = r"^compare measures on the CPU, and example_inputs is on the meta device"
+    with pytest.raises(gp.ConfigError, match=says):
         greener.compare(
             model, None, torch.zeros(2, 4, device="meta"), [], ledger=False, min_time_s=0.01
         )

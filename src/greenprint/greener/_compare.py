@@ -19,6 +19,7 @@ from greenprint.greener._result import (
     VARIANT_KEY,
     GreenerResult,
     GreenerRow,
+    break_even_inferences,
     finish,
 )
 from greenprint.greener._variants import (
@@ -183,9 +184,9 @@ def compare(
         ]
         verb = "are" if len(on_meta) > 1 else "is"
         raise ConfigError(
-            f"{' and '.join(on_meta)} {verb} on the meta device (shapes, no values): nothing to "
-            "measure; load the trained weights on the CPU first (model.to_empty(device='cpu') "
-            "then model.load_state_dict(...))"
+            f"compare measures on the CPU, and {' and '.join(on_meta)} {verb} on the meta "
+            "device (shapes, no values): nothing to measure; load the trained weights on the "
+            "CPU first (model.to_empty(device='cpu') then model.load_state_dict(...))"
         )
     if devices - {"cpu"}:
         raise ConfigError(
@@ -262,22 +263,49 @@ def compare(
                 timing=(min_time_s, min_batches, warmup_batches, num_threads),
                 notes=notes,
                 measure=measure,
+                reference=rows[0] if rows else None,
             )
             rows.append(row)
             spent.append(fpo)
-        container.set(params={"greener.notes": notes})
+        result = finish(
+            rows,
+            metric=metric,
+            mode=mode,
+            baseline=BASELINE,
+            notes=tuple(notes),
+            run_id=container.id if ledger is not False else None,
+            study=container.study if ledger is not False else None,
+        )
+        # the front needs every row: on the comparison's run, not in a variant's row
+        container.set(params={"greener.notes": notes, FRONT_KEY: list(result.front)})
         # a parent's FPO contain its children's, a lower bound when any of theirs is one
         total = _total(spent)
         container.add_fpo(counted_as(total, spent))
-    return finish(
-        rows,
-        metric=metric,
-        mode=mode,
-        baseline=BASELINE,
-        notes=tuple(notes),
-        run_id=container.id if ledger is not False else None,
-        study=container.study if ledger is not False else None,
-    )
+    return result
+
+
+#: The comparison run's parameter that names the rows on the Pareto front.
+FRONT_KEY = "greener.front"
+
+
+def _recorded(row: GreenerRow, reference: GreenerRow | None) -> dict[str, Any]:
+    """The row as its variant's run records it: its break-even, and no ``on_front``.
+
+    A variant's row was recorded before the break-evens and the front were computed, so every
+    run's ``greener.result`` read ``break_even_inferences`` null (the documented "never") and
+    ``on_front`` false, where the table said, say, 139,977 inferences and ◆. The break-even
+    needs the baseline only (measured first); the front needs every row: it is the
+    comparison run's ``greener.front``.
+    """
+    out = row.to_dict()
+    del out["on_front"]
+    base = None if reference is None else reference.energy_kwh_per_inference
+    own = row.energy_kwh_per_inference
+    if reference is not None and reference.measured and base is not None and own is not None:
+        out["break_even_inferences"] = break_even_inferences(
+            max(row.training_energy_kwh, 0.0), base, own
+        )
+    return out
 
 
 def _total(counts: Sequence[Any]) -> int:
@@ -308,8 +336,12 @@ def _one(
     timing: tuple[float, int, int, int | None],
     notes: list[str],
     measure: Any,
+    reference: GreenerRow | None = None,
 ) -> tuple[GreenerRow, Any]:
     """Apply, check, score and measure one variant in its own run: its row and FPO.
+
+    ``reference`` is the baseline's row (measured first): the break-even of the row recorded
+    in the variant's run is against it, as the result's.
 
     The FPO as its run recorded them: an int, or a count result when they are a lower bound
     (ops with no rule or on complex tensors) or assumed something (an FFT library), its own
@@ -362,7 +394,7 @@ def _one(
                 applied.model(*inputs)  # the variant must run on the inputs before it is measured
         except VariantSkipped as e:
             row = replace(base, status="skipped", reason=str(e))
-            run.set(params={RESULT_KEY: row.to_dict()})
+            run.set(params={RESULT_KEY: _recorded(row, None)})
             counts = _trained(ctx)  # its training's, if any
             trained = counted_as(_total(counts), counts)
             run.add_fpo(trained)
@@ -379,7 +411,7 @@ def _one(
             logger.debug("variant %s failed", variant.name, exc_info=True)
             reason = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"
             row = replace(base, status="skipped", reason=reason)
-            run.set(params={RESULT_KEY: row.to_dict()})
+            run.set(params={RESULT_KEY: _recorded(row, None)})
             counts = _trained(ctx)
             trained = counted_as(_total(counts), counts)
             run.add_fpo(trained)
@@ -472,7 +504,7 @@ def _one(
             notes=applied.notes,
             run_id=run.id,
         )
-        run.set(params={RESULT_KEY: row.to_dict()})
+        run.set(params={RESULT_KEY: _recorded(row, reference)})
         # the evaluation's, the timed loop's and the training's counts: a lower bound, said
         # so, when any ran ops with no rule or on complex tensors, with what they assumed
         counts = _trained(ctx)
