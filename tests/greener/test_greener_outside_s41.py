@@ -155,3 +155,20 @@ def test_meta_inputs_named_by_the_api() -> None:
         greener.compare(
             model, None, torch.zeros(2, 4, device="meta"), [], ledger=False, min_time_s=0.01
         )
+
+
+@pytest.mark.parametrize(
+    ("amount", "says"),
+    [
+        (50, r"not 50 \(for 50% give 0.5\)$"),
+        (1.5, r"not 1.5 \(for 1.5% give 0.015\)$"),
+        (100, r"not 100$"),
+        (0, r"not 0$"),
+    ],
+)
+def test_a_percentage_given_as_the_amount_says_the_fraction(amount: float, says: str) -> None:
+    from greenprint import greener
+
+    for make in (greener.prune_unstructured, greener.prune_structured):
+        with pytest.raises(gp.ConfigError, match=says):
+            make(amount)

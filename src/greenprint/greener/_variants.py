@@ -199,7 +199,9 @@ def _check_amount(amount: object) -> float:
     if isinstance(amount, bool) or not isinstance(amount, (int, float)):
         raise ConfigError(f"amount must be a fraction in (0, 1), not {amount!r}")
     if not 0.0 < float(amount) < 1.0:
-        raise ConfigError(f"amount must be a fraction in (0, 1), not {amount!r}")
+        # a percentage given for a fraction (50 for half) is the likely slip: say which it means
+        hint = f" (for {amount:g}% give {amount / 100:g})" if 1.0 < float(amount) < 100.0 else ""
+        raise ConfigError(f"amount must be a fraction in (0, 1), not {amount!r}{hint}")
     return float(amount)
 
 
