@@ -92,7 +92,7 @@ def test_two_callbacks_listed_are_named_once_when_the_trainer_is_made(tmp_path: 
         b = GreenprintCallback("b", study="listed", ledger=db, **FAST)
         trainer = _trainer(tmp_path, [a, b])
         assert len(_ours(caught)) == 1  # at the Trainer's making
-        assert "has 2 GreenprintCallbacks (unnamed and 'b')" in _ours(caught)[0]
+        assert "has 2 GreenprintCallbacks ('b' and 1 unnamed)" in _ours(caught)[0]
         trainer.train()
         assert len(_ours(caught)) == 1
     with gp.Ledger(db) as led:

@@ -87,9 +87,13 @@ def warn_other_callbacks(handler: Any, callback: Any, *, stacklevel: int) -> Non
     if len(names) < 2 or handler in _WARNED_OTHERS or callback not in names:
         return
     _WARNED_OTHERS.add(handler)
-    listed = and_list([repr(c._name) if c._name else "unnamed" for c in names])
+    # the named ones by name, the others counted: "(unnamed and unnamed)" said nothing
+    named = [repr(c._name) for c in names if c._name]
+    unnamed = len(names) - len(named)
+    listed = and_list(named + ([f"{unnamed} unnamed"] if unnamed else [])) if named else ""
     warnings.warn(
-        f"greenprint: this Trainer has {len(names)} GreenprintCallbacks ({listed}): each "
+        f"greenprint: this Trainer has {len(names)} GreenprintCallbacks"
+        f"{f' ({listed})' if listed else ''}: each "
         "records the training as a run of its own with meters of its own, so it is metered "
         f"{'twice' if len(names) == 2 else f'{len(names)} times'} over (in one study, the later "
         "runs are parts of the first); keep one: attach the one given in callbacks=, or leave "
