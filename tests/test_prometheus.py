@@ -276,3 +276,47 @@ def test_a_server_on_every_interface_names_the_address_it_took():
     with serve(0, "") as server:
         assert server.url == f"http://0.0.0.0:{server.port}/metrics"
         assert server.host == "0.0.0.0"
+
+
+def test_cli_textfile_holds_the_run_as_soon_as_the_command_starts(tmp_path):
+    """The textfile was written before the run started, then every flush interval (10 s by
+    default): a node_exporter scrape in the command's first seconds read
+    'greenprint_runs_active 0' and no series of the run. It is written again once the run has
+    started, so the command reads its own run at once, with no wait."""
+    folder = tmp_path / "textfiles"
+    folder.mkdir()
+    reader = (
+        "import glob, sys; (f,) = glob.glob(sys.argv[1] + '/*.prom'); "
+        "open(sys.argv[2], 'w').write(open(f).read())"
+    )
+    out = tmp_path / "read.txt"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "greenprint",
+            "run",
+            "--ledger",
+            str(tmp_path / "g.db"),
+            "--name",
+            "job",
+            "--prometheus-textfile-dir",
+            str(folder),
+            "--",
+            sys.executable,
+            "-c",
+            reader,
+            str(folder),
+            str(out),
+        ],  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    families = parse(out.read_text())
+    assert values(families["greenprint_runs_active"]) == [1.0]
+    (sample,) = families["greenprint_run_duration_seconds"].samples
+    assert sample.labels["name"] == "job"
+    assert list(folder.iterdir()) == []

@@ -21,7 +21,7 @@ from typing import Any, Literal, cast
 import click
 
 from greenprint import _process, _stderr_tail
-from greenprint._exceptions import ConfigError
+from greenprint._exceptions import ConfigError, GreenprintError
 from greenprint._records import RUN_ROLES
 from greenprint.cli._common import (
     TEXT,
@@ -346,10 +346,10 @@ def command(
         budget=budgets or None,
     )
     with contextlib.ExitStack() as exporters:
-        _start_prometheus(
+        textfile = _start_prometheus(
             exporters, prometheus_port, prometheus_host, prometheus_textfile_dir, flush_s
         )
-        return _run_command(run, cmd, program, quiet=quiet, stopper=stopper)
+        return _run_command(run, cmd, program, quiet=quiet, stopper=stopper, textfile=textfile)
 
 
 def _start_prometheus(
@@ -358,20 +358,23 @@ def _start_prometheus(
     host: str,
     textfile_dir: str | None,
     interval_s: float,
-) -> None:
+) -> Any:
     """Start the opt-in Prometheus exporters (closed by ``stack``) before the command starts.
 
-    The textfile is rewritten every ``interval_s`` (the run's flush interval).
+    The textfile is written now (a directory it cannot be written in is refused before the run
+    starts), then every ``interval_s`` (the run's flush interval); returned (``None`` without
+    one) so that it is written again as soon as the run has started.
     """
     if port is None and not textfile_dir:
-        return
+        return None
     from greenprint import prometheus
 
     if port is not None:
         server = stack.enter_context(prometheus.serve(port, host))
         click.echo(f"greenprint: Prometheus metrics at {server.url}", err=True)
     if textfile_dir:
-        stack.enter_context(prometheus.start_textfile(textfile_dir, interval_s=interval_s))
+        return stack.enter_context(prometheus.start_textfile(textfile_dir, interval_s=interval_s))
+    return None
 
 
 def _run_command(
@@ -381,8 +384,12 @@ def _run_command(
     *,
     quiet: bool,
     stopper: _process.ChildStopper | None = None,
+    textfile: Any = None,
 ) -> int:
     """Start the run and the command, wait for it, stop the run; the exit status to return.
+
+    ``textfile``: the Prometheus textfile exporter, written again once the run has started (its
+    first file, written before, held no run: ``greenprint_runs_active 0`` for a flush interval).
 
     A wall-time budget (``--budget-s``, or the study's ``--study-budget-s``) is checked when
     it runs out, not at the next meter sample (up to ``--sample-interval`` later): a watcher
@@ -391,6 +398,11 @@ def _run_command(
     import threading
 
     run.start()
+    if textfile is not None:
+        try:
+            textfile.write()
+        except GreenprintError as e:  # written before the run started: its next try logs too
+            click.echo(f"greenprint: {e}", err=True)
     deadline: threading.Event | None = None
     tail = _stderr_tail.StderrTail.open()
     with _process.SignalRelay() as relay:
