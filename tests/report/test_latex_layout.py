@@ -379,3 +379,17 @@ def test_a_sklearn_study_s_figures_are_readable_as_printed(sklearn_study, requir
         # and read back from the compiled paper: the figures' type (DejaVu Sans) with letters
         sizes = [(size, text) for size, text in _type_sizes(work, family="DejaVu")]
         assert len(sizes) > 20 and min(sizes)[0] >= FLOOR_PT, (options, sizes[:5])
+
+
+def test_a_caption_note_that_opens_with_a_name_keeps_its_spelling():
+    """Each figure note in a LaTeX caption starts as a sentence, but a greener variant's name
+    read 'Dynamic-int8: ...' and a metric 'Val_loss ...': a first word not all letters is a name."""
+    from greenprint.report._latex import _sentence
+
+    assert _sentence("dynamic-int8: the convolution stays float") == (
+        "dynamic-int8: the convolution stays float"
+    )
+    assert _sentence("val_loss is minimised") == "val_loss is minimised"
+    assert _sentence("trial-3 (1f6d7f61) cost most") == "trial-3 (1f6d7f61) cost most"
+    assert _sentence("energy: 100% estimated") == "Energy: 100% estimated"
+    assert _sentence("the one trial had no score") == "The one trial had no score"

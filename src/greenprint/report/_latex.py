@@ -155,7 +155,14 @@ def _tabular(
 
 
 def _sentence(text: str) -> str:
-    """``text`` with a capital first letter: a note or provenance line after a full stop."""
+    """``text`` with a capital first letter: a note or provenance line after a full stop.
+
+    Unless it opens with a name, a first word not all letters (a greener variant's
+    ``dynamic-int8:``, a run's ``trial-3``, ``val_loss``): a name keeps its spelling.
+    """
+    first = text.split(" ", 1)[0].rstrip(":;,")
+    if not first.isalpha():
+        return text
     return text[:1].upper() + text[1:]
 
 
