@@ -54,8 +54,12 @@ def test_run_ids_are_found_in_any_case_and_a_short_prefix_says_four(home, capsys
     assert run_id in capsys.readouterr().out
     with gp.Ledger(ledger, create=False) as led:
         assert led.run(run_id.upper()).id == run_id
-    assert main(["whatif", "--ledger", str(ledger), "--run", "ab"]) == 2
+    # a short prefix of no run, and of the run (run ids are random: 'ab' was the run's 1 time
+    # in 256, and the message then the second one)
+    assert main(["whatif", "--ledger", str(ledger), "--run", "zz"]) == 2
     assert "a run id prefix needs at least 4 characters" in _error(capsys.readouterr().err)
+    assert main(["whatif", "--ledger", str(ledger), "--run", run_id[:2]]) == 2
+    assert "is too short: give at least 4 characters" in _error(capsys.readouterr().err)
 
 
 def test_did_you_mean_ignores_case_and_keeps_the_real_spelling(home, capsys):
