@@ -13,6 +13,7 @@ __all__ = [
     "and_list",
     "count_of",
     "count_out_of",
+    "ended_tally",
     "energy_none_recorded",
     "format_duration",
     "format_emissions",
@@ -290,6 +291,29 @@ def known_duration(seconds: float) -> float | None:
 def count_of(count: int, noun: str) -> str:
     """``"1 run"``, ``"3 runs"``: a count and its noun, plural but for one."""
     return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+#: Run statuses in the order :func:`ended_tally` lists them: the worst end first.
+_ENDED_ORDER = ("failed", "interrupted", "lost", "pruned", "running", "finished")
+
+
+def ended_tally(statuses: Iterable[str], *, finished: str = "finished") -> str:
+    """``"3 failed, 2 interrupted, 1 lost"``: how many runs ended each way, the worst first.
+
+    An interrupted or lost run is not a failed one: notes that count runs with no score say
+    how each ended. ``finished``: the words after a count of finished runs (``"finished, no
+    part scored"``).
+
+    Example:
+        >>> ended_tally(["lost", "failed", "failed", "finished"])
+        '2 failed, 1 lost, 1 finished'
+    """
+    ended: dict[str, int] = {}
+    for status in statuses:
+        ended[status] = ended.get(status, 0) + 1
+    return ", ".join(
+        f"{ended[s]} {finished if s == 'finished' else s}" for s in _ENDED_ORDER if s in ended
+    )
 
 
 def count_out_of(count: int, total: int, noun: str) -> str:

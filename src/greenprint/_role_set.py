@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from greenprint import _role_findings as _findings
 from greenprint._forest import RunForest, json_float
-from greenprint._format import count_of
+from greenprint._format import count_of, ended_tally
 from greenprint._records import ROLE_NOUNS, RUN_ROLES, RunRecord
 from greenprint._role_repeats import _of_them, _repeated_text
 from greenprint._role_rules import _INFERENCE_RULES
@@ -371,13 +371,9 @@ class StudyRoles:
                 them = "it has" if n == 1 else ("none has" if none == n else _of_them(none, "has"))
                 # by how each ended: an interrupted or lost trial is not a failed one
                 statuses = self.forest.column("status")
-                ended = Counter(
-                    statuses[p] for p in self.repeat_trials if scores[p].source == "none"
-                )
-                how = ", ".join(
-                    f"{ended[s]} {s}" + (", no part scored" if s == "finished" else "")
-                    for s in ("failed", "interrupted", "lost", "pruned", "running", "finished")
-                    if ended[s]
+                how = ended_tally(
+                    (statuses[p] for p in self.repeat_trials if scores[p].source == "none"),
+                    finished="finished, no part scored",
                 )
                 counted.append(f"{them} no score ({how})")
             text += ": " + ", ".join(counted)

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from greenprint._format import count_of
+from greenprint._format import count_of, ended_tally
 from greenprint._frozen import slot_constructor
 from greenprint._records import RunRecord
 from greenprint._study_roles import _CONTAINERS as _CONTAINERS  # read by tests
@@ -158,12 +158,9 @@ class StudyTrials:
             # part scored)" read as if the other 6 had logged theirs, and named interrupted and
             # lost trials failed: how many more, and how they ended
             statuses = self.forest.column("status")
-            ended: dict[str, int] = {}
-            for p in self.positions:
-                if self.scores[p].source == "none":
-                    ended[statuses[p]] = ended.get(statuses[p], 0) + 1
-            order = ("failed", "interrupted", "lost", "pruned", "running", "finished")
-            tally = ", ".join(f"{ended[s]} {s}" for s in order if s in ended)
+            tally = ended_tally(
+                statuses[p] for p in self.positions if self.scores[p].source == "none"
+            )
             text += f"; {none} more {'has' if none == 1 else 'have'} no score ({tally})"
         return text
 
