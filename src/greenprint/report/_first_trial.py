@@ -59,9 +59,10 @@ def _shape(run: Any) -> tuple[Any, ...]:
 def _costs(forest: RunForest, first: int) -> tuple[list[float | None], str] | None:
     """Every run's energy with its parts' (kWh), else run time (s): the one ``first`` knows.
 
-    A run whose amount is unknown (or 0: a run recorded without one) has ``None``.
+    A run whose amount is unknown (NaN in :meth:`RunForest.known_cost_sums`: no meter recorded
+    it or a run inside it) or 0 has ``None``: there is no ratio to a median of 0.
     """
-    energy = forest.cost_sums("energy_kwh")
+    energy = forest.known_cost_sums("energy_kwh")
     if _known(energy[first]):
         return [v if _known(v) else None for v in energy], "energy"
     times = forest.duration_sums
