@@ -12,6 +12,10 @@
 * Pareto front of 10,000 2-D points against moocore and Optuna; 10,000 points on a 3-, 4- and
   5-D front against moocore's ``is_nondominated``.
 * Price tag of a synthetic study of 10,000 runs (no peer computes one).
+* Reading a study's shape at scale (no peer): the roles of 100,000 trials drawn over 4 sizes,
+  the rerun pairs of 30,000 trials of one name, and the parents of 40,000 runs of 2,000 sweeps
+  whose reused workers name the first sweep (each target < 2 s of CPU; a quadratic scan takes
+  minutes). These were timed assertions in the unit tests once; timing belongs here.
 
 Peers that are not installed are reported as such (``pip install moocore optuna``). Every peer's
 result is checked against greenprint's before its time is shown.
@@ -30,7 +34,14 @@ from typing import Any
 import numpy as np
 
 from greenprint import MetricPoint, RunRecord
-from greenprint.analysis import expected_max_performance, hypervolume, pareto_front, price_tag
+from greenprint._forest import RunForest
+from greenprint.analysis import (
+    expected_max_performance,
+    hypervolume,
+    pareto_front,
+    price_tag,
+    resolve_roles,
+)
 
 
 def timeit(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
@@ -116,6 +127,82 @@ def synthetic_study(count: int, seed: int = 0) -> list[RunRecord]:
             )
         )
     return runs
+
+
+def drawn_trials(count: int) -> list[RunRecord]:
+    """``count`` trials, each an lr and one of 4 dataset sizes: no size group, no curve."""
+    import random
+
+    draw = random.Random(0)
+    return [
+        RunRecord(
+            id=f"t{k}",
+            name=f"t{k}",
+            status="finished",
+            dataset_size=draw.choice([250, 500, 750, 1000]),
+            params={"lr": draw.random()},
+        )
+        for k in range(count)
+    ]
+
+
+def rerun_trials(count: int) -> list[RunRecord]:
+    """``count`` trials all named "run", each configuration run twice; one in 20 failed."""
+    return [
+        RunRecord(
+            id=f"{i:08d}",
+            name="run",
+            study="s",
+            status="failed" if i % 20 == 0 else "finished",
+            started_at=float(i),
+            params={"lr": i // 2, "seed": 0} if i % 2 else {"seed": 0, "lr": i // 2},
+        )
+        for i in range(count)
+    ]
+
+
+def reused_worker_runs(sweeps: int) -> list[RunRecord]:
+    """``sweeps`` searches in one driver, 20 trials each in two reused workers that name the
+    first sweep as their parent."""
+    runs, now = [], 0.0
+    for s in range(sweeps):
+        runs.append(
+            RunRecord(
+                id=f"s{s:06d}",
+                name="search",
+                study="x",
+                status="finished",
+                started_at=now,
+                ended_at=now + 20.5,
+                host="h",
+                provenance={"writer": "driver"},
+            )  # fmt: skip
+        )
+        for k in range(20):
+            now += 1.0
+            runs.append(
+                RunRecord(
+                    id=f"t{s:06d}{k:03d}",
+                    name="trial",
+                    study="x",
+                    status="finished",
+                    started_at=now,
+                    ended_at=now + 0.5,
+                    parent_id="s000000",
+                    host="h",
+                    provenance={"writer": f"worker-{k % 2}"},
+                    params={"k": k},
+                )  # fmt: skip
+            )
+        now += 1.0
+    return runs
+
+
+def cpu_time(fn: Callable[[], Any]) -> tuple[float, Any]:
+    """CPU seconds of one call (the unit the old timed tests used), and the result."""
+    start = time.process_time()
+    result = fn()
+    return time.process_time() - start, result
 
 
 def row(name: str, ours: float, theirs: float | None, note: str = "") -> str:
@@ -288,6 +375,39 @@ def main() -> None:
             ours,
             None,
             f"no peer; {tag.total.trials} trials, {tag.total.energy_kwh:.2f} kWh",
+        )
+    )
+
+    # ------------------------------------------------------------------ a study's shape
+    trials = drawn_trials(100_000)
+    used, study = cpu_time(lambda: resolve_roles(trials))
+    lines.append(
+        row(
+            "roles of 100,000 trials over 4 sizes (CPU ms, target < 2,000)",
+            used,
+            None,
+            f"no peer; {len(study.trials):,} trials, {len(study.size_curves)} size curves",
+        )
+    )
+    reruns = resolve_roles(rerun_trials(30_000))
+    reruns.trials  # noqa: B018 - the trials are read apart from the rerun note
+    used, pairs = cpu_time(lambda: reruns.reruns)
+    lines.append(
+        row(
+            "rerun pairs of 30,000 trials of one name (CPU ms, target < 2,000)",
+            used,
+            None,
+            f"no peer; {len(pairs):,} failed trials paired with their rerun",
+        )
+    )
+    forest_runs = reused_worker_runs(2_000)
+    used, forest = cpu_time(lambda: RunForest.build(forest_runs))
+    lines.append(
+        row(
+            "parents of 42,000 runs, reused workers (CPU ms, target < 2,000)",
+            used,
+            None,
+            f"no peer; {len(forest.runs):,} runs, {len(forest.notes)} note",
         )
     )
 

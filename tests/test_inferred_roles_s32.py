@@ -299,18 +299,15 @@ def test_a_retrain_scored_by_its_parts_by_the_ranked_metric_is_no_retrain():
     assert resolve_roles([*base[:3], again, helper], metric="acc").retrained == ((3, 2),)
 
 
-def test_a_search_over_the_size_of_100000_trials_is_read_in_a_fraction_of_a_second():
+def test_a_search_over_the_size_of_100000_trials_is_read_as_trials_with_no_size_curve():
     """Every trial draws an lr and one of 4 sizes: no group (two scans find a run at another
     size than most and one at that size with no run to share one with), 0.2 s more at most."""
     import random
-    import time
 
     draw = random.Random(0)
     runs = [
         _run(f"t{k}", size=draw.choice([250, 500, 750, 1000]), params={"lr": draw.random()})
         for k in range(100_000)
     ]
-    start = time.process_time()
-    study = resolve_roles(runs)
-    assert time.process_time() - start < 2.0
+    study = resolve_roles(runs)  # its CPU time: benchmarks/bench_analysis.py (< 2 s)
     assert len(study.trials) == 100_000 and study.size_curves == ()

@@ -200,10 +200,9 @@ def test_the_rerun_note_names_only_an_unfinished_trial_and_a_later_one_of_its_co
 
 def test_the_rerun_note_is_not_quadratic_in_trials_of_one_name():
     """30,000 trials all named "run" (a generic name), one in ten failed and run again: each
-    failed one is paired with its own rerun, in a fraction of a second (comparing each failed
-    trial with every trial of its name took 11 s of CPU under load, 100,000 runs minutes)."""
-    import time
-
+    failed one is paired with its own rerun (comparing each failed trial with every trial of
+    its name took 11 s of CPU under load, 100,000 runs minutes; benchmarks/bench_analysis.py
+    times it now)."""
     from greenprint.analysis import resolve_roles
 
     runs = [
@@ -219,9 +218,7 @@ def test_the_rerun_note_is_not_quadratic_in_trials_of_one_name():
     ]
     roles = resolve_roles(runs)
     roles.trials  # noqa: B018 - computed apart from the note
-    start = time.process_time()
-    reruns = roles.reruns
-    assert time.process_time() - start < 2.0
+    reruns = roles.reruns  # its CPU time: benchmarks/bench_analysis.py (< 2 s)
     # each configuration ran twice (its params in another order the second time): the failed
     # first run's rerun is the second
     assert reruns == tuple((f"{i:08d}", f"{i + 1:08d}") for i in range(0, 30_000, 20))

@@ -480,9 +480,8 @@ def test_price_tag_of_generated_studies_adds_up(runs: list[RunRecord]) -> None:
 def test_a_reused_workers_runs_find_their_parent_without_comparing_every_pair():
     """2,000 searches one after another in one driver (a sweep each), their 20 trials each in
     two reused worker processes that name the first sweep as their parent: each trial reads
-    under its own search's sweep, in a fraction of a second (each stale trial compared with
+    under its own search's sweep (each stale trial compared with
     every run of the driver: 5 s of CPU under load)."""
-    import time
 
     runs, now = [], 0.0
     for s in range(2_000):
@@ -508,9 +507,7 @@ def test_a_reused_workers_runs_find_their_parent_without_comparing_every_pair():
                 )  # fmt: skip
             )
         now += 1.0
-    start = time.process_time()
-    forest = RunForest.build(runs)
-    assert time.process_time() - start < 2.0
+    forest = RunForest.build(runs)  # its CPU time: benchmarks/bench_analysis.py (< 2 s)
     parents = [None if p is None else forest.runs[p].id for p in forest.parents]
     assert parents == [None if r.name == "search" else f"s{r.id[1:7]}" for r in runs]
     (note,) = forest.notes
