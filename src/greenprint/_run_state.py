@@ -274,6 +274,7 @@ class RunState:
             parent_id=self.parent_id,
             status=self._status,
             started_at=self._started_at,
+            ended_at=self._ended_at,
             heartbeat_at=self._last_sample_t,
             flush_interval_s=self._flush_s,
             host=env.host if env else self._host,
