@@ -164,9 +164,23 @@ class RunState:
 
     @property
     def energy_kwh(self) -> float:
-        """IT energy in kWh (before PUE), attributed per ``scope``."""
+        """IT energy in kWh (before PUE), attributed per ``scope``.
+
+        0.0 for a run with no energy meter (``meters=[]``): unknown, not 0 kWh;
+        :attr:`energy_recorded` tells them apart.
+        """
         with self._lock:
             return self._account.energy_kwh if self._account else 0.0
+
+    @property
+    def energy_recorded(self) -> bool:
+        """Whether the run measures its energy: ``False`` once started with ``meters=[]``.
+
+        As :attr:`RunRecord.energy_recorded <greenprint.RunRecord.energy_recorded>` reads the
+        stored run: with no meter, :attr:`energy_kwh` and :attr:`emissions_kg` read 0.0 but
+        are unknown, and reports, exports and trackers say "unknown", never "0 mWh".
+        """
+        return not self._unmetered
 
     @property
     def emissions_kg(self) -> float:

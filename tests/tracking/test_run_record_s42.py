@@ -24,6 +24,8 @@ def test_a_stopped_runs_record_is_what_the_ledger_stored(tmp_path, meters):
     run.set(fpo=10)
     run.stop()
     held, stored = run.record, gp.Ledger(tmp_path / "l.db", create=False).run(run.id)
+    # the run and its record say alike whether its energy is known (0.0 with no meter)
+    assert run.energy_recorded is held.energy_recorded is stored.energy_recorded is (meters is None)
     assert held.ended_at is not None and held.ended_at >= held.started_at
     for field in dataclasses.fields(held):
         mine, theirs = getattr(held, field.name), getattr(stored, field.name)
