@@ -3,7 +3,9 @@
 Each test builds a study as a user does (a script run in an empty directory with a clean
 environment, under ``greenprint run`` or tracked by the script itself), then reads
 ``greenprint report`` (Markdown, HTML, LaTeX, JSON) or the CLI as that user does: one thing
-that read wrong each.
+that read wrong each. A report that only its text is read from is written with
+``--no-plots`` (the notes, the figures' notes included, are the same without the images); the
+retrain study's report draws its figures, whose fonts the LaTeX test reads.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ def test_the_repeats_note_counts_the_trials_scored_by_their_mean_and_by_their_ow
     scored by their own': four of the seven were scored by the value they logged."""
     home = empty_home(tmp_path_factory, "s18-repeats")
     _run_script(home, REPEATS)
-    report = cli_report(home, "--study", "s")
+    report = cli_report(home, "--study", "s", "--no-plots")
     sources = {r["name"]: r["score_source"] for r in report["runs"] if r["role"] == "trial"}
     assert sorted(sources.values()) == ["own"] * 4 + ["parts"] * 3
     note = next(n for n in report["notes"] if "differ only by a seed or fold" in n)
@@ -168,7 +170,7 @@ def test_a_two_objective_optuna_study_is_named_with_the_objective_the_report_ran
     assert {r.provenance.get("objectives") for r in runs} == {
         "values_0: maximize; values_1: minimize"
     }
-    report = cli_report(home, "--study", "mo")
+    report = cli_report(home, "--study", "mo", "--no-plots")
     assert (
         "the search optimised 2 objectives, values_0 (maximised) and values_1 (minimised): the "
         "report ranks the trials by one, values_0 (higher is better); rank by another with "
@@ -262,7 +264,7 @@ def test_a_curve_logged_as_the_steps_of_one_run_is_named_with_the_api_that_recor
     pytest.importorskip("sklearn")
     home = empty_home(tmp_path_factory, "s18-curves")
     _run_script(home, LEARNING_CURVE_IN_ONE_RUN)
-    report = cli_report(home, "--study", "s")
+    report = cli_report(home, "--study", "s", "--no-plots")
     (note,) = [n for n in report["notes"] if n.startswith("no learning curve")]
     assert note.startswith(
         "no learning curve: 'learning-curve' logged train_size (50 to 200) with val_acc at "
@@ -276,7 +278,7 @@ def test_a_curve_logged_as_the_steps_of_one_run_is_named_with_the_api_that_recor
 
     (home / "greenprint.db").unlink()
     _run_script(home, VALIDATION_CURVE_IN_ONE_RUN)
-    report = cli_report(home, "--study", "s")
+    report = cli_report(home, "--study", "s", "--no-plots")
     assert report["price_tag"]["total"]["trials"] == 3
     (note,) = [n for n in report["notes"] if "validation curve" in n]
     assert note == (
@@ -308,7 +310,7 @@ def test_a_search_over_model_families_is_told_the_flag_that_draws_a_curve_per_fa
     Dodge et al. draw them; a note says so now, and is gone once the flag is given."""
     home = empty_home(tmp_path_factory, "s18-families")
     _run_script(home, FAMILIES)
-    report = cli_report(home, "--study", "s")
+    report = cli_report(home, "--study", "s", "--no-plots")
     hint = (
         "the trials vary params.model (cnn, mlp): greenprint report --group-by params.model "
         "draws one expected-best-score curve per model"
