@@ -21,8 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from _report_cli import GREENPRINT, report_text, run_in
-from _report_cli import cli_report as _report
+from _report_cli import GREENPRINT, cli_report, report_text, run_in
 from _report_cli import empty_home as _empty
 from integrations._frameworks import need_installed
 
@@ -58,6 +57,13 @@ print(float(search.best_score_))
 """
 
 
+def _report(home: Path, *args: str) -> dict[str, object]:
+    """``greenprint report`` in the two formats the tests read (JSON, Markdown), no plots: the
+    JSON's figures are the same data with or without them, the Markdown the same text but the
+    image links."""
+    return cli_report(home, *args, "--format", "json,md", "--no-plots")
+
+
 def _ok(done):
     assert done.returncode == 0, done.stderr[-3000:]
     return done
@@ -86,25 +92,53 @@ def ledger_of(tmp_path_factory) -> Callable[[Path, str, str, tuple[str, ...]], N
     return copy_into
 
 
-@pytest.mark.parametrize(
-    ("scoring", "metric"),
-    [
-        ("None", "None"),
-        ("'accuracy'", "None"),
-        ("['accuracy', 'f1_macro']", "None"),
-        ("'balanced_accuracy'", "'accuracy'"),
-    ],  # fmt: skip
-)
-def test_a_search_beside_optuna_ranks_its_trials_by_the_studys_metric(
-    tmp_path_factory, ledger_of, scoring, metric
-):
+#: The scoring and metric= of the searches beside Optuna's (``python sk.py mixed SCORING METRIC``)
+MIXED_CASES = [
+    ("None", "None"),
+    ("'accuracy'", "None"),
+    ("['accuracy', 'f1_macro']", "None"),
+    ("'balanced_accuracy'", "'accuracy'"),
+]
+
+#: ``python mixed.py HOME SCORING METRIC ...``: in each HOME, what ``python sk.py mixed SCORING
+#: METRIC`` run there does (its folder its cwd, its arguments), one after another in one process
+#: (scikit-learn imported once, not once per case)
+MIXED = """
+import os, runpy, sys
+
+args = sys.argv[1:]
+for home, scoring, metric in zip(args[::3], args[1::3], args[2::3]):
+    os.chdir(home)
+    sys.argv = [os.path.join(home, "sk.py"), "mixed", scoring, metric]
+    runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+@pytest.fixture(scope="module")
+def mixed_homes(tmp_path_factory, ledger_of) -> dict[tuple[str, str], tuple[Path, float]]:
+    """Each case of :data:`MIXED_CASES`: its home (Optuna's 5 trials of study 'mixed', then the
+    search's) and the search's ``best_score_``."""
+    homes = []
+    for _ in MIXED_CASES:
+        home = _empty(tmp_path_factory, "mixed")
+        ledger_of(home, "opt.py", OPTUNA)  # python opt.py: the Optuna search's 5 trials
+        (home / "sk.py").write_text(SKLEARN, encoding="utf-8")
+        homes.append(home)
+    runner = _empty(tmp_path_factory, "mixed-runner")
+    (runner / "mixed.py").write_text(MIXED, encoding="utf-8")
+    args = [a for home, case in zip(homes, MIXED_CASES, strict=True) for a in (str(home), *case)]
+    bests = [
+        float(v) for v in _ok(run_in(runner, sys.executable, "mixed.py", *args)).stdout.split()
+    ]
+    return {case: (home, best) for case, home, best in zip(MIXED_CASES, homes, bests, strict=True)}
+
+
+@pytest.mark.parametrize(("scoring", "metric"), MIXED_CASES)
+def test_a_search_beside_optuna_ranks_its_trials_by_the_studys_metric(mixed_homes, scoring, metric):
     """Optuna's 5 trials log accuracy; the search's 4 trials log it too (by the scorer's name,
     or the one given as metric=): all 9 are scored, the EVP over 9 trials reaches the best of
     both, and the refit's accuracy is scikit-learn's best_score_."""
-    home = _empty(tmp_path_factory, "mixed")
-    ledger_of(home, "opt.py", OPTUNA)  # python opt.py: the Optuna search's 5 trials
-    (home / "sk.py").write_text(SKLEARN, encoding="utf-8")
-    best = float(_ok(run_in(home, sys.executable, "sk.py", "mixed", scoring, metric)).stdout)
+    home, best = mixed_homes[(scoring, metric)]
     report = _report(home, "--ledger", "gp.db", "--study", "mixed")
     assert report["metric"] == "accuracy"
     notes = " ".join(report["notes"])

@@ -177,7 +177,7 @@ def test_a_ctrl_c_in_a_search_refit_keeps_every_candidate_score(tmp_path_factory
     pytest.importorskip("sklearn")
     home, done = _refit_stopped(tmp_path_factory, "refit")
     scores = [float(v) for v in done.stdout.split()]
-    report = _report(home)
+    report = _report(home, "--no-plots")  # every format's text; no plot is checked
     trials = sorted((r for r in report["runs"] if r["role"] == "trial"), key=lambda r: r["name"])
     assert [(t["status"], t["error"]) for t in trials] == [("finished", None)] * 3
     assert [t["score"] for t in trials] == pytest.approx(scores)  # cv_results_'s, this fit's
@@ -200,7 +200,7 @@ def test_a_ctrl_c_among_the_candidates_of_a_search_fitted_before_keeps_no_old_sc
     """The search's results of its earlier fit are not taken for this fit's."""
     pytest.importorskip("sklearn")
     home, _ = _refit_stopped(tmp_path_factory, "fit7")
-    report = _report(home)
+    report = _report(home, "--format", "json", "--no-plots")
     trials = [r for r in report["runs"] if r["role"] == "trial"]
     assert len(trials) == 3
     for trial in trials:
