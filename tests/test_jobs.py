@@ -25,6 +25,7 @@ import greenprint as gp
 from _clean_env import BIN, clean_env
 from greenprint import RunRecord, _jobs
 from greenprint.analysis import price_tag, resolve_roles
+from greenprint.ledger import _base as ledger_base
 
 WORKER = str(Path(__file__).parent / "_job_worker.py")
 
@@ -171,7 +172,13 @@ def test_two_simulated_nodes_sum_once_under_the_job_root(tmp_path):
     )
 
 
-def test_a_node_that_stops_its_heartbeat_makes_the_job_lost_with_its_cost_so_far(tmp_path):
+def test_a_node_that_stops_its_heartbeat_makes_the_job_lost_with_its_cost_so_far(
+    tmp_path, monkeypatch
+):
+    # node-b is another host to this reader (no pid to look up): its run reads lost once its
+    # heartbeat is 3 flush intervals and the grace old; a grace of 1 s here, not its 5 s (the
+    # length is ledger/test_store's and test_contract's to hold), read by this process
+    monkeypatch.setattr(ledger_base, "STALE_GRACE_S", 1.0)
     ledger = tmp_path / "jobs.db"
     gp.Ledger(ledger).close()
     done = [
