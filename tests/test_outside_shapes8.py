@@ -2,7 +2,8 @@
 
 Each study is built the way users build one, in a fresh empty directory with a clean
 environment (no ``GREENPRINT_*`` variable, no configuration), then read by ``greenprint
-report`` and ``greenprint ledger export``. The scripts' own runs are measured by a
+report`` (``--no-plots``: no figure's image is checked here, its data in the JSON is) and
+``greenprint ledger export``. The scripts' own runs are measured by a
 constant-power meter (``tests/tracking/_meters.ConstantProcessPower``):
 
 * **a final retrain that failed**: a search of three trials, then ``gp.track("retrain",
@@ -103,7 +104,7 @@ def test_a_final_retrain_that_failed_leaves_the_best_trial_the_final_run(retrain
     rule saying what became of the retrain; the retrain's cost stays in the final model's row
     of the price tag by role, and the total holds every run."""
     home = retrain_home
-    report = _report(home, "--study", "retrain-failed")
+    report = _report(home, "--study", "retrain-failed", "--no-plots")
     tag = report["price_tag"]
     runs = gp.Ledger(home / "greenprint.db").runs(study="retrain-failed")
     by_name = {r.name: r for r in runs}
@@ -184,7 +185,7 @@ def test_a_data_preparation_run_before_the_trials_is_a_step_not_a_trial(prep_hom
     cost in the total and in the price tag's 'part' row, which the EVP-against-energy caption
     says it leaves out; a note names it and how to read it as a trial."""
     home = prep_home
-    report = _report(home, "--study", "prep")
+    report = _report(home, "--study", "prep", "--no-plots")
     tag = report["price_tag"]
     runs = gp.Ledger(home / "greenprint.db").runs(study="prep")
     prep = next(r for r in runs if r.name == "load-data")
