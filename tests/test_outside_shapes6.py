@@ -78,7 +78,7 @@ class Regressor(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=self.lr)
 
 
-data = TensorDataset(torch.randn(256, 8), torch.randn(256, 1))
+data = TensorDataset(torch.randn(64, 8), torch.randn(64, 1))
 train, val = DataLoader(data, batch_size=16), DataLoader(data, batch_size=64)
 
 
@@ -185,10 +185,10 @@ def hp_space(trial):
     return {"learning_rate": trial.suggest_float("learning_rate", 1e-4, 1e-1, log=True)}
 
 
-args = TrainingArguments(output_dir="out", num_train_epochs=2, eval_strategy="epoch",
+args = TrainingArguments(output_dir="out", num_train_epochs=1, eval_strategy="epoch",
                          save_strategy="no", logging_steps=2, report_to=[], use_cpu=True,
                          disable_tqdm=True)
-trainer = Trainer(model_init=tiny_bert, args=args, train_dataset=Tokens(64, seed=0),
+trainer = Trainer(model_init=tiny_bert, args=args, train_dataset=Tokens(32, seed=0),
                   eval_dataset=Tokens(32, seed=1))
 GreenprintCallback(study="hf-retrain").attach(trainer)
 best = trainer.hyperparameter_search(hp_space=hp_space, backend="optuna", n_trials=3,

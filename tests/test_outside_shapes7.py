@@ -209,7 +209,7 @@ class Net(pl.LightningModule):
         return torch.optim.SGD(trained, lr=self.hparams.lr)
 
 
-data = TensorDataset(torch.randn(256, 8), torch.randn(256, 1))
+data = TensorDataset(torch.randn(64, 8), torch.randn(64, 1))
 train, val = DataLoader(data, batch_size=16), DataLoader(data, batch_size=64)
 
 
@@ -340,7 +340,7 @@ from integrations._hf import Tokens, tiny_bert
 
 
 def train(model, out):
-    args = TrainingArguments(out, num_train_epochs=2, per_device_train_batch_size=8,
+    args = TrainingArguments(out, num_train_epochs=1, per_device_train_batch_size=8,
                              report_to=[], use_cpu=True, eval_strategy="epoch",
                              save_strategy="no", logging_strategy="epoch", disable_tqdm=True)
     Trainer(model=model, args=args, train_dataset=Tokens(), eval_dataset=Tokens(seed=1),
