@@ -76,22 +76,25 @@ def _assert_swept(folder: Path, numbers: range) -> None:
         assert [(p.name, p.value, p.step) for p in record.metrics] == [("score", i / 1000, 1)]
 
 
-def test_a_sweep_of_300_ledgers_holds_a_bounded_number_of_descriptors(tmp_path: Path) -> None:
+def test_a_sweep_of_60_ledgers_holds_a_bounded_number_of_descriptors(tmp_path: Path) -> None:
+    """60 ledgers, more than 6 times the 8 kept open: kept for the process's life, as before,
+    they would hold 240 descriptors against the bound's 40 (300 held 1,208 on session 33's
+    code; the bound does not grow with their number)."""
     before, most, after = map(
         int,
         _run(
             """
             before, most = fds(), [0]
-            sweep(0, 300, most)
+            sweep(0, 60, most)
             print(before, most[0], fds())
             """,
             tmp_path,
         )[0].split(),
     )
-    # the 8 ledgers kept open, and the one being written (session 33: 4 more per ledger, 1,208)
+    # the 8 ledgers kept open, and the one being written (session 33: 4 more per ledger)
     assert most - before <= (KEPT_OPEN + 1) * _PER_LEDGER + _METERS, (before, most, after)
     assert after - before <= KEPT_OPEN * _PER_LEDGER + _METERS, (before, most, after)
-    _assert_swept(tmp_path, range(300))
+    _assert_swept(tmp_path, range(60))
 
 
 def test_a_live_run_writes_on_while_many_ledgers_come_and_go(tmp_path: Path) -> None:
@@ -145,7 +148,7 @@ def test_runs_in_threads_each_writing_ledgers_of_their_own(tmp_path: Path) -> No
         """
         before, most = fds(), [0]
         workers = [
-            threading.Thread(target=sweep, args=(40 * k, 40 * (k + 1), most)) for k in range(8)
+            threading.Thread(target=sweep, args=(12 * k, 12 * (k + 1), most)) for k in range(8)
         ]
         for w in workers:
             w.start()
@@ -157,10 +160,10 @@ def test_runs_in_threads_each_writing_ledgers_of_their_own(tmp_path: Path) -> No
     )
     before, most, after = map(int, lines[0].split())
     # at most 8 live runs' ledgers (their samplers' connections besides) and the 8 kept open:
-    # 320 ledgers held 1,288 descriptors before
+    # 320 ledgers held 1,288 descriptors before; these 96 would hold 384 against the bound's 196
     assert most - before <= 3 * (KEPT_OPEN + 8) * _PER_LEDGER + _METERS, (before, most, after)
     assert after - before <= KEPT_OPEN * _PER_LEDGER + _METERS, (before, most, after)
-    _assert_swept(tmp_path, range(320))
+    _assert_swept(tmp_path, range(96))
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX fork")
