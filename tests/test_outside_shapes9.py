@@ -2,7 +2,8 @@
 
 Each study is built the way users build one, in a fresh empty directory with a clean
 environment (no ``GREENPRINT_*`` variable, no configuration), then read by ``greenprint
-report`` and ``greenprint ledger export``. The scripts' ``gp.track`` runs are measured by a
+report`` (``--no-plots``: no figure's image is checked here, its data in the JSON is) and
+``greenprint ledger export``. The scripts' ``gp.track`` runs are measured by a
 constant-power meter (``tests/tracking/_meters.ConstantProcessPower``):
 
 * **k-fold cross-validation with Lightning**: a ``gp.track`` trial per learning rate, a
@@ -95,7 +96,7 @@ class Regressor(pl.LightningModule):
 
 
 def trainer(name, study):
-    return pl.Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False,
+    return pl.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
                       enable_progress_bar=False, enable_model_summary=False,
                       callbacks=[GreenprintCallback(name, study=study)])
 """
@@ -128,7 +129,7 @@ def test_lightning_folds_inside_a_trial_are_its_parts_and_the_trial_its_mean(tmp
     need_installed("lightning", "lightning")
     home, done = _searched(tmp_path_factory, "kfold", KFOLD_SCRIPT)
     assert done.returncode == 0, done.stderr
-    report = _report(home)
+    report = _report(home, "--no-plots")
     runs = _runs(report)
     trials = {n: r for n, r in runs.items() if r["role"] == "trial"}
     assert set(trials) == {"lr=0.01", "lr=0.1", "lr=0.3"}
@@ -171,7 +172,7 @@ def test_a_trial_stopped_by_ctrl_c_is_interrupted_counted_and_unranked(tmp_path_
     run, and the compute statement says 2 finished, 1 interrupted."""
     home, done = _searched(tmp_path_factory, "loop", LOOP_SCRIPT)
     assert done.returncode != 0 and "KeyboardInterrupt" in done.stderr
-    report = _report(home)
+    report = _report(home, "--no-plots")
     stopped = _runs(report)["lr=0.1"]
     assert (stopped["role"], stopped["status"], stopped["error"], stopped["score"]) == (
         "trial", "interrupted", "KeyboardInterrupt", None)  # fmt: skip
@@ -205,7 +206,7 @@ def test_a_ctrl_c_in_a_lightning_fit_interrupts_the_trial_around_it(tmp_path_fac
     need_installed("lightning", "lightning")
     home, done = _searched(tmp_path_factory, "fits", CTRL_C_FIT_SCRIPT)
     assert done.returncode == 1, done.stderr  # Lightning's sys.exit(1)
-    report = _report(home)
+    report = _report(home, "--no-plots")
     by_parent = {r["parent_id"]: r for r in report["runs"] if r["parent_id"]}
     stopped = _runs(report)["lr=0.1"]
     assert (stopped["status"], stopped["error"]) == ("interrupted", "KeyboardInterrupt")
@@ -253,7 +254,7 @@ def test_a_ctrl_c_in_a_grid_search_interrupts_the_candidates_it_stopped(tmp_path
     need_installed("sklearn", "sklearn")
     home, done = _searched(tmp_path_factory, "stopped", CTRL_C_SEARCH_SCRIPT)
     assert done.returncode != 0 and "KeyboardInterrupt" in done.stderr
-    report = _report(home)
+    report = _report(home, "--no-plots")
     trials = [r for r in report["runs"] if r["role"] == "trial"]
     assert len(trials) == 3
     for trial in trials:
@@ -276,7 +277,13 @@ X, y = load_iris(return_X_y=True)
 search = GridSearchCV(LogisticRegression(max_iter=300), {"C": [0.01, 0.1, 1.0]}, cv=3,
                       scoring={"acc": "accuracy", "f1": "f1_macro"}, refit="f1")
 track_search(search, X, y, study="scorers")
-print(search.best_score_)
+best = search.best_score_
+# the same search refitting by none of them (study "no-refit"), in the same script: one
+# scikit-learn import for both
+search = GridSearchCV(LogisticRegression(max_iter=300), {"C": [0.01, 0.1, 1.0]}, cv=3,
+                      scoring={"acc": "accuracy", "f1": "f1_macro"}, refit=False)
+track_search(search, X, y, study="no-refit")
+print(best)
 """
 
 
@@ -285,7 +292,7 @@ def scorers_home(tmp_path_factory):
     need_installed("sklearn", "sklearn")
     home, done = _searched(tmp_path_factory, "scorers", MULTI_SCORER_SCRIPT)
     assert done.returncode == 0, done.stderr
-    return home, float(done.stdout.split()[-1]), _report(home)
+    return home, float(done.stdout.split()[-1]), _report(home, "--study", "scorers", "--no-plots")
 
 
 def test_a_search_with_several_scorers_says_which_one_score_is(scorers_home):
@@ -309,17 +316,12 @@ def test_the_report_says_score_is_the_refit_scorer(scorers_home):
     assert any("the search's refit scorer;" in n for n in report["notes"])
 
 
-def test_with_refit_false_the_report_says_score_is_the_first_scorer(tmp_path_factory):
+def test_with_refit_false_the_report_says_score_is_the_first_scorer(scorers_home):
     """``refit=False`` of two scorers: no scorer refits, ``score`` holds the first's mean
     (scikit-learn's order); the note called it "the search's refit scorer", which there is
     none of."""
-    need_installed("sklearn", "sklearn")
-    script = MULTI_SCORER_SCRIPT.replace('refit="f1"', "refit=False").replace(
-        "print(search.best_score_)", ""
-    )
-    home, done = _searched(tmp_path_factory, "no-refit", script)
-    assert done.returncode == 0, done.stderr
-    report = _report(home)
+    home, _, _ = scorers_home
+    report = _report(home, "--study", "no-refit", "--no-plots")
     (sweep,) = [r for r in report["runs"] if r["role"] == "sweep"]
     assert (sweep["params"]["score_metric"], sweep["params"]["refit"]) == ("mean_test_acc", False)
     (note,) = [n for n in report["notes"] if "'score' is scikit-learn's" in n]
@@ -363,7 +365,7 @@ def test_a_ctrl_c_in_a_lightning_fit_interrupts_its_optuna_trial(tmp_path_factor
     need_installed("optuna", "optuna")
     home, done = _searched(tmp_path_factory, "optc", CTRL_C_OPTUNA_SCRIPT)
     assert done.returncode == 1, done.stderr
-    report = _report(home)
+    report = _report(home, "--no-plots")
     stopped = _runs(report)["trial-2"]
     assert (stopped["status"], stopped["error"]) == ("interrupted", "KeyboardInterrupt")
 
@@ -394,7 +396,7 @@ def test_a_run_around_a_grid_search_is_its_sweep_not_its_one_trial(tmp_path_fact
     need_installed("sklearn", "sklearn")
     home, done = _searched(tmp_path_factory, "wrapped", WRAPPED_SEARCH_SCRIPT)
     assert done.returncode == 0, done.stderr
-    report = _report(home)
+    report = _report(home, "--no-plots")
     runs = _runs(report)
     assert runs["experiment"]["role"] == "sweep"
     trials = sorted(n for n, r in runs.items() if r["role"] == "trial")
