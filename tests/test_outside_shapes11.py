@@ -25,12 +25,14 @@ from pathlib import Path
 import pytest
 
 import greenprint as gp
+from _clean_env import clean_env
+from _docs_fork import ForkServer
 from _report_cli import cli_report as _report
 from _report_cli import empty_home as _empty
 from _report_cli import report_text, run_in
 from integrations._frameworks import need_installed
 
-#: An Optuna search measured by greenprint: 8 steps of 20 ms per trial, each reported.
+#: An Optuna search measured by greenprint: 8 steps of 5 ms per trial, each reported.
 #: ``argv[1]``: "KILL" or "TERM" kills this process with that signal in the trial numbered
 #: ``argv[2]`` at step ``argv[3]`` (0: right after its suggest, before the run's first flush,
 #: once Optuna has its first heartbeat: a kill before that was a trial Optuna never retries);
@@ -85,7 +87,7 @@ def objective(trial):
                     time.sleep(0.002)
             os.kill(os.getpid(), getattr(signal, "SIG" + kill))
         t = time.time()
-        while time.time() - t < 0.02:
+        while time.time() - t < 0.005:
             pass
         loss *= 1 - lr
         trial.report(loss, step)
@@ -99,8 +101,41 @@ study.optimize(cb.track(objective), n_trials=n_trials, callbacks=[cb])
 """
 
 
-def _search(home: Path, *args: str, killed: bool) -> None:
-    done = run_in(home, sys.executable, "search.py", *args)
+#: What every run of the search imports before it starts: Optuna with its RDB storage
+#: (SQLAlchemy, Alembic), about 0.9 s of CPU of a run's 1.9 s. The file's 13 runs are children
+#: of one fork server that imported them (:mod:`_docs_fork`, as ``_script_fork`` serves the
+#: Lightning scripts): each what ``python search.py ARGS`` in its directory would be, its
+#: environment the new user's, killed by its own signal as a fresh process is.
+OPTUNA_PRELOAD = [
+    ["optuna"],
+    ["optuna.storages._rdb.storage"],
+    ["optuna.storages._rdb.models"],
+    ["alembic.command"],
+    ["alembic.migration"],
+    ["alembic.script"],
+    ["sqlalchemy.dialects.sqlite"],
+]
+
+
+@pytest.fixture(scope="module")
+def optuna_server(tmp_path_factory):
+    """A fork server that imported :data:`OPTUNA_PRELOAD`, or ``None`` where one cannot serve
+    (a thread started, a module of this project imported): the runs are fresh processes."""
+    need_installed("optuna", "optuna")
+    server = ForkServer(tmp_path_factory.mktemp("optuna-server"), clean_env(), OPTUNA_PRELOAD)
+    if server.ready["project_modules"] or server.ready["threads"] != 1:
+        server.close()
+        server = None
+    yield server
+    if server is not None:
+        server.close()
+
+
+def _search(home: Path, server: ForkServer | None, *args: str, killed: bool) -> None:
+    if server is not None:
+        done = server.run_script("search.py", list(args), home, clean_env(), timeout=300)
+    else:
+        done = run_in(home, sys.executable, "search.py", *args)
     if killed:
         assert done.returncode != 0, done.stderr[-3000:]
         if args[3] == "retry":  # a storage without a heartbeat ("plain") has no grace period
@@ -132,15 +167,17 @@ def _heartbeats_stale(home: Path, grace_s: float = 1.0, limit_s: float = 60.0) -
             time.sleep(0.05)
 
 
-def _searched(home: Path, *kills: tuple[str, int, int], how: str = "retry") -> tuple[dict, list]:
+def _searched(
+    home: Path, server: ForkServer | None, *kills: tuple[str, int, int], how: str = "retry"
+) -> tuple[dict, list]:
     """The search killed as each of ``kills`` says (signal, trial number, step), three trials
     asked the first time and two each time after, then run to its end for two more; the JSON
     report and Optuna's trials."""
-    need_installed("optuna", "optuna")
     (home / "search.py").write_text(SEARCH, encoding="utf-8")
     for i, (signal, number, step) in enumerate(kills):
-        _search(home, signal, str(number), str(step), how, "3" if i == 0 else "2", killed=True)
-    _search(home, "none", "0", "0", how, "2", killed=False)
+        n_trials = "3" if i == 0 else "2"
+        _search(home, server, signal, str(number), str(step), how, n_trials, killed=True)
+    _search(home, server, "none", "0", "0", how, "2", killed=False)
     import optuna
 
     study = optuna.load_study(study_name="hp", storage=f"sqlite:///{home / 'optuna.db'}")
@@ -167,7 +204,7 @@ def _counted_once(home: Path, report: dict, trials: list) -> None:
 
 @pytest.mark.parametrize(("signal", "step"), [("KILL", 0), ("KILL", 4), ("TERM", 4)])
 def test_an_optuna_trial_killed_and_retried_is_one_trial_its_killed_attempt_a_part(
-    tmp_path_factory, signal, step
+    tmp_path_factory, optuna_server, signal, step
 ):
     """Trial 1 killed (``kill -9`` right after its suggest, before its run's first flush, or
     mid-trial; SIGTERM mid-trial), the search run again: Optuna fails trial 1 and retries its
@@ -176,7 +213,7 @@ def test_an_optuna_trial_killed_and_retried_is_one_trial_its_killed_attempt_a_pa
     recorded), with its params and its cost added once; 3 trials, Optuna's 3 completed, of 4
     runs. Before: 4 trials, trial-1 ``lost`` with params ``{}`` (killed before a flush)."""
     home = _empty(tmp_path_factory, f"optuna-retry-{signal}-{step}")
-    report, trials = _searched(home, (signal, 1, step))
+    report, trials = _searched(home, optuna_server, (signal, 1, step))
     assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
     assert trials[2].system_attrs["failed_trial"] == 1
     rows = _by_name(report)
@@ -206,13 +243,15 @@ def test_an_optuna_trial_killed_and_retried_is_one_trial_its_killed_attempt_a_pa
     _counted_once(home, report, trials)
 
 
-def test_an_optuna_trial_killed_twice_is_one_trial_each_attempt_a_part(tmp_path_factory):
+def test_an_optuna_trial_killed_twice_is_one_trial_each_attempt_a_part(
+    tmp_path_factory, optuna_server
+):
     """Trial 1 killed, its retry (trial 2) killed too, the search run a third time: Optuna
     retries trial 2 as trial 3 (retry history [1, 2]). One configuration, one trial: trial-3,
     trial-2 its part, trial-1 trial-2's, both ``interrupted``, each naming the attempt that ran
     it again; 3 trials of 5 runs, every attempt's cost once. Before: 5 trials."""
     home = _empty(tmp_path_factory, "optuna-retry-twice")
-    report, trials = _searched(home, ("KILL", 1, 4), ("KILL", 2, 4))
+    report, trials = _searched(home, optuna_server, ("KILL", 1, 4), ("KILL", 2, 4))
     assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "FAIL", "COMPLETE", "COMPLETE"]
     assert trials[3].system_attrs["retry_history"] == [1, 2]
     rows = _by_name(report)
@@ -227,12 +266,14 @@ def test_an_optuna_trial_killed_twice_is_one_trial_each_attempt_a_part(tmp_path_
     _counted_once(home, report, trials)
 
 
-def test_an_optuna_trial_killed_and_not_retried_stays_a_trial_of_its_own(tmp_path_factory):
+def test_an_optuna_trial_killed_and_not_retried_stays_a_trial_of_its_own(
+    tmp_path_factory, optuna_server
+):
     """No heartbeat, no retry callback: Optuna keeps the killed trial 1 ``RUNNING`` and the
     search run again runs new trials. Nothing retries trial 1, so nothing links it: 4 trials
     as Optuna's 4, trial-1 ``lost`` with the params it flushed. (Pinned: it read so already.)"""
     home = _empty(tmp_path_factory, "optuna-plain")
-    report, trials = _searched(home, ("KILL", 1, 4), how="plain")
+    report, trials = _searched(home, optuna_server, ("KILL", 1, 4), how="plain")
     assert [t.state.name for t in trials] == ["COMPLETE", "RUNNING", "COMPLETE", "COMPLETE"]
     rows = _by_name(report)
     assert sorted(rows) == ["trial-0", "trial-1", "trial-2", "trial-3"]
