@@ -70,13 +70,20 @@ def _ok(done):
 
 
 @pytest.fixture(scope="module")
-def ledger_of(tmp_path_factory) -> Callable[[Path, str, str, tuple[str, ...]], None]:
+def built_homes() -> dict[tuple[str, ...], Path]:
+    """``(NAME, text, *ARGS)``: a home where ``python NAME ARGS`` ran (``text``), its ledger
+    ``gp.db`` left there (by :func:`ledger_of`, or by :func:`searched` beforehand)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def ledger_of(tmp_path_factory, built_homes) -> Callable[[Path, str, str, tuple[str, ...]], None]:
     """``ledger_of(home, name, text, args)``: ``home/gp.db`` as ``python NAME ARGS`` (``text``)
     run in an empty home leaves it. The script runs once per file for each name and arguments
     (in a home of its own, as a user runs it) and its ledger is copied into each case's home:
     the runs that case's own run of it would have written there (the cases that start alike:
     Optuna's 5 trials of study 'mixed', the search of study 'lc' or of study 'alone')."""
-    built: dict[tuple[str, ...], Path] = {}
+    built = built_homes
 
     def copy_into(home: Path, name: str, text: str, args: tuple[str, ...] = ()) -> None:
         key = (name, text, *args)
@@ -100,45 +107,54 @@ MIXED_CASES = [
     ("'balanced_accuracy'", "'accuracy'"),
 ]
 
-#: ``python mixed.py HOME SCORING METRIC ...``: in each HOME, what ``python sk.py mixed SCORING
-#: METRIC`` run there does (its folder its cwd, its arguments), one after another in one process
-#: (scikit-learn imported once, not once per case)
-MIXED = """
+#: ``python searches.py HOME STUDY SCORING METRIC ...``: in each HOME, what ``python sk.py STUDY
+#: SCORING METRIC`` run there does (its folder its cwd, its arguments), one after another in one
+#: process (scikit-learn imported once, not once per search)
+SEARCHES = """
 import os, runpy, sys
 
 args = sys.argv[1:]
-for home, scoring, metric in zip(args[::3], args[1::3], args[2::3]):
+for home, study, scoring, metric in zip(args[::4], args[1::4], args[2::4], args[3::4]):
     os.chdir(home)
-    sys.argv = [os.path.join(home, "sk.py"), "mixed", scoring, metric]
+    sys.argv = [os.path.join(home, "sk.py"), study, scoring, metric]
     runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
 @pytest.fixture(scope="module")
-def mixed_homes(tmp_path_factory, ledger_of) -> dict[tuple[str, str], tuple[Path, float]]:
-    """Each case of :data:`MIXED_CASES`: its home (Optuna's 5 trials of study 'mixed', then the
-    search's) and the search's ``best_score_``."""
+def searched(
+    tmp_path_factory, ledger_of, built_homes
+) -> dict[tuple[str, str, str], tuple[Path, float]]:
+    """``(STUDY, SCORING, METRIC)``: the home where ``python sk.py STUDY SCORING METRIC`` ran,
+    and the ``best_score_`` it printed: the searches beside Optuna's 5 trials of study 'mixed'
+    (in a home holding them), the neg_log_loss one alone, and those of studies 'lc' and 'alone'
+    whose ledgers :func:`ledger_of` copies into the cases' homes."""
+    cases = [("mixed", *case) for case in MIXED_CASES]
+    cases += [("nll", "'neg_log_loss'", "None"), ("lc", "None", "None"), ("alone", "None", "None")]
     homes = []
-    for _ in MIXED_CASES:
-        home = _empty(tmp_path_factory, "mixed")
-        ledger_of(home, "opt.py", OPTUNA)  # python opt.py: the Optuna search's 5 trials
+    for study, *_ in cases:
+        home = _empty(tmp_path_factory, study)
+        if study == "mixed":
+            ledger_of(home, "opt.py", OPTUNA)  # python opt.py: the Optuna search's 5 trials
         (home / "sk.py").write_text(SKLEARN, encoding="utf-8")
         homes.append(home)
-    runner = _empty(tmp_path_factory, "mixed-runner")
-    (runner / "mixed.py").write_text(MIXED, encoding="utf-8")
-    args = [a for home, case in zip(homes, MIXED_CASES, strict=True) for a in (str(home), *case)]
-    bests = [
-        float(v) for v in _ok(run_in(runner, sys.executable, "mixed.py", *args)).stdout.split()
-    ]
-    return {case: (home, best) for case, home, best in zip(MIXED_CASES, homes, bests, strict=True)}
+    runner = _empty(tmp_path_factory, "runner")
+    (runner / "searches.py").write_text(SEARCHES, encoding="utf-8")
+    args = [a for home, case in zip(homes, cases, strict=True) for a in (str(home), *case)]
+    done = _ok(run_in(runner, sys.executable, "searches.py", *args))
+    bests = [float(v) for v in done.stdout.split()]
+    for home, case in zip(homes, cases, strict=True):
+        if case[0] in ("lc", "alone"):  # as ledger_of would have run it
+            built_homes[("sk.py", SKLEARN, *case)] = home
+    return {case: (home, best) for case, home, best in zip(cases, homes, bests, strict=True)}
 
 
 @pytest.mark.parametrize(("scoring", "metric"), MIXED_CASES)
-def test_a_search_beside_optuna_ranks_its_trials_by_the_studys_metric(mixed_homes, scoring, metric):
+def test_a_search_beside_optuna_ranks_its_trials_by_the_studys_metric(searched, scoring, metric):
     """Optuna's 5 trials log accuracy; the search's 4 trials log it too (by the scorer's name,
     or the one given as metric=): all 9 are scored, the EVP over 9 trials reaches the best of
     both, and the refit's accuracy is scikit-learn's best_score_."""
-    home, best = mixed_homes[(scoring, metric)]
+    home, best = searched[("mixed", scoring, metric)]
     report = _report(home, "--ledger", "gp.db", "--study", "mixed")
     assert report["metric"] == "accuracy"
     notes = " ".join(report["notes"])
@@ -153,13 +169,11 @@ def test_a_search_beside_optuna_ranks_its_trials_by_the_studys_metric(mixed_home
     assert "accuracy" in md
 
 
-def test_neg_log_loss_keeps_its_name_and_direction_and_score_still_ranks_alone(tmp_path_factory):
+def test_neg_log_loss_keeps_its_name_and_direction_and_score_still_ranks_alone(searched):
     """scoring='neg_log_loss': the trials log neg_log_loss (negated, as scikit-learn ranks it,
     read higher-is-better) beside score; a scikit-learn-only study is ranked by score, as
     before, and --metric neg_log_loss ranks the same best trial."""
-    home = _empty(tmp_path_factory, "nll")
-    (home / "sk.py").write_text(SKLEARN, encoding="utf-8")
-    best = float(_ok(run_in(home, sys.executable, "sk.py", "nll", "'neg_log_loss'", "None")).stdout)
+    home, best = searched[("nll", "'neg_log_loss'", "None")]  # python sk.py nll ... in home
     assert best < 0
     report = _report(home, "--ledger", "gp.db", "--study", "nll")
     assert report["metric"] == "score"
@@ -232,7 +246,7 @@ for step in (2, 1):
 
 @pytest.mark.parametrize("shape", ["own-size", "searches", "none"])
 def test_a_learning_curve_of_runs_of_several_kinds_is_drawn_or_the_note_says_why(
-    tmp_path_factory, ledger_of, shape
+    tmp_path_factory, searched, ledger_of, shape
 ):
     """Beside a search of 150 examples: the runs inside a learning-curve run given a size of
     its own (gp.track(role='learning-curve', dataset_size=1200) around them) are the curve (3
@@ -293,7 +307,7 @@ with gp.track("majority", study="alone", ledger="gp.db", role="baseline") as run
 
 @pytest.mark.parametrize("baseline", [False, True])
 def test_a_search_alone_ranks_by_score_and_beside_a_baseline_by_its_accuracy(
-    tmp_path_factory, ledger_of, baseline
+    tmp_path_factory, searched, ledger_of, baseline
 ):
     """A search alone: its trials log score and accuracy (an unscored classifier), the report
     ranks by score, as before. Beside a baseline that logs accuracy: by accuracy, said so, and
