@@ -118,6 +118,7 @@ def test_train_mode_distilled_and_meta_read_right(tmp_path: Path) -> None:
     recorded = {r.name: r.params["greener.result"] for r in runs if "greener.result" in r.params}
     for name, row in rows.items():
         assert recorded[f"greener:{name}"]["break_even_inferences"] == row["break_even_inferences"]
+        assert recorded[f"greener:{name}"]["within_noise"] is row["within_noise"]
         assert "on_front" not in recorded[f"greener:{name}"]
     assert rows["distilled"]["break_even_inferences"] is None or (
         rows["distilled"]["break_even_inferences"] > 0

@@ -118,7 +118,13 @@ def add_to_summary(summary: str, result: Any) -> str:
             f"{row.name}: {row.score:.3f} ({row.score - base.score:+.3f}), "
             f"{ratio:.2f}x the energy per inference"
         )
-        if row.training_energy_kwh:
+        if row.within_noise:  # 0.97x or 1.03x of the same work is the machine's noise
+            text += " (within noise" + (
+                ": no saving told apart to pay back its training)"
+                if row.training_energy_kwh
+                else ")"
+            )
+        elif row.training_energy_kwh:
             even = row.break_even_inferences
             text += (
                 ", never pays back its training"

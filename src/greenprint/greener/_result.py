@@ -46,6 +46,11 @@ STEP_KEY = "greener.step"
 VARIANT_KEY = "greener.variant"
 TECHNIQUE_KEY = "greener.technique"
 RESULT_KEY = "greener.result"
+#: A variant's energy per inference is told apart from the baseline's when it differs by more
+#: than this many times the baseline's own two readings differ (one repeat is a rough gauge
+#: of the noise: two readings of the same model land closer than the noise's spread about
+#: half the time, so a factor of 1 would call noise a saving or a loss too often).
+NOISE_FACTOR = 2.0
 
 RowStatus = Literal["measured", "skipped"]
 
@@ -130,13 +135,24 @@ class GreenerRow:
         measured_inferences: inferences in the measurement loop.
         loop_duration_s: duration of the measurement loop, s.
         energy_provenance: where the loop's energy and CO2-eq came from.
+        noise_fraction: the baseline only: how far apart its two timed loops (as many
+            batches, one right after the other) read, relative to the first: the larger of
+            their energies' and their durations' differences (a meter that reads in steps, as
+            an estimate from CPU-time ticks on a short loop, can read one energy twice). The
+            comparison's noise (:attr:`GreenerResult.noise_fraction`); ``None`` for variants,
+            and for a baseline recorded before 2026-12-06.
         training_energy_kwh: extra energy spent to make the variant (distillation,
             fine-tuning), kWh.
         training_emissions_kg: its CO2-eq, kg.
         training_run_ids: the runs that spent it.
         break_even_inferences: inferences after which the training pays for itself against
             the baseline (``0`` without training when it saves per inference; ``None``: it
-            never pays back, as it saves nothing per inference, or it was not measured).
+            never pays back, as it saves nothing per inference, it was not measured, or its
+            energy per inference is within noise of the baseline's).
+        within_noise: its energy per inference differs from the baseline's by no more than
+            twice as much as the baseline's own two readings differ
+            (:attr:`GreenerResult.noise_fraction`): neither a saving nor a loss is told
+            apart, so no break-even.
         on_front: whether it is on the Pareto front (score against energy per inference).
         run_id: the run that measured it (``None`` if not recorded).
         notes: caveats (precision, storage, kernels).
@@ -163,10 +179,12 @@ class GreenerRow:
     measured_inferences: int = 0
     loop_duration_s: float | None = None
     energy_provenance: str = ""
+    noise_fraction: float | None = None
     training_energy_kwh: float = 0.0
     training_emissions_kg: float = 0.0
     training_run_ids: tuple[str, ...] = ()
     break_even_inferences: float | None = None
+    within_noise: bool = False
     on_front: bool = False
     run_id: str | None = None
     notes: tuple[str, ...] = ()
@@ -219,6 +237,11 @@ class GreenerResult:
         notes: caveats.
         run_id: the run that recorded the comparison (``None`` if not recorded).
         study: the study it was recorded in (``None`` if not recorded).
+        noise_fraction: how far apart the baseline's two timed loops read (its row's
+            :attr:`GreenerRow.noise_fraction`): a variant's energy per inference within
+            :data:`NOISE_FACTOR` times that of the baseline's is not told apart
+            (:attr:`GreenerRow.within_noise`); ``None``: the baseline was timed once (before
+            2026-12-06).
     """
 
     rows: tuple[GreenerRow, ...]
@@ -230,6 +253,7 @@ class GreenerResult:
     notes: tuple[str, ...] = field(default=())
     run_id: str | None = None
     study: str | None = None
+    noise_fraction: float | None = None
 
     def row(self, name: str) -> GreenerRow:
         """The row of the variant ``name``.
@@ -250,6 +274,7 @@ class GreenerResult:
         JSON alone was not told.
         """
         caveats = [PUE_CAVEAT] if any(r.measured for r in self.rows) else []
+        caveats += [c for c in (noise_caveat(self),) if c]
         return {
             "metric": self.metric,
             "mode": self.mode,
@@ -260,6 +285,9 @@ class GreenerResult:
             "notes": list(self.notes),
             "run_id": self.run_id,
             "study": self.study,
+            "noise_fraction": None
+            if self.noise_fraction is None
+            else json_float(self.noise_fraction),
             "rows": [r.to_dict() for r in self.rows],
         }
 
@@ -271,6 +299,7 @@ class GreenerResult:
         lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in body]
         if any(r.measured for r in self.rows):
             lines.append(f"- {PUE_CAVEAT}")
+        lines += [f"- {c}" for c in (noise_caveat(self),) if c]
         lines += [f"- {n}" for n in row_caveats(self)]
         lines += [f"- {n}" for n in self.notes]
         return "\n".join(line.rstrip() for line in lines)
@@ -361,6 +390,43 @@ def _stopped_note(
     return note
 
 
+def noise_of(first: Any, again: Any) -> float | None:
+    """How far apart two timed loops of the same model read, relative to the first.
+
+    The larger of their energies' and their durations' relative differences; ``first`` and
+    ``again`` have ``energy_kwh_per_1000`` and ``loop_duration_s`` (``None`` when unknown).
+
+    Example:
+        >>> from types import SimpleNamespace as Loop
+        >>> round(noise_of(Loop(energy_kwh_per_1000=2e-6, loop_duration_s=1.0),
+        ...                Loop(energy_kwh_per_1000=2e-6, loop_duration_s=1.03)), 3)
+        0.03
+    """
+    found = []
+    for key in ("energy_kwh_per_1000", "loop_duration_s"):
+        a, b = getattr(first, key), getattr(again, key)
+        if a is not None and b is not None and math.isfinite(a) and math.isfinite(b) and a > 0:
+            found.append(abs(b - a) / a)
+    return max(found) if found else None
+
+
+def against(base: GreenerRow | None, row: GreenerRow) -> dict[str, Any]:
+    """``row``'s verdict against the measured baseline ``base``, as fields of the row.
+
+    ``within_noise``, and ``break_even_inferences`` (``None`` within noise, unmeasured, or
+    with no baseline).
+    """
+    kwh = None if base is None or not base.measured else base.energy_kwh_per_inference
+    own = row.energy_kwh_per_inference
+    if not row.measured or kwh is None or own is None:
+        return {"within_noise": False, "break_even_inferences": None}
+    noise = base.noise_fraction if base is not None else None
+    if noise is not None and abs(own - kwh) <= NOISE_FACTOR * noise * kwh:
+        return {"within_noise": True, "break_even_inferences": None}
+    even = break_even_inferences(max(row.training_energy_kwh, 0.0), kwh, own)
+    return {"within_noise": False, "break_even_inferences": even}
+
+
 def finish(
     rows: Sequence[GreenerRow],
     *,
@@ -371,16 +437,19 @@ def finish(
     run_id: str | None = None,
     study: str | None = None,
 ) -> GreenerResult:
-    """The result of measured rows: break-even against ``baseline`` and the Pareto front."""
+    """The result of measured rows: break-even against ``baseline`` and the Pareto front.
+
+    The baseline's two timed loops (its ``noise_fraction``) give the comparison's noise:
+    a variant no farther than :data:`NOISE_FACTOR` times it from the baseline's energy per
+    inference has no break-even (``within_noise``).
+    """
     base = next((r for r in rows if r.name == baseline and r.measured), None)
-    base_kwh = None if base is None else base.energy_kwh_per_inference
-    done = []
-    for row in rows:
-        own = row.energy_kwh_per_inference
-        even = None
-        if row.measured and row.name != baseline and base_kwh is not None and own is not None:
-            even = break_even_inferences(max(row.training_energy_kwh, 0.0), base_kwh, own)
-        done.append(replace(row, break_even_inferences=even, on_front=False))
+    done = [
+        replace(row, **against(base, row), on_front=False)
+        if row.name != baseline
+        else replace(row, break_even_inferences=None, within_noise=False, on_front=False)
+        for row in rows
+    ]
     candidates = [
         i
         for i, r in enumerate(done)
@@ -418,6 +487,27 @@ def finish(
         notes=notes,
         run_id=run_id,
         study=study,
+        noise_fraction=None if base is None else base.noise_fraction,
+    )
+
+
+def noise_caveat(result: GreenerResult) -> str | None:
+    """The comparison's noise and the rows within it, or ``None`` when it was not measured."""
+    if result.noise_fraction is None:
+        return None
+    within = [r.name for r in result.rows if r.within_noise]
+    told = (
+        f"{', '.join(within)} within it (no saving or loss told apart, so no break-even)"
+        if within
+        else "no variant within it"
+    )
+    return (
+        f"noise: the baseline's two timed loops read {result.noise_fraction:.1%} apart "
+        "(energy or duration); a variant's energy per inference is told apart "
+        f"from the baseline's beyond {NOISE_FACTOR:g} times that "
+        f"({NOISE_FACTOR * result.noise_fraction:.1%}): {told}; a longer min_time_s, "
+        "num_threads=1 or a quieter machine narrow it, and one repeat is a rough gauge: "
+        "compare again before you publish a small difference"
     )
 
 
@@ -447,13 +537,16 @@ def _size(n: int | None) -> str:
 
 
 def break_even_text(row: GreenerRow) -> str:
-    """A row's break-even in words: ``"0"``, ``"12,345"``, ``"never"`` or ``"-"``.
+    """A row's break-even in words: ``"0"``, ``"12,345"``, ``"never"``, ``"within noise"``, ``"-"``.
 
+    ``"within noise"``: no saving or loss told apart (:attr:`GreenerRow.within_noise`);
     ``"0"``: no training, a saving from the first inference; ``"-"``: not measured. The
     baseline's own row is the caller's to show as ``"-"``.
     """
     if not row.measured or row.energy_kwh_per_1000 is None:
         return "-"
+    if row.within_noise:
+        return "within noise"
     if row.break_even_inferences is None:
         return "never"
     if row.break_even_inferences == 0:

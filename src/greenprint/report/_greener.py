@@ -17,6 +17,7 @@ from greenprint.greener._result import (
     PUE_CAVEAT,
     GreenerResult,
     break_even_text,
+    noise_caveat,
     table_cells,
 )
 from greenprint.report._latex_fit import FIT, PAGE_PT, SMALL_EM, fit_names
@@ -132,6 +133,7 @@ def _title(result: GreenerResult) -> str:
 
 def _details(result: GreenerResult) -> list[str]:
     lines = [PUE_CAVEAT] if any(r.measured for r in result.rows) else []
+    lines += [c for c in (noise_caveat(result),) if c]
     for r in result.rows:
         if not r.measured:
             continue
@@ -145,7 +147,9 @@ def _details(result: GreenerResult) -> list[str]:
                 f"{format_emissions(r.training_emissions_kg)} "
                 f"(runs {', '.join(i[:8] for i in r.training_run_ids) or '-'}); "
                 + (
-                    "never paid back (no saving per inference)"
+                    "no saving per inference told apart from noise"
+                    if r.within_noise
+                    else "never paid back (no saving per inference)"
                     if r.break_even_inferences is None
                     else f"paid back after {break_even_text(r)} inferences"
                 )
