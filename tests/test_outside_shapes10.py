@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import socket
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -38,6 +37,7 @@ from _report_cli import empty_home as _empty
 from _report_cli import report_text, run_in
 from _script_fork import run_torchrun
 from integrations._frameworks import need_installed
+from test_outside_shapes11 import _heartbeats_stale
 
 #: The tiny BERT and token data of the Hugging Face tests (the scripts import them).
 HF_DIR = str(Path(__file__).resolve().parent / "integrations")
@@ -69,9 +69,9 @@ def _job_env(**extra: str) -> dict[str, str]:
 #: torch._dynamo, 1.3 s of CPU in each of the file's six ranks (greenprint reads the job from
 #: torchrun's environment and torch.distributed, not from the wrapper or the optimizer).
 #: ``argv[1]``: which ranks give the run params (none, rank0, all); ``argv[2]``: "slow" makes
-#: rank 1 close each run half a second after rank 0.
+#: rank 1 close each run once rank 0 has started its next training.
 TRAIN = """
-import sys, time
+import sqlite3, sys, time
 import torch
 import torch.distributed as dist
 import greenprint as gp
@@ -79,10 +79,11 @@ import greenprint as gp
 who, slow = sys.argv[1], sys.argv[2:] == ["slow"]
 dist.init_process_group("gloo")
 rank = dist.get_rank()
+give_up = time.time() + 60
 torch.manual_seed(0)
 x = torch.randn(64, 8)
 y = x.sum(1, keepdim=True)
-for lr in (0.1, 0.01, 0.001):
+for k, lr in enumerate((0.1, 0.01, 0.001)):
     params = {"lr": lr} if who == "all" or (who == "rank0" and rank == 0) else None
     with gp.track("train", study="sweep", params=params) as run:
         model = torch.nn.Linear(8, 1)
@@ -101,8 +102,13 @@ for lr in (0.1, 0.01, 0.001):
         val = loss.detach().clone()
         dist.all_reduce(val)
         run.log(val_loss=round(float(val) / 2, 6))
-        if slow and rank == 1:
-            time.sleep(0.5)  # rank 0 starts its next training while this run is still open
+        while slow and rank == 1 and k < 2 and time.time() < give_up:
+            # rank 0 starts its next training while this run is still open: its run is in the
+            # ledger (the two ranks' runs of each training so far, and that one)
+            with sqlite3.connect("greenprint.db", timeout=60) as db:
+                if db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] > 2 * k + 2:
+                    break
+            time.sleep(0.01)
 dist.destroy_process_group()
 """
 
@@ -164,8 +170,8 @@ def test_a_rank_slow_to_close_its_run_does_not_fold_the_next_training_into_its_o
     tmp_path_factory,
 ):
     """Params on every rank, a shared node (each rank counts its own process, so every run of
-    the job is a root to group by time) and rank 1 closing each run half a second after rank
-    0 has started its next training: the overlap no longer chains the trainings (before: 1
+    the job is a root to group by time) and rank 1 closing each run after rank 0 has started
+    its next training: the overlap no longer chains the trainings (before: 1
     trial of the job's 6 runs; a process runs one training at a time)."""
     need_installed("torch", "torch")
     home = _empty(tmp_path_factory, "sweep-slow")
@@ -183,7 +189,7 @@ def test_a_rank_slow_to_close_its_run_does_not_fold_the_next_training_into_its_o
 #: its second trial; ``argv[2]``: "retry" gives the storage a heartbeat and Optuna's
 #: RetryFailedTrialCallback; ``argv[3]``: the number of trials to run.
 SEARCH = """
-import os, signal, sys, time
+import json, os, signal, sqlite3, sys, time
 sys.path.insert(0, @HF@)
 import optuna
 import transformers
@@ -198,6 +204,21 @@ optuna.logging.set_verbosity(optuna.logging.ERROR)
 kill, retry, n_trials = sys.argv[1], sys.argv[2] == "retry", int(sys.argv[3])
 
 
+def flushed():
+    # trial 1's run has flushed (every 0.1 s) its cost so far and its params to its ledger, and
+    # (retry) Optuna's thread has beaten for it: Optuna retries only a trial with a heartbeat
+    with sqlite3.connect("greenprint.db", timeout=60) as db:
+        row = db.execute("SELECT energy_kwh, params FROM runs WHERE study = 'hp' AND name = "
+                         "'trial-1'").fetchone()
+    if row is None or not (row[0] or 0) > 0 or "learning_rate" not in json.loads(row[1] or "{}"):
+        return False
+    if not retry:
+        return True
+    with sqlite3.connect("optuna.db", timeout=60) as db:
+        return db.execute("SELECT 1 FROM trial_heartbeats JOIN trials USING (trial_id) "
+                          "WHERE number = 1").fetchone() is not None
+
+
 class KillInSecondTrial(TrainerCallback):
     trainings = 0
 
@@ -206,7 +227,9 @@ class KillInSecondTrial(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         if kill != "none" and self.trainings == 2 and state.global_step == 4:
-            time.sleep(1.0)  # its run flushes its cost so far (every 0.1 s), even on a busy box
+            give_up = time.time() + 60  # a condition, not a fixed wait: a busy box takes longer
+            while time.time() < give_up and not flushed():
+                time.sleep(0.01)
             os.kill(os.getpid(), getattr(signal, "SIG" + kill))
 
 
@@ -235,7 +258,8 @@ def _searched_twice(home: Path, kill: str, how: str) -> tuple[dict, list]:
     (home / "search.py").write_text(SEARCH.replace("@HF@", repr(HF_DIR)), encoding="utf-8")
     first = run_in(home, sys.executable, "search.py", kill, how, "3")
     assert first.returncode != 0  # killed
-    time.sleep(1.5)  # the killed trial's heartbeat is stale (grace period 1 s)
+    if how == "retry":  # the killed trial's heartbeat is stale (grace period 1 s); a storage
+        _heartbeats_stale(home)  # without a heartbeat has none to wait for
     again = run_in(home, sys.executable, "search.py", "none", how, "2")
     assert again.returncode == 0, again.stderr[-3000:]
     import optuna
