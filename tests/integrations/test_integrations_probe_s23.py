@@ -284,81 +284,53 @@ def test_a_halving_search_stopped_by_a_raising_fit_has_one_trial_per_candidate(
 
 
 # ---------------------------------------------------------------------- MLflow autolog
-_AUTOLOG_FIT = """
-import os, sys, warnings
-warnings.filterwarnings("ignore")
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # MLflow's usage reports: off
-import mlflow, mlflow.pytorch
-import torch
-import lightning.pytorch as pl
-from torch.utils.data import DataLoader, TensorDataset
-
-import greenprint as gp
-from greenprint.integrations.lightning import GreenprintCallback
-
-torch.set_num_threads(1)
-
-
-class Regressor(pl.LightningModule):
-    def __init__(self):
-        super().__init__()
-        self.layer = torch.nn.Linear(4, 1)
-
-    def training_step(self, batch, batch_idx):
-        x, y = batch
-        return torch.nn.functional.mse_loss(self.layer(x), y)
-
-    def validation_step(self, batch, batch_idx):
-        x, y = batch
-        self.log("val_loss", torch.nn.functional.mse_loss(self.layer(x), y))
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.1)
-
-
-mlflow.set_tracking_uri(f"sqlite:///{sys.argv[1]}")
-mlflow.set_experiment("autolog")
-mlflow.pytorch.autolog(log_models=False, checkpoint=False)
-data = TensorDataset(torch.randn(64, 4), torch.randn(64, 1))
-cb = GreenprintCallback("autologged", study="autolog", ledger=sys.argv[2],
-                        sample_interval_s=0.05, flush_interval_s=0.1)
-trainer = pl.Trainer(max_epochs=3, accelerator="cpu", callbacks=[cb], logger=False,
-                     enable_checkpointing=False, enable_progress_bar=False,
-                     enable_model_summary=False)
-trainer.fit(Regressor(), DataLoader(data, batch_size=16), DataLoader(data, batch_size=32))
-client = mlflow.MlflowClient()
-(found,) = client.search_runs([client.get_experiment_by_name("autolog").experiment_id])
-history = client.get_metric_history(found.info.run_id, "greenprint/energy_kwh")
-print(repr(found.data.metrics["greenprint/energy_kwh"]), [m.step for m in history])
-print(repr(gp.Ledger(sys.argv[2]).run(cb.last_run_id).energy_kwh))
-"""
-
-
-def test_mlflow_autolog_of_a_lightning_fit_ends_at_the_runs_energy(tmp_path: Path) -> None:
+def test_mlflow_autolog_of_a_lightning_fit_ends_at_the_runs_energy(
+    tmp_path: Path, lightning, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """``mlflow.pytorch.autolog()`` with the Lightning callback (MLflow is no logger then).
 
     MLflow's runs table showed the last epoch end's ``greenprint/energy_kwh`` (the last
     validation left out: 85% of a 3-epoch fit's energy); now its latest value is the run's.
+
+    The fit runs in this process, whose Lightning the module's other tests imported (a script
+    imported it again: about 8 s of CPU), into MLflow's file store (an SQLite store creates its
+    tables first: 2.5 s of CPU); autolog's patches are reverted after, and MLflow's tracking
+    URI and experiment are the test's alone.
     """
     _need("mlflow", "mlflow")
-    _need("lightning", "lightning")
-    from _report_cli import run_in
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")  # MLflow's usage reports: off
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    import mlflow
+    import mlflow.pytorch
 
-    (tmp_path / "fit.py").write_text(_AUTOLOG_FIT)
-    # ``python fit.py ...`` with a new user's environment (the script turns MLflow's usage
-    # reports off itself, as docs/integrations.md's MLflow example does): in a child of the
-    # Lightning fork server of this pytest process when one is up (_script_fork)
-    done = run_in(
-        tmp_path,
-        sys.executable,
-        "fit.py",
-        str(tmp_path / "mlflow.db"),
-        str(tmp_path / "gp.db"),
-        timeout=280,  # a hang detector: the fit imports MLflow and Lightning (120 s ran out at
-        # load 10 on 2 cores); under pytest-timeout's 300 s, so this names the script
+    Regressor, Callback, trainer, loader = (
+        lightning["Regressor"],
+        lightning["Callback"],
+        lightning["trainer"],
+        lightning["loader"],
     )
-    assert done.returncode == 0, done.stderr[-2000:]
-    shown, ledger = done.stdout.strip().splitlines()[-2:]
-    latest, steps = shown.split(" ", 1)
-    assert float(latest) == pytest.approx(float(ledger), rel=1e-9)  # was the last epoch's
-    assert steps == "[0, 1, 2, 3]"  # the epochs MLflow logged, then the totals after them
+    # MLflow's tracking URI and active experiment are the process's: the test's own here, put
+    # back after (set_tracking_uri writes the URI into the environment too)
+    from mlflow.tracking import fluent
+    from mlflow.tracking._tracking_service import utils as tracking
+
+    uri = f"file:{tmp_path / 'mlruns'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setattr(tracking, "_tracking_uri", None)
+    monkeypatch.setattr(fluent, "_active_experiment_id", None)
+    mlflow.set_tracking_uri(uri)
+    experiment = mlflow.set_experiment("autolog").experiment_id
+    mlflow.pytorch.autolog(log_models=False, checkpoint=False)
+    try:
+        cb = Callback("autologged", study="autolog", ledger=tmp_path / "gp.db", **FAST)
+        trainer(cb, max_epochs=3).fit(Regressor(), loader(), lightning["held_out"]())
+    finally:
+        mlflow.pytorch.autolog(disable=True)  # Lightning's Trainer unpatched
+    client = mlflow.MlflowClient(uri)
+    (found,) = client.search_runs([experiment])
+    history = client.get_metric_history(found.info.run_id, "greenprint/energy_kwh")
+    latest = found.data.metrics["greenprint/energy_kwh"]
+    energy = gp.Ledger(tmp_path / "gp.db").run(cb.last_run_id).energy_kwh
+    assert latest == pytest.approx(energy, rel=1e-9)  # was the last epoch's
+    # the epochs MLflow logged, then the totals after them
+    assert [m.step for m in history] == [0, 1, 2, 3]
