@@ -9,6 +9,7 @@ imported the test module with pytest, the test helpers and greenprint's CLI and 
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -225,8 +226,16 @@ def _train_cut(config: dict[str, Any]) -> None:
         for i in range(3):
             tune.report({"score": float(i)})
         return
-    (Path(config["marks"]) / "x2-started").touch()
-    time.sleep(120)  # x=2: a first epoch longer than the experiment lasts
+    marks = Path(config["marks"])
+    (marks / "x2-started").touch()
+    # x=2: a first epoch longer than the experiment lasts. Tune kills a worker that does not
+    # stop 10 s after the experiment's end asked it to (the actor's train() call waits on this
+    # epoch); the worker is killed at once instead (SIGKILL, as Ray kills it: no result)
+    deadline = time.monotonic() + 120
+    while not (marks / "experiment-ending").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if (marks / "experiment-ending").exists():
+        os.kill(os.getpid(), signal.SIGKILL)
     tune.report({"score": 10.0})
 
 
