@@ -198,11 +198,11 @@ def hp_space(trial):
     return {"learning_rate": trial.suggest_float("learning_rate", 1e-4, 1e-1, log=True)}
 
 
-args = TrainingArguments(output_dir="out", num_train_epochs=2, eval_strategy="epoch",
+args = TrainingArguments(output_dir="out", num_train_epochs=1, eval_strategy="epoch",
                          save_strategy="no", logging_steps=2, report_to=[], use_cpu=True,
-                         disable_tqdm=True)
-trainer = Trainer(model_init=tiny_bert, args=args, train_dataset=Tokens(64, seed=0),
-                  eval_dataset=Tokens(32, seed=1), compute_metrics=accuracy)
+                         disable_tqdm=True)  # one epoch, one evaluation: the trial's objective
+trainer = Trainer(model_init=tiny_bert, args=args, train_dataset=Tokens(32, seed=0),
+                  eval_dataset=Tokens(16, seed=1), compute_metrics=accuracy)
 GreenprintCallback(study="hf-hpo").attach(trainer)
 best = trainer.hyperparameter_search(hp_space=hp_space, direction="maximize", backend="optuna",
                                      n_trials=3, sampler=optuna.samplers.RandomSampler(seed=0))
@@ -620,7 +620,7 @@ def test_a_search_with_failed_candidates_is_ranked_by_its_score_not_its_ranks(sk
 
 
 # ------------------------------------------- Hugging Face Trainer.hyperparameter_search (Optuna)
-@pytest.mark.slow  # three tiny BERT trainings and a retrain: about 10 s
+@pytest.mark.slow  # three tiny BERT trainings of one epoch and a retrain: about 5 s
 def test_hf_hyperparameter_search_reads_as_its_trials_and_the_retrain(tmp_path_factory):
     """Trainer.hyperparameter_search(backend="optuna") with the callback attached: each trial
     is a trial with its hyper-parameters, the retrain in a run with role 'final' is the final

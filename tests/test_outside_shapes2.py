@@ -29,7 +29,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -73,7 +72,7 @@ def objective(trial):
         raise FloatingPointError("loss diverged")
     loss = 1.0
     for step in range(3):
-        busy(0.03)
+        busy(0.01)
         loss = (abs(lr - 0.01) + (0.2 if model == "mlp" else 0.0)) / (step + 1)
         trial.report(loss, step)
         if trial.should_prune():
@@ -108,7 +107,7 @@ def busy(seconds):
 def objective(trial):
     x = trial.suggest_float("x", 0.0, 1.0)
     for step in range(3):
-        busy(0.03)
+        busy(0.01)
         trial.report(x * (step + 1), step)
         if trial.number == 3 and step == 1 and not os.path.exists("resumed"):
             open("killme", "w").close()  # the test kills the whole job now
@@ -274,7 +273,12 @@ def crashed_search(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list
         )
         assert started, "timed out waiting for trial 3"
         assert job.poll() is None, job.communicate()[1].decode()[-3000:]
-        time.sleep(1.5)  # trial 3 flushes its cost so far every 0.5 s
+
+        def flushed() -> bool:  # trial 3 flushes its cost so far every 0.5 s
+            runs = _runs(home / "greenprint.db", "crash")
+            return any(r.name == "trial-3" and r.energy_kwh for r in runs)
+
+        assert wait_until(flushed, 60, every_s=0.1), "timed out waiting for trial 3's flush"
     finally:
         os.killpg(job.pid, signal.SIGKILL)  # as a batch system ends a job: every process
         job.communicate()
