@@ -11,8 +11,11 @@ few seconds of trials. Here one driver (:data:`RUNNER`) starts one local cluster
 script did (``ray.init(num_cpus=2, ...)``), then runs each study's script in its folder as
 ``python study.py`` there runs it (``runpy``, as ``__main__``), one after another: every
 experiment still a Tuner of its own, its trials in worker processes of their own, the cluster
-the driver's child (its workers inside the sweep's process tree). What each test asserts is
-what it asserted. A study whose script raised fails its own test only (``error.txt``).
+the driver's child (its workers inside the sweep's process tree). A study's second driver
+(``then.py``: the moved experiment's restore, its own local cluster before) runs after every
+study, in a new process on the same cluster (``ray.init(address=...)``), as test_ray.py's
+killed and merged drivers do. What each test asserts is what it asserted. A study whose
+script raised fails its own test only (``error.txt``).
 """
 
 from __future__ import annotations
@@ -54,11 +57,13 @@ METERS_DIR = str(Path(__file__).resolve().parent.parent / "tracking")
 WATTS = 360.0
 
 #: One driver, one local cluster: every folder holding a ``study.py`` (by name) run there in
-#: turn, its output in ``stdout.txt``, what it raised in ``error.txt``. The folder of the test
-#: meters (``tests/tracking``) is on its path and its cluster's (``PYTHONPATH``), as a script
-#: importing them is run (``ConstantProcessPower``: Ray's workers unpickle it).
+#: turn, its output in ``stdout.txt``, what it raised in ``error.txt``; then each folder's
+#: ``then.py``, a new driver process on the cluster (``python then.py ADDRESS``), its output in
+#: ``then.txt``, its stderr and exit status in ``then-error.txt`` when it failed. The folder of
+#: the test meters (``tests/tracking``) is on its path and its cluster's (``PYTHONPATH``), as a
+#: script importing them is run (``ConstantProcessPower``: Ray's workers unpickle it).
 RUNNER = """
-import contextlib, os, runpy, sys, traceback
+import contextlib, os, runpy, subprocess, sys, traceback
 import ray
 
 folders = sorted(os.path.abspath(d) for d in os.listdir() if os.path.isfile(f"{d}/study.py"))
@@ -75,6 +80,22 @@ for folder in folders:
         except BaseException:
             with open("error.txt", "w") as f:
                 f.write(traceback.format_exc())
+address = ray.get_runtime_context().gcs_address
+for folder in folders:
+    if not os.path.isfile(f"{folder}/then.py") or os.path.exists(f"{folder}/error.txt"):
+        continue
+    os.chdir(folder)
+    try:
+        done = subprocess.run([sys.executable, "then.py", address], capture_output=True,
+                              text=True, timeout=300)
+        with open("then.txt", "w") as f:
+            f.write(done.stdout)
+        if done.returncode != 0:
+            with open("then-error.txt", "w") as f:
+                f.write(f"exit status {done.returncode}\\n{done.stderr[-3000:]}")
+    except BaseException:
+        with open("then-error.txt", "w") as f:
+            f.write(traceback.format_exc())
 ray.shutdown()
 """
 
@@ -247,12 +268,17 @@ print(json.dumps({"path": grid.experiment_path,
                   "errors": sorted(r.error is not None for r in grid)}))
 """
 )
-#: A new driver (``python restore.py``, its own local cluster) restoring the moved experiment.
+#: A new driver (``python then.py ADDRESS`` once the first has ended; on the cluster the first
+#: ran on, where it started its own local cluster before) restoring the experiment its user
+#: moved first: ``train_<date>`` to ``moved/sweep``.
 RESTORE_SCRIPT = (
     MOVED_HEAD
     + """
-ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
-         _temp_dir=sys.argv[1], log_to_driver=False)  # a short path: Ray's sockets are there
+with open("stdout.txt") as f:  # what the first driver printed: where its experiment is
+    first = json.loads(f.read().strip().splitlines()[-1])
+os.mkdir(os.path.join(HERE, "moved"))
+os.rename(first["path"], os.path.join(HERE, "moved", "sweep"))
+ray.init(address=sys.argv[1], log_to_driver=False)
 tuner = tune.Tuner.restore(os.path.join(HERE, "moved", "sweep"), trainable(train),
                            resume_errored=True)
 grid = tuner.fit()
@@ -456,6 +482,8 @@ SCRIPTS = {
     "power": POWER_SCRIPT.replace("@WATTS@", repr(WATTS)),
     "hf-ray": HF_RAY_SCRIPT,
 }
+#: A study's second driver, run after every study's first (:data:`RUNNER`).
+THEN = {"restored": RESTORE_SCRIPT}
 
 
 @pytest.fixture(scope="module")
@@ -466,6 +494,8 @@ def studies(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name, text in SCRIPTS.items():
         (home / name).mkdir()
         (home / name / "study.py").write_text(text, encoding="utf-8")
+    for name, text in THEN.items():
+        (home / name / "then.py").write_text(text, encoding="utf-8")
     # as run_ray_script runs any Ray script, with more time: seven studies, ~100 s alone on a
     # loaded 2-core VM
     runner = RUNNER.replace("@METERS@", repr(METERS_DIR))
@@ -583,11 +613,12 @@ def test_a_tune_experiment_restored_from_a_moved_folder_stays_one_study(studies)
     first = json.loads(printed)
     assert first["errors"] == [False, True]
     experiment = Path(first["path"]).name  # train_<date>: Tune's name
-    (home / "moved").mkdir()
-    Path(first["path"]).rename(home / "moved" / "sweep")
-    done = run_ray_script(home, "restore.py", RESTORE_SCRIPT)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert json.loads(done.stdout.strip().splitlines()[-1])["errors"] == [False, False]
+    # then.py (RESTORE_SCRIPT), a new driver, moved it to moved/sweep and restored it there
+    error = home / "then-error.txt"
+    assert not error.exists(), error.read_text(encoding="utf-8")
+    assert not Path(first["path"]).exists() and (home / "moved" / "sweep").is_dir()
+    restored = (home / "then.txt").read_text(encoding="utf-8").strip().splitlines()[-1]
+    assert json.loads(restored)["errors"] == [False, False]
 
     ledger = gp.Ledger(home / "greenprint.db")
     assert ledger.studies() == [experiment]  # was [experiment, "sweep"]
