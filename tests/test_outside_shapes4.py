@@ -439,13 +439,19 @@ def test_greener_break_evens_add_up_by_hand(greener_study):
     for result in compared.values():
         rows = {r["name"]: r for r in result["rows"]}
         base = _per_inference(rows["baseline"])
+        # the baseline timed twice: a variant within twice its two loops' distance is noise
+        assert result["noise_fraction"] == rows["baseline"]["noise_fraction"] >= 0
+        noise = 2 * result["noise_fraction"] * base
         for name, row in rows.items():
             if name == "baseline":
                 assert row["break_even_inferences"] is None
                 continue
             saving = base - _per_inference(row)
             training = row["training_energy_kwh"]
-            if saving <= 0:  # saves nothing per inference, trained or not: never
+            assert row["within_noise"] is (abs(saving) <= noise), name
+            if row["within_noise"]:  # no saving or loss told apart: no break-even
+                assert row["break_even_inferences"] is None, name
+            elif saving <= 0:  # saves nothing per inference, trained or not: never
                 assert row["break_even_inferences"] is None, name
             elif not training:
                 assert row["break_even_inferences"] == 0.0, name
@@ -459,6 +465,8 @@ def test_greener_break_evens_add_up_by_hand(greener_study):
             cell = line.rstrip(" |").rsplit(" | ", 1)[1]
             if name == "baseline":
                 assert cell == "-"
+            elif row["within_noise"]:
+                assert cell == "within noise", (name, cell)
             elif row["break_even_inferences"] is None:  # the table's word is the JSON's null
                 assert cell == "never", (name, cell)
             elif not row["training_energy_kwh"]:
