@@ -27,6 +27,15 @@ model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Lin
 x = torch.randn(3, 4)
 forward = gp.count_fpo(model, x, backward=False)
 after_forward = "torch._dynamo" in sys.modules
+# a distillation (s42): its Adam's __init__, zero_grad and step imported torch._dynamo, and the
+# count of its KL loss (xlogy) torch.broadcast_shapes' sympy: 1.7 s of CPU for 0.03 s of work
+from greenprint import greener
+y = torch.randint(0, 2, (3,))
+student = torch.nn.Sequential(torch.nn.Linear(4, 2))
+greener.distill(model, student, [(x, y)], epochs=2, ledger=False)
+distilled = ["torch._dynamo" in sys.modules, "sympy" in sys.modules]
+# (count_fpo's backward below gives torch.autograd.backward grad tensors, whose check
+# imports sympy in torch itself)
 both = gp.count_fpo(model, x, backward=True)
 after_backward = "torch._dynamo" in sys.modules
 compiled = gp.count_fpo(torch.compile(model, backend="aot_eager"), x, backward=True)
@@ -34,6 +43,7 @@ print(json.dumps({
     "totals": [forward.total, forward.backward_total, both.forward_total, both.backward_total],
     "compiled": [compiled.forward_total, compiled.backward_total],
     "dynamo": [after_forward, after_backward, "torch._dynamo" in sys.modules],
+    "distilled": distilled,
 }))
 """
 
@@ -42,9 +52,10 @@ def test_the_first_count_in_a_process_does_not_import_torch_dynamo_and_counts_th
     """A forward count and a forward + backward count of Linear(4, 8), ReLU, Linear(8, 2) on a
     (3, 4) batch leave ``torch._dynamo`` unimported; the counts are those derived in
     ``test_fpo_probe_s19`` (forward ``3*8*(2*4 + 1)`` 216 + relu 24 + ``3*2*(2*8 + 1)`` 102 =
-    342, backward 438). Once ``torch.compile`` has imported it, a compiled model counted in the
-    same process (the counter then disables Dynamo in its dispatch, as torch would) counts the
-    same eager program."""
+    342, backward 438). A distillation (its Adam, its KL loss counted) leaves both
+    ``torch._dynamo`` and sympy unimported too. Once ``torch.compile`` has imported it, a
+    compiled model counted in the same process (the counter then disables Dynamo in its
+    dispatch, as torch would) counts the same eager program."""
     done = subprocess.run(
         [sys.executable, "-c", _SCRIPT], capture_output=True, text=True, timeout=120, check=False
     )
@@ -53,3 +64,4 @@ def test_the_first_count_in_a_process_does_not_import_torch_dynamo_and_counts_th
     assert seen["totals"] == [342, 0, 342, 438]
     assert seen["compiled"] == [342, 438]
     assert seen["dynamo"] == [False, False, True]
+    assert seen["distilled"] == [False, False]  # neither torch._dynamo nor sympy imported

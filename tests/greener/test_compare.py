@@ -67,6 +67,49 @@ def _row(name, score, wh_per_1000, training_wh=0.0, **kw):
     )
 
 
+def test_a_variant_within_the_baselines_noise_has_no_break_even():
+    """The baseline's two timed loops read 5% apart: a variant within twice that (10%) of the
+    baseline is neither a saving nor a loss ("within noise", no break-even), in the table, the
+    JSON and the row a variant's run records; beyond it, the break-even as before."""
+    rows = [
+        _row("baseline", 0.90, 2.0, noise_fraction=0.05),
+        _row("copy", 0.90, 1.85),  # 0.925x: within noise, not "saves from the first: 0"
+        _row("dense", 0.90, 2.15),  # 1.075x: within noise, not "never"
+        _row("int8", 0.89, 1.5),  # 0.75x: a saving told apart, at once
+        _row("bf16", 0.90, 2.5),  # 1.25x: never
+        _row("tiny", 0.85, 1.9, training_wh=30.0),  # trained, 0.95x: no break-even told
+        _row("student", 0.85, 0.5, training_wh=30.0),  # 30 Wh / 1.5 mWh = 20,000
+    ]
+    result = finish(rows, metric="accuracy", mode="max", baseline="baseline")
+    assert result.noise_fraction == 0.05
+    within = {r.name for r in result.rows if r.within_noise}
+    assert within == {"copy", "dense", "tiny"}
+    for name in within:
+        assert result.row(name).break_even_inferences is None
+    assert result.row("int8").break_even_inferences == 0.0
+    assert result.row("bf16").break_even_inferences is None
+    assert result.row("student").break_even_inferences == pytest.approx(20_000.0)
+    table = result.table()
+    cells = {line.lstrip("◆ ").split()[0]: line.rstrip() for line in table.splitlines()[1:8]}
+    assert cells["copy"].endswith("within noise") and cells["tiny"].endswith("within noise")
+    assert cells["bf16"].endswith("never") and cells["student"].endswith("20,000")
+    assert "read 5.0% apart" in table and "beyond 2 times that (10.0%)" in table
+    assert "copy, dense, tiny within it" in table
+    data = result.to_dict()
+    assert data["noise_fraction"] == 0.05
+    flags = [r["within_noise"] for r in data["rows"]]
+    assert flags == [False, True, True, False, False, True, False]
+    assert any(c.startswith("noise: ") for c in data["caveats"])
+    # the row as read back from a run's parameters keeps the baseline's noise
+    again = GreenerRow.from_dict(result.row("baseline").to_dict())
+    assert again.noise_fraction == 0.05
+    # a baseline timed once (recorded before the noise was measured): no verdict of noise
+    old = finish([_row("baseline", 0.9, 2.0), _row("copy", 0.9, 1.85)], metric="a", mode="max",
+                 baseline="baseline")  # fmt: skip
+    assert old.noise_fraction is None and old.row("copy").break_even_inferences == 0.0
+    assert "noise" not in old.table()
+
+
 def test_finish_computes_front_and_break_even_by_hand():
     rows = [
         _row("baseline", 0.90, 2.0),

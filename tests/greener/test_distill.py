@@ -134,7 +134,11 @@ def test_distilled_variant_pays_its_training_back_after_the_break_even(teacher, 
     # break-even by hand from the row's own figures
     base = result.row("baseline").energy_kwh_per_1000 / 1000
     own = row.energy_kwh_per_1000 / 1000
-    if own < base:
+    # within twice the baseline's two timed loops' distance: no saving told apart
+    assert row.within_noise is (abs(base - own) <= 2 * result.noise_fraction * base)
+    if row.within_noise:
+        assert row.break_even_inferences is None
+    elif own < base:
         assert row.break_even_inferences == pytest.approx(row.training_energy_kwh / (base - own))
     else:
         assert row.break_even_inferences is None

@@ -237,6 +237,21 @@ def numel(shape: Sequence[int]) -> int:
     return math.prod(shape)
 
 
+def broadcast_shape(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
+    """The shape two shapes broadcast to.
+
+    As ``torch.broadcast_shapes``, without its import of ``torch.fx.experimental.symbolic_shapes``
+    and sympy (0.6 s of CPU at its first call, inside the user's run).
+
+    Example:
+        >>> broadcast_shape((3, 1, 5), (4, 1))
+        (3, 4, 5)
+    """
+    width = max(len(a), len(b))
+    x, y = (1,) * (width - len(a)) + tuple(a), (1,) * (width - len(b)) + tuple(b)
+    return tuple(j if i == 1 else i for i, j in zip(x, y, strict=True))
+
+
 def first_shape(out_shape: Any) -> tuple[int, ...]:
     """The first output's shape: ``out_shape`` is a shape (a tuple) or a list of shapes."""
     while isinstance(out_shape, list):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from greenprint.fpo._registry import first_shape, numel, register_rule
+from greenprint.fpo._registry import broadcast_shape, first_shape, numel, register_rule
 
 __all__: list[str] = []
 
@@ -302,13 +302,6 @@ def norm_rule(
     )
 
 
-def _broadcast(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
-    """The shape two shapes broadcast to."""
-    width = max(len(a), len(b))
-    a, b = (1,) * (width - len(a)) + tuple(a), (1,) * (width - len(b)) + tuple(b)
-    return tuple(max(x, y) if min(x, y) != 0 else 0 for x, y in zip(a, b, strict=True))
-
-
 @register_rule("aten.dist")
 def dist_rule(
     self: tuple[int, ...], other: tuple[int, ...], p: Any = 2, *args: Any, **kwargs: Any
@@ -317,7 +310,7 @@ def dist_rule(
 
     The difference is N over the broadcast shape, the norm as :func:`norm_rule` counts it.
     """
-    n = numel(_broadcast(self, other))
+    n = numel(broadcast_shape(self, other))
     return n + norm_rule((n,), p, out_shape=())
 
 
@@ -335,7 +328,7 @@ def allclose_rule(self: tuple[int, ...], other: tuple[int, ...], *args: Any, **k
     finiteness test ``x == x`` and ``|x| != inf``: an abs and two compares; ``<=``. The
     ``all`` is boolean.
     """
-    return 10 * numel(_broadcast(self, other))
+    return 10 * numel(broadcast_shape(self, other))
 
 
 @register_rule("aten.logsumexp")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from greenprint.fpo._registry import first_shape, numel, register_rule, zero
+from greenprint.fpo._registry import broadcast_shape, first_shape, numel, register_rule, zero
 
 __all__: list[str] = []
 
@@ -157,7 +157,7 @@ def _reads_xlogy(x: Any, y: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
     import torch
 
     xt, yt = torch.as_tensor(x), torch.as_tensor(y)
-    shape = torch.broadcast_shapes(xt.shape, yt.shape)
+    shape = broadcast_shape(xt.shape, yt.shape)
     nan_y = torch.isnan(yt).expand(shape)
     zero_x = (xt == 0).expand(shape) & ~nan_y
     return {"nan_y": int(nan_y.sum()), "zero_x": int(zero_x.sum())}

@@ -147,6 +147,7 @@ def distill(
 
     import greenprint as gp
     from greenprint.fpo import FPOCounter
+    from greenprint.fpo._no_dynamo import no_dynamo_import, plain_step
 
     for label, model in (("teacher", teacher), ("student", student)):
         if not isinstance(model, nn.Module):
@@ -155,7 +156,10 @@ def distill(
     batches: Iterable[Any] = data
     if isinstance(data, Iterator):  # a generator: kept for the next epochs
         batches = list(data)
-    opt = optimizer if optimizer is not None else torch.optim.Adam(student.parameters(), lr=lr)
+    with no_dynamo_import():  # Adam's __init__ imported torch._dynamo: 1.1 s of CPU
+        opt = optimizer if optimizer is not None else torch.optim.Adam(student.parameters(), lr=lr)
+    if optimizer is None:  # its step too (every call); the user's own optimizer is left alone
+        plain_step(opt)
     t = float(temperature)
     params = {
         STEP_KEY: "distill",
@@ -171,9 +175,13 @@ def distill(
     examples = 0
     fpo_per_example: float | None = None
     counts: list[Any] = []  # one step's count results (the ops they could not count in full)
-    with gp.track(
-        name, study=study, ledger=ledger, region=region, pue=pue, params=params, role=GREENER_ROLE
-    ) as run:
+    with (
+        gp.track(
+            name, study=study, ledger=ledger, region=region, pue=pue, params=params,
+            role=GREENER_ROLE,
+        ) as run,
+        no_dynamo_import(),  # zero_grad's wrapper imported it at the first uncounted step
+    ):  # fmt: skip
         for epoch in range(epochs):
             student.train()
             total, seen = 0.0, 0
