@@ -10,7 +10,9 @@ variant_kwh_per_inference`` on every inference pays for itself after
     extra_training_kwh / (base_kwh_per_inference - variant_kwh_per_inference)
 
 inferences; with no extra training it pays at once (0), and a variant that costs as much or
-more per inference never does (``None``).
+more per inference never does (``None``). A variant whose energy per inference is within the
+comparison's noise of the baseline's (twice as far as the baseline's own two timed loops read
+apart) has none: neither a saving nor a loss is told apart (``within_noise``).
 """
 
 from __future__ import annotations
