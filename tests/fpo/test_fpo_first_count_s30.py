@@ -34,16 +34,18 @@ y = torch.randint(0, 2, (3,))
 student = torch.nn.Sequential(torch.nn.Linear(4, 2))
 greener.distill(model, student, [(x, y)], epochs=2, ledger=False)
 distilled = ["torch._dynamo" in sys.modules, "sympy" in sys.modules]
-# (count_fpo's backward below gives torch.autograd.backward grad tensors, whose check
-# imports sympy in torch itself)
 both = gp.count_fpo(model, x, backward=True)
 after_backward = "torch._dynamo" in sys.modules
+# the backward of a (3, 2) output from gradients of ones: torch.autograd.backward checked their
+# shapes with torch.fx.experimental.symbolic_shapes, importing sympy (0.6 s of CPU) (s42)
+backward_sympy = "sympy" in sys.modules
 compiled = gp.count_fpo(torch.compile(model, backend="aot_eager"), x, backward=True)
 print(json.dumps({
     "totals": [forward.total, forward.backward_total, both.forward_total, both.backward_total],
     "compiled": [compiled.forward_total, compiled.backward_total],
     "dynamo": [after_forward, after_backward, "torch._dynamo" in sys.modules],
     "distilled": distilled,
+    "backward_sympy": backward_sympy,
 }))
 """
 
@@ -52,8 +54,8 @@ def test_the_first_count_in_a_process_does_not_import_torch_dynamo_and_counts_th
     """A forward count and a forward + backward count of Linear(4, 8), ReLU, Linear(8, 2) on a
     (3, 4) batch leave ``torch._dynamo`` unimported; the counts are those derived in
     ``test_fpo_probe_s19`` (forward ``3*8*(2*4 + 1)`` 216 + relu 24 + ``3*2*(2*8 + 1)`` 102 =
-    342, backward 438). A distillation (its Adam, its KL loss counted) leaves both
-    ``torch._dynamo`` and sympy unimported too. Once ``torch.compile`` has imported it, a
+    342, backward 438). A distillation (its Adam, its KL loss counted) and the backward count
+    leave both ``torch._dynamo`` and sympy unimported too. Once ``torch.compile`` has imported it, a
     compiled model counted in the same process (the counter then disables Dynamo in its
     dispatch, as torch would) counts the same eager program."""
     done = subprocess.run(
@@ -65,3 +67,4 @@ def test_the_first_count_in_a_process_does_not_import_torch_dynamo_and_counts_th
     assert seen["compiled"] == [342, 438]
     assert seen["dynamo"] == [False, False, True]
     assert seen["distilled"] == [False, False]  # neither torch._dynamo nor sympy imported
+    assert seen["backward_sympy"] is False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import re
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -487,7 +488,26 @@ def _backward_from(output: Any, pick: Callable[[Any], Any] | None = None) -> Non
             "backward=True but no output of the model requires grad (frozen parameters, "
             "torch.no_grad() or inference mode?); pass backward=False"
         )
-    torch.autograd.backward(tensors, grad_tensors=[torch.ones_like(t) for t in tensors])
+    _backward_of_ones(tensors)
+
+
+def _backward_of_ones(tensors: list[torch.Tensor]) -> None:
+    """``torch.autograd.backward(tensors, grad_tensors=ones)``, without its first-call import.
+
+    Given gradient tensors, ``torch.autograd.backward`` checks their shapes with
+    ``torch.fx.experimental.symbolic_shapes``, whose import (sympy) costs about 0.6 s of CPU,
+    charged to the run active at a process's first count (a search's first trial). The
+    gradients here are ``ones_like`` each output (their shapes are right by construction):
+    plain tensors go to the autograd engine as ``torch.autograd.backward`` hands them, with the
+    same arguments; anything else (a tensor subclass, another torch) takes the public call.
+    """
+    grads = tuple(torch.ones_like(t) for t in tensors)
+    run = getattr(torch.autograd.graph, "_engine_run_backward", None)
+    plain = all(type(t) is torch.Tensor for t in tensors)
+    if run is None or not plain or "torch.fx.experimental.symbolic_shapes" in sys.modules:
+        torch.autograd.backward(tensors, grad_tensors=list(grads))
+        return
+    run(tuple(tensors), grads, False, False, (), allow_unreachable=True, accumulate_grad=True)
 
 
 def _differentiable(value: Any) -> bool:
