@@ -491,16 +491,15 @@ def _one(
         figures, unknown = _timed(
             measure, applied, inputs, f"{variant.name}/loop", batch_size, options, timing, 1
         )
-        again, again_fpo = None, None
+        noise, second_count = None, None
         if variant.name == BASELINE:
-            # the baseline timed twice: how far apart its two readings are is the noise a
-            # variant's difference from it must exceed (GreenerResult.noise_fraction)
-            # as many batches as the first loop: two readings of the same work
+            # the baseline timed twice, the second loop on as many batches (the same work): how
+            # far apart the two read is the noise a variant's difference from it must exceed
             same = (0.0, figures.measured_inferences // batch_size, timing[2], timing[3])
-            again_name = f"{variant.name}/loop-again"
-            second, _ = _timed(measure, applied, inputs, again_name, batch_size, options, same, 0)
-            again = noise_of(figures, second)
-            again_fpo = second.run_fpo_count
+            again = f"{variant.name}/loop-again"
+            second, _ = _timed(measure, applied, inputs, again, batch_size, options, same, 0)
+            noise = noise_of(figures, second)
+            second_count = second.run_fpo_count
             figures = replace(figures, run_fpo=figures.run_fpo + second.run_fpo)
         if unknown:
             notes.append(f"{variant.name}: ops with no FPO rule, not counted: {', '.join(unknown)}")
@@ -525,7 +524,7 @@ def _one(
             measured_inferences=figures.measured_inferences,
             loop_duration_s=figures.loop_duration_s,
             energy_provenance=figures.energy_provenance,
-            noise_fraction=again,
+            noise_fraction=noise,
             training_energy_kwh=kwh,
             training_emissions_kg=kg,
             training_run_ids=ids,
@@ -538,7 +537,7 @@ def _one(
         counts = _trained(ctx)
         fpo = counted_as(
             evaluated_fpo + figures.run_fpo + _total(counts),
-            [evaluated, figures.run_fpo_count, again_fpo, *counts],
+            [evaluated, figures.run_fpo_count, second_count, *counts],
         )
         run.add_fpo(fpo)
         if score is not None and math.isfinite(score):

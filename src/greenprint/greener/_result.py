@@ -287,9 +287,7 @@ class GreenerResult:
             "notes": list(self.notes),
             "run_id": self.run_id,
             "study": self.study,
-            "noise_fraction": None
-            if self.noise_fraction is None
-            else json_float(self.noise_fraction),
+            "noise_fraction": json_float(self.noise_fraction),
             "rows": [r.to_dict() for r in self.rows],
         }
 
