@@ -94,44 +94,66 @@ def _hung(server: PgServer) -> Iterator[None]:
         go_on()
 
 
-def _timed_runs(url: str, names: list[str]) -> list[float]:
-    took = []
+def _runs(url: str, names: list[str]) -> None:
     for name in names:
-        began = time.monotonic()
         with gp.track(name, study="s", ledger=url) as run:
             run.log(score=1.0)
-        took.append(time.monotonic() - began)
-    return took
+
+
+class _Clock:
+    """The backoff's clock (its ``time.monotonic``), moved on by the test alone.
+
+    The interval before a retry passes when the test says so, not while a busy machine takes
+    its time over the runs: with a real 1 s interval, nine runs that took over 1 s under load
+    had one of them try the server again, and wait its 2 s, as the backoff says it should.
+    """
+
+    def __init__(self) -> None:
+        self.now = time.monotonic()
+
+    def monotonic(self) -> float:
+        return self.now
 
 
 @pytest.mark.postgres
 @pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="SIGSTOP: POSIX")
 def test_a_hung_postgres_server_costs_a_study_loop_its_timeout_once(temp, caplog, monkeypatch):
     caplog.set_level(logging.WARNING, logger="greenprint")
-    # 1 s, not the default 30: the 9 runs after the first take about 20 ms in all (measured)
-    monkeypatch.setattr(_ledger_backoff, "FIRST_RETRY_S", 1.0)
+    clock = _Clock()
+    monkeypatch.setattr(_ledger_backoff, "time", clock)
+    waited: list[float] = []  # the seconds of each try of the ledger that failed
+    fail = _ledger_backoff.failed
+
+    def failed(url: str, error: gp.GreenprintError, took_s: float) -> None:
+        waited.append(took_s)
+        fail(url, error, took_s)
+
+    monkeypatch.setattr(_ledger_backoff, "failed", failed)
+    retry_s = _ledger_backoff.FIRST_RETRY_S
     with postgres_server() as server:  # its own: the session's is not stopped
         url = server.new_database() + "&connect_timeout=2"
-        _timed_runs(url, ["t0", "t1"])
+        _runs(url, ["t0", "t1"])
         with _hung(server):
             # before: h0 waited for ever (the pooled connection's ping); then, bounded,
             # each of the 10 runs waited 2 s (the ping's, then a new connection's timeout)
-            took = _timed_runs(url, [f"h{i}" for i in range(10)])
-            assert 1.5 < took[0] < 6, took
-            assert sum(took[1:]) < 2, took  # straight to the fallback file
-            time.sleep(1.2)  # the interval passes: one run tries the ledger again
-            (retried, after) = _timed_runs(url, ["r0", "r1"])
-            assert 1.5 < retried < 6 and after < 1, (retried, after)
-        time.sleep(2.2)  # the next interval (twice as long): the server answers again
-        (back,) = _timed_runs(url, ["back"])
-        assert back < 6
+            _runs(url, [f"h{i}" for i in range(10)])
+            assert len(waited) == 1 and waited[0] > 1.5, waited  # h0's; h1-h9 straight to the file
+            clock.now += retry_s  # the interval passes: one run tries the ledger again
+            _runs(url, ["r0", "r1"])
+            assert len(waited) == 2 and waited[1] > 1.5, waited  # r0's; r1 to the file
+        clock.now += 2 * retry_s  # the next interval (twice as long): the server answers again
+        _runs(url, ["back"])
+        assert len(waited) == 2, waited
         (fallback,) = temp.glob("greenprint-*/greenprint-unsaved-*.db")
-        waited = ["h0", "h1", "h2", "h3", "h4", "h5", "h6", "h7", "h8", "h9", "r0", "r1"]
-        assert _names(fallback) == waited  # nothing lost
+        kept = ["h0", "h1", "h2", "h3", "h4", "h5", "h6", "h7", "h8", "h9", "r0", "r1"]
+        assert _names(fallback) == kept  # nothing lost
         assert _names(url) == ["back", "t0", "t1"]
         (down,) = _said(caplog, "cannot take runs")  # once
         assert "timeout expired (no answer from the server in 2 s per attempt" in down
-        assert "it took 2 s to fail, so the next runs go to the file without waiting" in down
+        assert (
+            f"it took {waited[0]:.0f} s to fail, so the next runs go to the file without "
+            f"waiting for it, and it is tried again in {retry_s:.0f} s"
+        ) in down
         assert f'`greenprint ledger merge "$LEDGER_URL" {fallback}`' in down
         (again,) = _said(caplog, "takes runs again")
         assert f"the 12 runs made while it could not are in {fallback}" in again
@@ -141,7 +163,7 @@ def test_a_hung_postgres_server_costs_a_study_loop_its_timeout_once(temp, caplog
             capture_output=True, text=True, check=False,
         )  # fmt: skip
         assert merged.returncode == 0, merged.stderr
-        assert _names(url) == sorted(["back", "t0", "t1", *waited])
+        assert _names(url) == sorted(["back", "t0", "t1", *kept])
 
 
 def _path() -> str:
