@@ -24,12 +24,23 @@ __all__ = ["RunPredictions"]
 logger = logging.getLogger("greenprint.tracking")
 
 
-def _prediction_points(prediction: Prediction | None, step: int, now: float) -> list[MetricPoint]:
-    """A prediction as ``greenprint.predicted_*`` metric points (and ``greenprint.progress``)."""
+#: What a run with no energy meter predicts no total of: unknown, never a predicted 0.
+_METERED_QUANTITIES = ("energy_kwh", "emissions_kg")
+
+
+def _prediction_points(
+    prediction: Prediction | None, step: int, now: float, *, metered: bool = True
+) -> list[MetricPoint]:
+    """A prediction as ``greenprint.predicted_*`` metric points (and ``greenprint.progress``).
+
+    ``metered`` false (``meters=[]``): its time only; its energy and CO2-eq are unknown.
+    """
     if prediction is None:  # pragma: no cover - a report was taken
         return []
     points = [MetricPoint(metric_name("progress"), prediction.fraction, step, now)]
     for quantity, estimate in prediction.items():
+        if not metered and quantity in _METERED_QUANTITIES:
+            continue
         name = metric_name(f"predicted_{quantity}")
         points.append(MetricPoint(name, estimate.value, step, now))
         if estimate.low is not None and estimate.high is not None:
@@ -113,15 +124,21 @@ class RunPredictions(RunState):
 
     @property
     def predicted_energy_kwh(self) -> float | None:
-        """Energy of the whole run in kWh, predicted from :meth:`progress`; else ``None``."""
+        """Energy of the whole run in kWh, predicted from :meth:`progress`; else ``None``.
+
+        ``None`` too for a run with no energy meter (``meters=[]``): unknown, never 0.
+        """
         prediction = self.prediction
-        return None if prediction is None else prediction.energy_kwh.value
+        return None if prediction is None or self._unmetered else prediction.energy_kwh.value
 
     @property
     def predicted_emissions_kg(self) -> float | None:
-        """CO2-eq of the whole run in kg, predicted from :meth:`progress`; else ``None``."""
+        """CO2-eq of the whole run in kg, predicted from :meth:`progress`; else ``None``.
+
+        ``None`` too for a run with no energy meter (``meters=[]``): unknown, never 0.
+        """
         prediction = self.prediction
-        return None if prediction is None else prediction.emissions_kg.value
+        return None if prediction is None or self._unmetered else prediction.emissions_kg.value
 
     @property
     def predicted_duration_s(self) -> float | None:
@@ -150,7 +167,9 @@ class RunPredictions(RunState):
             ):
                 prediction = predictor.predict()
                 self._logged_fraction = fraction
-                points = _prediction_points(prediction, self._prediction_step(), now)
+                points = _prediction_points(
+                    prediction, self._prediction_step(), now, metered=not self._unmetered
+                )
                 self._metrics.extend(points)
                 self._pending_metrics.extend(points)
         guard = self._guard

@@ -1,6 +1,7 @@
 """Lightning under DDP: a second ``fit`` of one module (session 30), what ran before a fit
-(session 29, moved here from ``test_carryovers_s29.py``) and a learning-rate finder before a fit
-(session 26, moved here from ``test_integrations_s26.py``): one DDP launch for all three.
+(session 29, moved here from ``test_carryovers_s29.py``), a learning-rate finder before a fit
+(session 26, moved here from ``test_integrations_s26.py``) and a fit with no energy meter
+(session 43): one DDP launch for all four.
 
 Session 30: a second Lightning ``fit`` of one module under DDP, as a user met it.
 
@@ -15,6 +16,7 @@ final model's trial at a fraction of what training it cost. Now the node's earli
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -36,7 +38,7 @@ WATTS = 100.0
 
 #: Two CPU ranks, ``strategy="ddp"`` (Lightning starts rank 1 as a new run of this script),
 #: each rank's meter the test meter; one epoch of 2 batches per rank and fit (the finder's fit: 8
-#: batches). Three studies in one launch (each rank imports Lightning once, about 8 s of CPU: a
+#: batches). Four studies in one launch (each rank imports Lightning once, about 8 s of CPU: a
 #: launch of their own cost the finder's study about 16 s of CPU and 18 s in the suite):
 #:
 #: * ``pre`` (session 29): ``validate`` and ``test`` before a module's fit by its Trainer, a
@@ -46,11 +48,14 @@ WATTS = 100.0
 #:   a third Trainer.
 #: * ``ddp`` (session 26): ``Tuner(trainer).lr_find`` (6 steps) then ``fit`` by that Trainer
 #:   (``ddp_spawn`` and ``ddp_fork`` fail inside Lightning 2.6's ``lr_find``).
+#: * ``none`` (session 43): a 2-epoch fit with validation, ``meters=[]``, a CSV logger; each
+#:   rank writes the ``greenprint/`` names of its ``callback_metrics`` to ``none-rank<k>.json``.
 SCRIPT = """
-import os, sys
+import json, os, sys
 sys.path.insert(0, @METERS@)
 import torch
 import lightning.pytorch as pl
+from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.tuner import Tuner
 from torch.utils.data import DataLoader, TensorDataset
 from greenprint.integrations.lightning import GreenprintCallback
@@ -77,13 +82,14 @@ class M(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
 
 
-def trainer(name, study, **kwargs):
-    cb = GreenprintCallback(name, study=study, ledger=os.path.abspath("gp.db"),
-                            meters=ConstantProcessPower(@WATTS@), sample_interval_s=0.05,
-                            flush_interval_s=0.1)
-    return pl.Trainer(max_epochs=1, accelerator="cpu", devices=2, strategy="ddp", logger=False,
-                      enable_checkpointing=False, enable_progress_bar=False,
-                      enable_model_summary=False, callbacks=[cb], **kwargs)
+def trainer(name, study, meters=None, **kwargs):
+    meters = ConstantProcessPower(@WATTS@) if meters is None else meters
+    cb = GreenprintCallback(name, study=study, ledger=os.path.abspath("gp.db"), meters=meters,
+                            sample_interval_s=0.05, flush_interval_s=0.1)
+    options = dict(max_epochs=1, accelerator="cpu", devices=2, strategy="ddp", logger=False,
+                   enable_checkpointing=False, enable_progress_bar=False,
+                   enable_model_summary=False, callbacks=[cb])
+    return pl.Trainer(**{**options, **kwargs})
 
 
 if __name__ == "__main__":
@@ -113,6 +119,13 @@ if __name__ == "__main__":
     finds, model = trainer("ddp", "ddp"), M(lr=0.01)
     Tuner(finds).lr_find(model, data, min_lr=1e-4, max_lr=1e-2, num_training=6)
     finds.fit(model, data)
+
+    data = DataLoader(TensorDataset(torch.randn(16, 4), torch.randn(16, 1)), batch_size=4)
+    unmetered = trainer("none", "none", meters=[], max_epochs=2, logger=CSVLogger("csv"))
+    unmetered.fit(M(), data, data)
+    logged = sorted(k for k in unmetered.callback_metrics if k.startswith("greenprint/"))
+    with open(f"none-rank{unmetered.global_rank}.json", "w") as f:
+        json.dump(logged, f)
     torch.distributed.destroy_process_group()
 """
 
@@ -241,3 +254,37 @@ def test_lightning_lr_find_under_ddp_is_a_part_of_the_fit_metered_once_per_node(
     tag = price_tag(records)
     assert (tag.total.runs, tag.total.trials) == (4, 1)
     assert tag.total.energy_kwh == pytest.approx(fit.energy_kwh + finder.energy_kwh, rel=1e-9)
+
+
+@pytest.mark.slow  # the launch (the module's fixture)
+def test_lightning_under_ddp_with_no_energy_meter_logs_and_predicts_no_energy(
+    ddp_ledger: Path,
+) -> None:
+    """``meters=[]`` under DDP: the energy is unknown on every rank. Before (session 43's
+    find), each rank logged a 0 share with ``sync_dist``, so the CSV logger (and TensorBoard,
+    MLflow, W&B) read ``greenprint/energy_kwh`` 0 at each epoch, and each run's progress
+    recorded a predicted energy and CO2-eq of 0, whose 0-wide intervals the report counted as
+    holding its energy. Now no rank logs a figure, rank 1's part has no meter (as its node),
+    and the predictions are of the time only."""
+    from greenprint.report._prediction import prediction_summary
+
+    home = ddp_ledger.parent
+    for rank in (0, 1):  # each rank's callback_metrics: no greenprint/ figure (was 5, all 0)
+        assert json.loads((home / f"none-rank{rank}.json").read_text()) == []
+    (csv,) = home.glob("csv/**/metrics.csv")
+    header = csv.read_text().splitlines()[0].split(",")
+    assert "val_loss" in header
+    assert not [name for name in header if name.startswith("greenprint/")]
+    runs = gp.Ledger(ddp_ledger).runs(study="none")
+    by_name = {r.name: r for r in runs}
+    assert set(by_name) == {"none", "none-rank1"}
+    node, rank1 = by_name["none"], by_name["none-rank1"]
+    assert (rank1.role, rank1.parent_id) == ("part", node.id)
+    assert not node.energy_recorded and not rank1.energy_recorded
+    names = {p.name for r in runs for p in r.metrics}
+    assert "greenprint.predicted_duration_s" in names  # the progress predicted the time
+    assert not [n for n in names if n.startswith("greenprint.predicted_e")]  # was 0 kWh, 0 kg
+    summary = prediction_summary(runs)
+    assert summary is not None and summary.predicted_runs == 2
+    assert all(row.intervals == 0 for row in summary.rows)  # none of 0 kWh held "its energy"
+    assert not price_tag(runs).total.energy_known

@@ -489,6 +489,31 @@ retrainer("tune", model).train()
 retrainer("tune", model).train()  # stage 2: the same model, another Trainer
 retrainer("other", tiny_bert()).train()  # another model: a training of its own
 
+# (session 43) no energy meter: no process adds energy figures to its logs (the other process
+# added a 0 share); each writes the greenprint/ names its logs got to none-rank<k>.json
+from transformers import TrainerCallback
+
+
+class Seen(TrainerCallback):
+    def __init__(self):
+        self.names = set()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        self.names.update(k for k in logs or {{}} if k.startswith("greenprint/"))
+
+
+none_args = TrainingArguments(output_dir="out-none", report_to="none", use_cpu=True,
+                              ddp_backend="gloo", per_device_train_batch_size=4, max_steps=2,
+                              logging_steps=1, save_strategy="no", disable_tqdm=True)
+trainer = Trainer(model=tiny_bert(), args=none_args, train_dataset=examples[:16])
+GreenprintCallback("none", study="none", ledger="gp.db", meters=[], sample_interval_s=0.05,
+                   flush_interval_s=0.1).attach(trainer)
+seen = Seen()
+trainer.add_callback(seen)  # after greenprint's: it sees what greenprint added
+trainer.train()
+with open(f"none-rank{{none_args.process_index}}.json", "w") as f:
+    json.dump(sorted(seen.names), f)
+
 # (budgets: moved from test_budget_integrations.py) only local rank 0 meters energy (the other
 # records a part with none): only it crosses its budget, and both processes stop together
 from transformers import AutoModelForSequenceClassification, BertConfig
@@ -623,6 +648,23 @@ def test_two_processes_count_their_micro_batches_and_collectives_count_nothing(
     assert tag.by_role["trial"].energy_kwh == pytest.approx(
         sum(r.energy_kwh for r in before), rel=1e-9
     )
+
+
+@pytest.mark.slow  # the module's torchrun launch
+def test_under_torchrun_with_no_energy_meter_no_process_logs_energy(torchrun_home: Path) -> None:
+    """``meters=[]`` under torchrun: the node's run has no meter, and the other process's part
+    now has none either, so neither adds ``greenprint/energy_kwh`` (CO2-eq, power) to its logs.
+    Before (session 43's find), the other process's part read as metered (the stand-in of a
+    metered node) and added a 0 share at each log, which a logging callback there took as a
+    measured 0."""
+    import json
+
+    for rank in (0, 1):
+        assert json.loads((torchrun_home / f"none-rank{rank}.json").read_text()) == []
+    runs = {r.name: r for r in gp.Ledger(torchrun_home / "gp.db").runs(study="none")}
+    assert set(runs) == {"none", "none-rank1"}
+    assert runs["none-rank1"].parent_id == runs["none"].id
+    assert not [r.name for r in runs.values() if r.energy_recorded]
 
 
 @pytest.mark.slow  # the module's torchrun launch

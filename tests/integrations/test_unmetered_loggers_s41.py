@@ -139,6 +139,32 @@ def test_lightning_logs_no_energy_to_its_loggers(tmp_path: Path) -> None:
     assert not [name for name in header if name.startswith("greenprint/")]
     assert not [name for name in trainer.callback_metrics if name.startswith("greenprint/")]
     assert callback.run.status == "finished" and not callback.run.record.energy_recorded
+    # the epochs' progress predicts the time only: until session 43 a predicted 0 kWh and 0 kg
+    # went to the ledger (greenprint.predicted_energy_kwh...), their 0-wide intervals read by
+    # the report as holding the run's energy
+    run = callback.run
+    names = {point.name for point in run.record.metrics}
+    assert "greenprint.predicted_duration_s" in names
+    assert not [name for name in names if name.startswith("greenprint.predicted_e")]
+    assert run.predicted_energy_kwh is None and run.predicted_emissions_kg is None
+    assert run.predicted_duration_s is not None
+
+
+def test_a_rank_of_a_node_with_no_meter_logs_no_zero_share(tmp_path: Path) -> None:
+    """Under DDP a rank other than its node's first records a part with no meter of its own.
+    Of a metered node it reads as metered, its share 0 of a known figure; of a node with
+    ``meters=[]`` it had the same stand-in, so each rank logged a 0 share (Lightning summed
+    them to 0 kWh over ``sync_dist``; Hugging Face put 0 in its logs). Now it has no meter,
+    as its node: no figures, energy unknown."""
+    from greenprint.integrations._dl import LiveFigures, NoMeters, energy_metered, rank_meters
+
+    assert isinstance(rank_meters(None), NoMeters)  # the node's default meters: metered
+    for node_meters, metered in ((None, True), ([], False)):
+        with gp.track("rank1", ledger=tmp_path / "gp.db", meters=rank_meters(node_meters)) as run:
+            assert energy_metered(run) is metered
+            figures = LiveFigures(run).read()
+        assert (set(figures) >= {"energy_kwh", "power_w"}) is metered
+        assert not run.record.energy_recorded  # no energy of its own in either case
 
 
 def test_optuna_user_attrs_say_none_for_the_energy_of_a_trial_with_no_meter(

@@ -30,6 +30,7 @@ __all__ = [
     "LiveFigures",
     "NoMeters",
     "append_metrics",
+    "asks_no_meter",
     "continue_from",
     "end_evaluation",
     "energy_metered",
@@ -37,6 +38,7 @@ __all__ = [
     "metric_values",
     "part_of",
     "plain_params",
+    "rank_meters",
     "refresh",
     "same_ledger",
     "share_node_run_id",
@@ -423,6 +425,26 @@ def share_node_run_id(node: object, local_rank: int, own_id: str | None) -> str 
     return None
 
 
+def asks_no_meter(meters: Any) -> bool:
+    """Whether a ``meters`` option asks for no energy meter: ``[]``, or a set with no component.
+
+    A run started with it measures nothing (:func:`energy_metered` false). Read from the
+    options, not from a run, it is the same on every rank of a job given the same callback, so
+    the ranks can decide by it together (a collective log needs all of them, or none).
+    """
+    return meters is not None and not tuple(getattr(meters, "components", ()) or ())
+
+
+def rank_meters(node_meters: Any) -> Any:
+    """The meters of a rank that is not its node's local rank 0, given the node's option.
+
+    :class:`NoMeters` when the node is metered (its run reads the node: this rank's share is
+    0 of a known figure); ``[]`` when the node's run has no energy meter either
+    (:func:`asks_no_meter`): the rank's energy is then unknown, as its node's, never a 0 share.
+    """
+    return [] if asks_no_meter(node_meters) else NoMeters()
+
+
 def energy_metered(run: Run) -> bool:
     """Whether a started run measures energy: ``False`` for one with no meter (``meters=[]``).
 
@@ -430,6 +452,7 @@ def energy_metered(run: Run) -> bool:
     :attr:`~greenprint.RunRecord.energy_recorded` is false): a logger leaves them out. A rank
     whose node another rank meters (:class:`NoMeters`) counts as metered: its own share is 0,
     inside that rank's run (and a collective log, Lightning's ``sync_dist``, needs every rank).
+    A rank of a node with no meter has none either (:func:`rank_meters`): not metered.
     """
     if isinstance(getattr(run, "_options", {}).get("meters"), NoMeters):
         return True

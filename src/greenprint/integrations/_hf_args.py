@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any
 from greenprint._exceptions import ConfigError
 from greenprint._imports import require
 from greenprint.integrations._dl import (
-    NoMeters,
     metric_values,
     plain_params,
+    rank_meters,
     share_node_run_id,
 )
 
@@ -188,7 +188,9 @@ def _start_rank_part(
     """The run of a node's process other than its first: a part of the node's run.
 
     Its parent is the id the node's first process shares (:func:`share_node_run_id`); it reads
-    no meter (one meter per node) and has no role of its own but ``part``.
+    no meter (one meter per node; with ``meters=[]`` the node's run has none either, and this
+    run's energy is unknown as the node's, never a 0 share in the logs: :func:`rank_meters`)
+    and has no role of its own but ``part``.
     """
     from greenprint.tracking import track
 
@@ -198,7 +200,7 @@ def _start_rank_part(
         params=params,
         role="part",
         parent=share_node_run_id(socket.gethostname(), local, None),
-        meters=NoMeters(),
+        meters=rank_meters(options.get("meters")),
         **rest,
     ).start()
 

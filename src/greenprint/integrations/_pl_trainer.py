@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 from greenprint._exceptions import ConfigError, MissingDependencyError
 from greenprint._imports import is_available, require
 from greenprint.integrations._dl import (
-    NoMeters,
     plain_params,
+    rank_meters,
     share_node_run_id,
 )
 
@@ -213,17 +213,20 @@ def _rank_run(trainer: Any, name: str, params: dict[str, Any], options: dict[str
     """The started run of a rank that is not its node's local rank 0 (DDP).
 
     A part of the node's run (its id from :func:`_node_run_id`'s exchange), reading no meter
-    (one meter per node: the node's run has them). ``options`` without a role.
+    (one meter per node: the node's run has them; with ``meters=[]`` the node's has none, and
+    the rank's energy is unknown as the node's, not a 0 share: :func:`rank_meters`).
+    ``options`` without a role.
     """
     from greenprint.tracking import track
 
+    meters = rank_meters(options.get("meters"))
     options = {k: v for k, v in options.items() if k != "meters"}
     return track(
         f"{name}-rank{trainer.global_rank}",
         params=params,
         role="part",
         parent=_node_run_id(trainer, None),
-        meters=NoMeters(),
+        meters=meters,
         **options,
     ).start()
 

@@ -106,7 +106,9 @@ Multi-process training (DDP): one meter per node. The node's local rank 0 runs t
 attributes the energy of the whole process tree that launched the ranks; every other rank records
 a run with ``role="part"`` whose parent is that node run (its time, metrics and FPO, no energy
 of its own, so nothing is counted twice). The logged energy is summed over ranks
-(``sync_dist=True``, ``reduce_fx="sum"``), which is the whole job's across nodes.
+(``sync_dist=True``, ``reduce_fx="sum"``), which is the whole job's across nodes. With no energy
+meter (``meters=[]``) no rank logs the figures and the other ranks' runs have no meter either:
+the energy is unknown, never a sum of 0 shares.
 
 Lightning is imported as ``lightning.pytorch`` when installed, else as ``pytorch_lightning``;
 the callback derives from that package's ``Callback``.
@@ -133,6 +135,7 @@ from greenprint.integrations._common import (
 from greenprint.integrations._dl import (
     FIGURE_PREFIX,
     LiveFigures,
+    asks_no_meter,
     continue_from,
     energy_metered,
     metric_values,
@@ -418,9 +421,14 @@ class GreenprintCallback(_EvaluationRuns, _StepFPO, _pl.Callback):  # type: igno
         self._stop_if_over_budget(trainer)  # on every rank: they may decide together
         if run is None or figures is None or run.status != "running" or not self._log_figures:
             return
+        if asks_no_meter(self._options.get("meters")):
+            # no energy meter (meters=[]): unknown, never logged as 0. Every rank decides by
+            # the callback's options, the same on each, so none logs (a sync_dist log is a
+            # collective: all ranks or none); each logged 0 before, and the loggers a 0 sum
+            return
         refresh(run)
         now = figures.read()
-        if not now:  # no energy meter: unknown, never logged as 0
+        if not now:  # a meter set with no component, though the options named meters
             if int(getattr(trainer, "world_size", 1)) <= 1:
                 return
             # every rank logs with sync_dist (a collective): this one adds nothing to the sum

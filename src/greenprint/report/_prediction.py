@@ -41,7 +41,8 @@ _FIRST = metric_name("prediction_first_fraction")
 _LOW = metric_name("predicted_energy_kwh_low")
 _HIGH = metric_name("predicted_energy_kwh_high")
 _ERRORS = {q: metric_name(f"prediction_error_{q}") for q in QUANTITIES}
-_PREDICTED = metric_name("predicted_energy_kwh")
+#: A run predicted when it logged either (one with no energy meter predicts its time only).
+_PREDICTED = frozenset(map(metric_name, ("predicted_energy_kwh", "predicted_duration_s")))
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,7 @@ def prediction_summary(runs: Sequence[RunRecord]) -> PredictionSummary | None:
     rows = []
     for run in runs:
         for point in run.metrics:  # a loop, not any(): 100,000 runs of a search predict none
-            if point.name == _PREDICTED:
+            if point.name in _PREDICTED:
                 break
         else:
             continue
