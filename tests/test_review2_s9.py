@@ -174,8 +174,9 @@ def test_halving_on_an_estimator_parameter_is_one_trial_per_candidate(tmp_path: 
 # 4. Ray Tune results in NumPy types -------------------------------------------------------------
 
 
-# Tested in tests/integrations/test_ray.py (test_ray_results_in_numpy_types_are_the_trials_metrics),
-# on that module's Ray cluster: a cluster of its own here took ~8 s to start and stop.
+# Tested in tests/integrations/test_ray.py, on that module's Ray cluster: the trials of
+# test_trials_that_share_a_reused_worker_are_runs_of_their_own have configs and results in
+# NumPy types.
 
 
 # 5. MLflow's log_report of two studies into one MLflow run --------------------------------------

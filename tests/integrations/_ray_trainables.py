@@ -38,7 +38,7 @@ def _train(config: dict[str, Any]) -> None:
 
     x = config["x"]
     for i in range(4):
-        _busy(0.1)
+        _busy(0.05)
         if FAIL_AT.get(x) == i:
             raise ValueError(f"trial x={x} fails at iteration {i}")
         tune.report({"score": float(SCORE[x] * (i + 1)), "pid": os.getpid()})
@@ -50,15 +50,26 @@ REUSE_BUSY = {1: 0.6, 2: 0.0, 3: 0.0}
 
 
 def _train_reused(config: dict[str, Any]) -> None:
+    """Also reports in NumPy types (a score computed on float32 data, as many are), and a
+    result named as a parameter (``x``): the trial's metrics and params take them as numbers."""
+    import numpy as np
     from ray import tune
 
-    x = config["x"]
+    x = config["x"]  # an np.int64, as np.arange(...) gives
     if REUSE_BUSY[x]:
         _busy(REUSE_BUSY[x])
     else:
         time.sleep(0.6)  # as long, idle: a run of its own has next to no CPU of this process
     for i in range(x):
-        tune.report({"score": float(10 * x + i), "pid": os.getpid()})
+        tune.report(
+            {
+                "score": float(10 * x + i),
+                "pid": os.getpid(),
+                "accuracy": np.float32(0.25 * (i + 1)),
+                "epoch": np.int64(i),
+                "x": "a",
+            }
+        )
 
 
 def _train_capped(config: dict[str, Any]) -> None:
@@ -92,7 +103,7 @@ def _train_fails_twice(config: dict[str, Any]) -> None:
     x = config["x"]
     folder = Path(config["folder"])
     for i in range(2):
-        _busy(0.1)
+        _busy(0.05)
         failed = len(list(folder.glob(f"failed-{x}-*")))
         if x == 1 and i == 1 and failed < 2:
             (folder / f"failed-{x}-{failed}").touch()
@@ -201,14 +212,6 @@ def _unsaved(experiment: Path) -> str:
     return ""
 
 
-def _numpy_trial(config: dict[str, Any]) -> None:
-    import numpy as np
-    from ray import tune
-
-    for i in range(2):  # a score computed with NumPy on float32 data, as many are
-        tune.report({"accuracy": np.float32(0.25 * (i + 1)), "epoch": np.int64(i), "x": "a"})
-
-
 def _train_plateau(config: dict[str, Any]) -> None:
     """x=0 and x=1 climb for 4 iterations; x=2 stays flat (a plateau), and scores less."""
     from ray import tune
@@ -250,5 +253,5 @@ def _train_loss_and_score(config: dict[str, Any]) -> None:
 
     loss, score = LOSS_AND_SCORE[config["x"]]
     for i in range(4):
-        _busy(0.1)
+        _busy(0.05)
         tune.report({"loss": loss * (i + 1), "score": score * (i + 1)})
