@@ -1,20 +1,19 @@
 """Measure a run while it goes: ``gp.track()`` and :class:`Run`.
 
-A run samples its meters on a background thread (every ``sample_interval_s``, 1 s by default),
-turns energy into CO2-eq interval by interval (so an hourly intensity series is integrated, not
-averaged), and flushes its cost so far, metrics and power samples to the ledger every
-``flush_interval_s`` (10 s by default) together with a heartbeat, and once at its first sample
-(1 s in), so that a run killed early has its cost and heartbeat in the ledger. A ``kill -9``
-(the kernel's OOM killer, a node lost) therefore loses at most one flush interval of cost,
-metrics and power samples (10 s by default; the first sample interval, 1 s, for a run killed
-before its first sample), and the ledger later reports the run as ``lost`` with the cost of its
-last flush. A ledger that does not take a run's final record (a database another process keeps
-locked) holds the end of the run :data:`~greenprint._run_persistence._FINAL_WRITE_S` and the
-interpreter's exit :data:`~greenprint._run_persistence._EXIT_WRITE_S` at most (the runs still
-open that the exit or SIGTERM ends share one ``_FINAL_WRITE_S``, whatever their number): the
-record is written in the background when the ledger frees, else saved in a ledger file of its
-own at exit, with a warning saying where and the ``greenprint ledger merge`` command that puts it
-back.
+A run samples its meters on a background thread (every ``sample_interval_s``, 1 s by default), turns
+energy into CO2-eq interval by interval (so an hourly intensity series is integrated, not averaged),
+and flushes its cost so far, metrics and power samples to the ledger every ``flush_interval_s`` (10
+s by default) together with a heartbeat, and once at its first sample (1 s in), so that a run killed
+early has its cost and heartbeat in the ledger. A ``kill -9`` (the kernel's OOM killer, a node lost)
+therefore loses at most one flush interval and one sample interval of cost, metrics and power
+samples (a flush waits for the next sample: 11 s by default; the first sample interval, 1 s, for a
+run killed before its first sample), and the ledger later reports the run as ``lost`` with the cost
+of its last flush. A ledger that does not take a run's final record (a database another process
+keeps locked) holds the end of the run :data:`~greenprint._run_persistence._FINAL_WRITE_S` and the
+interpreter's exit :data:`~greenprint._run_persistence._EXIT_WRITE_S` at most (the runs still open
+that the exit or SIGTERM ends share one ``_FINAL_WRITE_S``, whatever their number): the record is
+written in the background when the ledger frees, else saved in a ledger file of its own at exit,
+with a warning saying where and the ``greenprint ledger merge`` command that puts it back.
 
 How a run ends:
 
