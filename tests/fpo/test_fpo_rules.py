@@ -460,3 +460,24 @@ def test_cuda_only_fused_attention_backward_products(op, dims):
     assert extras > 0  # softmax backward and the scores' scaling come on top
     if h == s_q == s_k:
         assert products == torch_formula(*args)
+
+
+def test_broadcast_shape_is_torch_broadcast_shapes():
+    """The rules' broadcast (no sympy import) agrees with torch's on every pair of shapes of
+    rank 0 to 3 with sizes 0 to 2, and refuses the pairs torch refuses (it returned the first
+    shape's size for (3,) with (4,), a count of 3 where no op could run). torch's is read from
+    an add of CPU tensors: torch.broadcast_shapes would import sympy into the test's process."""
+    import itertools
+
+    from greenprint.fpo._registry import broadcast_shape
+
+    shapes = [s for rank in range(4) for s in itertools.product(range(3), repeat=rank)]
+    for a, b in itertools.product(shapes, repeat=2):
+        try:
+            expected = tuple((torch.zeros(a) + torch.zeros(b)).shape)
+        except RuntimeError:
+            with pytest.raises(ValueError, match="do not broadcast"):
+                broadcast_shape(a, b)
+        else:
+            assert broadcast_shape(a, b) == expected, (a, b)
+    assert broadcast_shape(torch.Size([2, 3]), torch.Size([])) == (2, 3)

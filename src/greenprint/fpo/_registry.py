@@ -243,12 +243,20 @@ def broadcast_shape(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
     As ``torch.broadcast_shapes``, without its import of ``torch.fx.experimental.symbolic_shapes``
     and sympy (0.6 s of CPU at its first call, inside the user's run).
 
+    Raises:
+        ValueError: shapes that do not broadcast (two sizes differ and neither is 1), as
+            ``torch.broadcast_shapes`` raises (``RuntimeError``, a ``ValueError`` here: a rule
+            given shapes no op could run on).
+
     Example:
         >>> broadcast_shape((3, 1, 5), (4, 1))
         (3, 4, 5)
     """
     width = max(len(a), len(b))
     x, y = (1,) * (width - len(a)) + tuple(a), (1,) * (width - len(b)) + tuple(b)
+    for i, j in zip(x, y, strict=True):
+        if i != j and i != 1 and j != 1:
+            raise ValueError(f"shapes {tuple(a)} and {tuple(b)} do not broadcast")
     return tuple(j if i == 1 else i for i, j in zip(x, y, strict=True))
 
 
