@@ -19,7 +19,8 @@ and what happens when one is crossed (``on_exceed``):
   its command.
 
 A run with progress reports also warns once per budget when its *predicted* total (see
-:mod:`greenprint._prediction`) goes over a limit before the cost does (``warn_predicted``).
+:mod:`greenprint._prediction`) goes over a limit before the cost does (``warn_predicted``); a
+run with no energy meter (``meters=[]``) predicts no energy or CO2-eq, so only its time can.
 
 A run's budget covers the runs nested in it: its energy, CO2-eq and time are measured over its
 span, theirs inside; its FPO is its own with theirs (:mod:`greenprint._run_tree`, the report's
@@ -376,6 +377,9 @@ class BudgetGuard:
         """Warn (once per budget) about a limit the run's predicted total goes over.
 
         For a study budget the run's predicted remainder is added to the study's cost so far.
+        A run with no energy meter predicts no energy or CO2-eq (``None``: unknown): its
+        ``kwh`` and ``kg`` limits are not checked against a prediction, never found within
+        budget by a predicted 0 (:meth:`unmetered` said so at the run's start).
         """
         events = []
         for index, budget in enumerate(self.budgets):
@@ -387,6 +391,8 @@ class BudgetGuard:
                 if quantity is None:
                     continue
                 estimate = getattr(prediction, quantity)
+                if estimate is None:  # no energy meter: nothing predicted to compare
+                    continue
                 total = getattr(spent, key) - getattr(run, key) + estimate.value
                 if total > limit:
                     self._predicted.add(index)

@@ -22,6 +22,10 @@ edge never below ``q`` (what is spent stays spent). It narrows as ``f`` grows (t
 first prediction has no interval when it comes from a single report. Coverage is checked by
 simulation in ``tests/tracking/test_prediction_coverage.py``.
 
+A run with no energy meter (``meters=[]``) has unknown energy and CO2-eq: its predictor is made
+with ``metered=False`` and predicts its time only (:class:`Prediction`'s ``energy_kwh`` and
+``emissions_kg`` are ``None``, never an estimate of 0).
+
 Predictions are logged as metrics with the reserved prefix ``greenprint.`` (see
 :data:`RESERVED_METRIC_PREFIX`): analyses and reports never take them for a score.
 """
@@ -97,22 +101,29 @@ class Prediction:
         fraction: the part of the run done when the prediction was made, in (0, 1].
         reports: how many progress reports it rests on (increments).
         confidence: the probability the intervals are meant to hold the totals.
-        energy_kwh: IT energy of the whole run, kWh.
-        emissions_kg: CO2-eq of the whole run, kg.
+        energy_kwh: IT energy of the whole run, kWh; ``None`` for a run with no energy meter
+            (``meters=[]``): unknown, never a predicted 0.
+        emissions_kg: CO2-eq of the whole run, kg; ``None`` as ``energy_kwh``.
         duration_s: wall time of the whole run, s.
     """
 
     fraction: float
     reports: int
     confidence: float
-    energy_kwh: Estimate
-    emissions_kg: Estimate
+    energy_kwh: Estimate | None
+    emissions_kg: Estimate | None
     duration_s: Estimate
 
     def items(self) -> Iterator[tuple[str, Estimate]]:
-        """``(quantity, estimate)`` for each of :data:`QUANTITIES`."""
+        """``(quantity, estimate)`` for each of :data:`QUANTITIES` predicted, in that order.
+
+        A run with no energy meter yields its ``duration_s`` only (its energy and CO2-eq are
+        ``None``: not predicted).
+        """
         for quantity in QUANTITIES:
-            yield quantity, getattr(self, quantity)
+            estimate = getattr(self, quantity)
+            if estimate is not None:
+                yield quantity, estimate
 
 
 class _Series:
@@ -145,12 +156,15 @@ class Predictor:
 
     Args:
         confidence: the probability the intervals should hold the totals, in (0, 1).
+        metered: ``False`` for a run with no energy meter (``meters=[]``): its predictions'
+            ``energy_kwh`` and ``emissions_kg`` are ``None`` (unknown), whatever it observes.
     """
 
-    def __init__(self, confidence: float = DEFAULT_CONFIDENCE) -> None:
+    def __init__(self, confidence: float = DEFAULT_CONFIDENCE, *, metered: bool = True) -> None:
         if not 0.0 < confidence < 1.0:
             raise ValueError(f"confidence must be in (0, 1), not {confidence!r}")
         self.confidence = confidence
+        self.metered = metered
         self.fraction = 0.0
         self.reports = 0
         self._series = {quantity: _Series() for quantity in QUANTITIES}
@@ -187,8 +201,14 @@ class Predictor:
             n = self.reports
             t = t_quantile(n - 1, self.confidence) if n >= 2 else None
             estimates = {q: s.estimate(self.fraction, n, t) for q, s in self._series.items()}
+            metered = self.metered  # no energy meter: unknown, never an estimate of 0
             self._latest = Prediction(
-                fraction=self.fraction, reports=n, confidence=self.confidence, **estimates
+                fraction=self.fraction,
+                reports=n,
+                confidence=self.confidence,
+                energy_kwh=estimates["energy_kwh"] if metered else None,
+                emissions_kg=estimates["emissions_kg"] if metered else None,
+                duration_s=estimates["duration_s"],
             )
         return self._latest
 

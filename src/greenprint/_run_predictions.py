@@ -24,23 +24,16 @@ __all__ = ["RunPredictions"]
 logger = logging.getLogger("greenprint.tracking")
 
 
-#: What a run with no energy meter predicts no total of: unknown, never a predicted 0.
-_METERED_QUANTITIES = ("energy_kwh", "emissions_kg")
-
-
-def _prediction_points(
-    prediction: Prediction | None, step: int, now: float, *, metered: bool = True
-) -> list[MetricPoint]:
+def _prediction_points(prediction: Prediction | None, step: int, now: float) -> list[MetricPoint]:
     """A prediction as ``greenprint.predicted_*`` metric points (and ``greenprint.progress``).
 
-    ``metered`` false (``meters=[]``): its time only; its energy and CO2-eq are unknown.
+    A run with no energy meter (``meters=[]``) predicts its time only: no energy or CO2-eq
+    point (they are unknown, :class:`~greenprint._prediction.Prediction` holds ``None``).
     """
     if prediction is None:  # pragma: no cover - a report was taken
         return []
     points = [MetricPoint(metric_name("progress"), prediction.fraction, step, now)]
-    for quantity, estimate in prediction.items():
-        if not metered and quantity in _METERED_QUANTITIES:
-            continue
+    for quantity, estimate in prediction.items():  # the quantities predicted
         name = metric_name(f"predicted_{quantity}")
         points.append(MetricPoint(name, estimate.value, step, now))
         if estimate.low is not None and estimate.high is not None:
@@ -112,13 +105,20 @@ class RunPredictions(RunState):
 
     @property
     def prediction(self) -> Prediction | None:
-        """The latest prediction of the whole run's totals, with intervals; else ``None``."""
+        """The latest prediction of the whole run's totals, with intervals; else ``None``.
+
+        A run with no energy meter (``meters=[]``) predicts its time only: the prediction's
+        ``energy_kwh`` and ``emissions_kg`` are ``None`` (unknown, never an estimate of 0).
+        """
         with self._lock:
             return None if self._predictor is None else self._predictor.predict()
 
     @property
     def first_prediction(self) -> Prediction | None:
-        """The run's first prediction (the one its recorded error is about); else ``None``."""
+        """The run's first prediction (the one its recorded error is about); else ``None``.
+
+        Its ``energy_kwh`` and ``emissions_kg`` are ``None`` as :attr:`prediction`'s.
+        """
         with self._lock:
             return None if self._predictor is None else self._predictor.first
 
@@ -128,8 +128,8 @@ class RunPredictions(RunState):
 
         ``None`` too for a run with no energy meter (``meters=[]``): unknown, never 0.
         """
-        prediction = self.prediction
-        return None if prediction is None or self._unmetered else prediction.energy_kwh.value
+        estimate = None if (prediction := self.prediction) is None else prediction.energy_kwh
+        return None if estimate is None else estimate.value
 
     @property
     def predicted_emissions_kg(self) -> float | None:
@@ -137,8 +137,8 @@ class RunPredictions(RunState):
 
         ``None`` too for a run with no energy meter (``meters=[]``): unknown, never 0.
         """
-        prediction = self.prediction
-        return None if prediction is None or self._unmetered else prediction.emissions_kg.value
+        estimate = None if (prediction := self.prediction) is None else prediction.emissions_kg
+        return None if estimate is None else estimate.value
 
     @property
     def predicted_duration_s(self) -> float | None:
@@ -156,7 +156,7 @@ class RunPredictions(RunState):
             if self._account.last_t <= self._started_at:
                 return  # no meter sample yet: nothing to extrapolate energy from
             if self._predictor is None:
-                self._predictor = Predictor()
+                self._predictor = Predictor(metered=not self._unmetered)
             predictor = self._predictor
             kwh, kg = self._live_figures(now)
             taken = predictor.observe(fraction, kwh, kg, max(now - self._started_at, 0.0))
@@ -167,9 +167,7 @@ class RunPredictions(RunState):
             ):
                 prediction = predictor.predict()
                 self._logged_fraction = fraction
-                points = _prediction_points(
-                    prediction, self._prediction_step(), now, metered=not self._unmetered
-                )
+                points = _prediction_points(prediction, self._prediction_step(), now)
                 self._metrics.extend(points)
                 self._pending_metrics.extend(points)
         guard = self._guard
@@ -210,8 +208,9 @@ class RunPredictions(RunState):
         """Log how far the first prediction was from the truth (caller holds the lock).
 
         Only for a run that finished after reporting all of its progress (fraction 1): the
-        relative error ``(predicted - actual) / actual`` of energy, CO2-eq and time, and the
-        fraction at which the first prediction was made.
+        relative error ``(predicted - actual) / actual`` of energy, CO2-eq and time (time only
+        for a run with no energy meter: it predicted no energy), and the fraction at which the
+        first prediction was made.
         """
         predictor = self._predictor
         if predictor is None or predictor.first is None:

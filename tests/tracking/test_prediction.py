@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 import greenprint as gp
 from greenprint._prediction import (
+    Estimate,
     Predictor,
     is_reserved_metric,
     metric_name,
@@ -209,3 +210,63 @@ def test_predictions_are_never_taken_for_a_score(ledger_path):
     report = build_report(ledger_path, "s")
     assert report.metric == "accuracy"
     assert not any("greenprint." in note for note in report.notes)
+
+
+def test_a_run_with_no_energy_meter_predicts_its_time_only(ledger_path, caplog):
+    """``meters=[]``: energy and CO2-eq unknown, so the prediction holds ``None`` for them.
+
+    Until session 43's follow-up ``run.prediction`` and ``run.first_prediction`` held an energy
+    and CO2-eq of 0 with a 0-wide interval (``p.energy_kwh.value`` printed 0 µWh), a budget
+    on them was compared with that 0, and the report read a ledger's 0-wide intervals at 0 kWh
+    as holding the run's energy.
+    """
+    import dataclasses
+
+    from greenprint._budget import BudgetGuard, Spent
+    from greenprint._records import MetricPoint
+    from greenprint.report._prediction import prediction_summary
+
+    predictor = Predictor(metered=False)
+    for k in (1, 2, 3):
+        predictor.observe(k / 4, 0.0, 0.0, 2.0 * k)
+    p = predictor.predict()
+    assert p.energy_kwh is None and p.emissions_kg is None and predictor.first.energy_kwh is None
+    assert p.duration_s.value == pytest.approx(8.0) and [q for q, _ in p.items()] == ["duration_s"]
+
+    with gp.track("unmetered", study="u", ledger=ledger_path, **fast(meters=[])) as run:
+        deadline = time.monotonic() + 30.0
+        while run.prediction is None and time.monotonic() < deadline:
+            run.progress(0.25)  # taken once the run has sampled (its first report after that)
+            time.sleep(0.01)
+        for fraction in (0.5, 0.75, 1.0):
+            run.progress(fraction)
+    for p in (run.prediction, run.first_prediction):
+        assert p.energy_kwh is None and p.emissions_kg is None and p.duration_s.value > 0
+    assert run.prediction.duration_s.low is not None  # time still has its interval
+    assert run.predicted_energy_kwh is None and run.predicted_emissions_kg is None
+    rec = gp.Ledger(ledger_path).run(run.id)
+    names = {point.name for point in rec.metrics}
+    assert "greenprint.prediction_error_duration_s" in names
+    assert not [n for n in names if "energy" in n or "emissions" in n]
+
+    # a budget: energy and CO2-eq limits are not checked against a prediction (never "within
+    # budget" from a 0: a study at 0.9 of 1 kWh read 0.9 + 0 predicted), time still is
+    budgets = [gp.Budget(kwh=1.0, kg=1.0, per="study"), gp.Budget(kwh=1e-9, s=10.0)]
+    guard = BudgetGuard(budgets, study="u")
+    guard.study_base = Spent(kwh=0.9, kg=0.9)
+    unmetered = predictor.predict()
+    timed = dataclasses.replace(unmetered, duration_s=Estimate(20.0))
+    assert guard.check_predicted(unmetered, Spent(s=1.0), Spent(s=1.0)) == []
+    (event,) = guard.check_predicted(timed, Spent(s=1.0), Spent(s=1.0))
+    assert event.budget is budgets[1] and "time 20 s in all" in event.message
+
+    # the report: the run predicted (by its time), no energy error; a ledger of before the fix
+    # holds 0-wide energy intervals at 0 kWh, which held no unknown energy
+    (row,) = prediction_summary([rec]).rows
+    assert row.errors["energy_kwh"] is None and row.errors["duration_s"] is not None
+    old = [MetricPoint("greenprint.progress", 0.5, 2, 1.0)]
+    for edge in ("low", "high"):
+        old.append(MetricPoint(f"greenprint.predicted_energy_kwh_{edge}", 0.0, 2, 1.0))
+    summary = prediction_summary([dataclasses.replace(rec, metrics=rec.metrics + tuple(old))])
+    assert (summary.intervals, summary.covered) == (0, 0)
+    assert summary.table()[1][0][-1] == "-"

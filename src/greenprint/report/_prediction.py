@@ -54,8 +54,10 @@ class PredictionRow:
         name: the run's name.
         first_fraction: the part of the run done when the first prediction was made.
         errors: quantity (``energy_kwh``, ``emissions_kg``, ``duration_s``) -> relative error
-            ``(predicted - actual) / actual`` of the first prediction (``None``: not recorded).
-        intervals: energy intervals logged before the run's last report.
+            ``(predicted - actual) / actual`` of the first prediction (``None``: not recorded,
+            as the energy and CO2-eq of a run with no energy meter, which it did not predict).
+        intervals: energy intervals logged before the run's last report (0 for a run with no
+            energy meter).
         covered: how many of them held the run's final energy.
     """
 
@@ -201,7 +203,15 @@ def prediction_summary(runs: Sequence[RunRecord]) -> PredictionSummary | None:
 
 
 def _coverage(run: RunRecord) -> tuple[int, int]:
-    """Energy intervals logged before the run's last report, and how many held its energy."""
+    """Energy intervals logged before the run's last report, and how many held its energy.
+
+    None for a run with no energy meter (:attr:`~greenprint.RunRecord.energy_recorded`
+    false): its energy is unknown, so no interval held it. Such a run predicts its time only;
+    until 2026-12-06 it logged 0-wide energy intervals at 0 kWh, which ledgers still hold and
+    this read as holding its "0 kWh" (3 of 3).
+    """
+    if not run.energy_recorded:
+        return 0, 0
     lows: dict[Any, float] = {}
     highs: dict[Any, float] = {}
     progress: dict[Any, float] = {}
