@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from greenprint._exceptions import ConfigError
 from greenprint._format import format_fpo
-from greenprint.analysis import pareto_front
 from greenprint.analysis._common import json_float
 from greenprint.greener._counted import counted_as as counted_as  # re-exported: tests
 
@@ -155,7 +154,8 @@ class GreenerRow:
             twice as much as the baseline's own two readings differ
             (:attr:`GreenerResult.noise_fraction`): neither a saving nor a loss is told
             apart, so no break-even.
-        on_front: whether it is on the Pareto front (score against energy per inference).
+        on_front: whether it is on the Pareto front (score against energy per inference;
+            energies within the comparison's noise are a tie, as for ``within_noise``).
         run_id: the run that measured it (``None`` if not recorded).
         notes: caveats (precision, storage, kernels).
     """
@@ -234,7 +234,10 @@ class GreenerResult:
         metric: the name of the score.
         mode: ``"max"`` if a higher score is better, ``"min"`` if lower is.
         baseline: the name of the reference row (the model as given).
-        front: names of the rows on the Pareto front (score against energy per inference).
+        front: names of the rows on the Pareto front (score against energy per inference):
+            no other row has a score as good and an energy lower by more than the noise
+            (:data:`NOISE_FACTOR` times :attr:`noise_fraction` of the baseline's energy), or a
+            better score and an energy within it.
         provenance: where the figures came from, one line each.
         notes: caveats.
         run_id: the run that recorded the comparison (``None`` if not recorded).
@@ -441,7 +444,9 @@ def finish(
 
     The baseline's two timed loops (its ``noise_fraction``) give the comparison's noise:
     a variant no farther than :data:`NOISE_FACTOR` times it from the baseline's energy per
-    inference has no break-even (``within_noise``).
+    inference has no break-even (``within_noise``), and on the front two energies that close
+    are a tie (:func:`_front`): a within-noise saving put a copy of the baseline on the front
+    and the baseline off it, where the table said no saving was told apart.
     """
     base = next((r for r in rows if r.name == baseline and r.measured), None)
     done = [
@@ -460,16 +465,13 @@ def finish(
         and math.isfinite(r.energy_kwh_per_1000)
     ]
     front: list[str] = []
-    if candidates:
-        points = [
-            [float(done[i].score or 0.0), float(done[i].energy_kwh_per_1000 or 0.0)]
-            for i in candidates
-        ]
-        direction = "maximize" if mode == "max" else "minimize"
-        for k in pareto_front(points, directions=(direction, "minimize")).tolist():
-            i = candidates[k]
-            done[i] = replace(done[i], on_front=True)
-            front.append(done[i].name)
+    points = [
+        (float(done[i].score or 0.0), float(done[i].energy_kwh_per_1000 or 0.0)) for i in candidates
+    ]
+    for k in _front(points, higher=mode == "max", tie=_tie_per_1000(base)):
+        i = candidates[k]
+        done[i] = replace(done[i], on_front=True)
+        front.append(done[i].name)
     provenance = tuple(
         dict.fromkeys(
             f"energy and CO2-eq per inference: {r.energy_provenance}"
@@ -489,6 +491,43 @@ def finish(
         study=study,
         noise_fraction=None if base is None else base.noise_fraction,
     )
+
+
+def _tie_per_1000(base: GreenerRow | None) -> float:
+    """The energy per 1,000 inferences within which two rows are not told apart (kWh).
+
+    :data:`NOISE_FACTOR` times the baseline's noise of its energy, as :func:`against` reads a
+    variant within noise of the baseline; 0 when the noise was not measured.
+    """
+    kwh = None if base is None else base.energy_kwh_per_1000
+    noise = None if base is None else base.noise_fraction
+    if kwh is None or noise is None or not math.isfinite(kwh * noise):
+        return 0.0
+    return NOISE_FACTOR * noise * kwh
+
+
+def _front(points: Sequence[tuple[float, float]], *, higher: bool, tie: float) -> list[int]:
+    """Indices (ascending) of the ``(score, energy)`` points no other point dominates.
+
+    A point dominates another with a score as good (``higher``: greater is better) and an
+    energy no more than ``tie`` above, and is better in one of them: a better score, or an
+    energy lower by more than ``tie``. Energies within ``tie`` (the comparison's noise) are a
+    tie: a variant whose only advantage is a saving within noise does not push the baseline
+    (or another row) off the front, as it has no break-even either. ``tie`` 0 is the plain
+    Pareto front (identical points do not dominate each other).
+    """
+
+    def dominates(a: tuple[float, float], b: tuple[float, float]) -> bool:
+        (sa, ea), (sb, eb) = a, b
+        if not higher:
+            sa, sb = -sa, -sb
+        return sa >= sb and ea <= eb + tie and (sa > sb or ea < eb - tie)
+
+    return [
+        i
+        for i, p in enumerate(points)
+        if not any(dominates(q, p) for j, q in enumerate(points) if j != i)
+    ]
 
 
 def noise_caveat(result: GreenerResult) -> str | None:
