@@ -57,8 +57,9 @@ class RunPredictions(RunState):
         prediction is logged as ``greenprint.predicted_*`` metrics (every 1 % of progress at
         most), a budget the prediction goes over warns once, and a run that finishes with
         ``fraction`` 1 records how far its first prediction was from the truth. Reports before
-        the first meter sample (one ``sample_interval_s`` into the run) and reports that do not
-        move forward are not used for the prediction.
+        the first meter sample (one ``sample_interval_s`` into the run; a run with no meter
+        predicts its time alone, from its first report) and reports that do not move forward
+        are not used for the prediction.
 
         Raises:
             ConfigError: fraction outside (0, 1].
@@ -153,8 +154,11 @@ class RunPredictions(RunState):
         with self._lock:
             if self._state != "running" or self._account is None:
                 return
-            if self._account.last_t <= self._started_at:
-                return  # no meter sample yet: nothing to extrapolate energy from
+            if self._account.last_t <= self._started_at and not self._unmetered:
+                # no meter sample yet: nothing to extrapolate energy from. A run with no meter
+                # predicts its time alone, from the clock: at once (a fit whose epochs all
+                # ended before the first sample predicted nothing)
+                return
             if self._predictor is None:
                 self._predictor = Predictor(metered=not self._unmetered)
             predictor = self._predictor

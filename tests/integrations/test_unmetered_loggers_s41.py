@@ -8,7 +8,6 @@ tracker is the real library, as its own tests set it up: the metric is absent (a
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -124,20 +123,10 @@ def test_lightning_logs_no_energy_to_its_loggers(tmp_path: Path) -> None:
     kit = lightning_kit()
     callback = kit["Callback"]("probe", ledger=tmp_path / "gp.db", meters=[], **FAST)
 
-    class Sampled(pl.Callback):
-        """Before greenprint's first epoch end, waits for the run's first sample: a report
-        before it predicts nothing (two epochs of this fit can end before it, as the run's
-        thread first records the environment, and the asserts below then held nothing)."""
-
-        def on_train_epoch_end(self, trainer, pl_module) -> None:
-            deadline = time.monotonic() + 30.0
-            while callback.run._unsampled and time.monotonic() < deadline:
-                time.sleep(0.01)
-
     csv = CSVLogger(str(tmp_path), name="csv")
     trainer = pl.Trainer(
         accelerator="cpu",
-        callbacks=[Sampled(), callback],  # in this order: Lightning calls them so
+        callbacks=[callback],
         logger=csv,
         max_epochs=2,
         log_every_n_steps=1,

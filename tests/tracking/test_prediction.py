@@ -233,12 +233,15 @@ def test_a_run_with_no_energy_meter_predicts_its_time_only(ledger_path, caplog):
     assert p.energy_kwh is None and p.emissions_kg is None and predictor.first.energy_kwh is None
     assert p.duration_s.value == pytest.approx(8.0) and [q for q, _ in p.items()] == ["duration_s"]
 
-    with gp.track("unmetered", study="u", ledger=ledger_path, **fast(meters=[])) as run:
-        deadline = time.monotonic() + 30.0
-        while run.prediction is None and time.monotonic() < deadline:
-            run.progress(0.25)  # taken once the run has sampled (its first report after that)
-            time.sleep(0.01)
+    # a first sample a minute away: a run with no meter predicts its time from the clock at
+    # once (it waited for a meter sample, with nothing to read from it: a fit whose epochs all
+    # ended before its first sample predicted nothing)
+    slow = fast(meters=[], sample_interval_s=60.0, flush_interval_s=60.0)
+    with gp.track("unmetered", study="u", ledger=ledger_path, **slow) as run:
+        run.progress(0.25)
+        assert run.prediction is not None and run.predicted_duration_s is not None
         for fraction in (0.5, 0.75, 1.0):
+            time.sleep(0.01)
             run.progress(fraction)
     for p in (run.prediction, run.first_prediction):
         assert p.energy_kwh is None and p.emissions_kg is None and p.duration_s.value > 0
