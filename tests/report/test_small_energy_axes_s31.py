@@ -44,3 +44,29 @@ def test_a_study_of_tiny_runs_plots_in_its_own_unit(tmp_path: Path, scale: float
     assert panel["x_unit"] == unit
     xs = sorted(x for series in panel["series"] for x in series["x"])
     assert xs[0] == pytest.approx(2.0) and xs[-1] == pytest.approx(5.0)  # (k + 2) in that unit
+
+
+def test_a_log_axis_labels_its_ticks_in_the_figure_s_own_font_size() -> None:
+    """Energies across decades are drawn on a log axis, whose ticks matplotlib writes ``10``
+    with a superscript exponent at 0.7 of the font: a paper figure's 8 pt text printed its
+    exponents at 5.7 pt (found on a scikit-learn study's Pareto plot, 0.05 to 5 mWh). The
+    ticks now read as plain numbers, every text in the figure's one size."""
+    pytest.importorskip("matplotlib")
+    import re
+
+    from greenprint.report._model import Figure, Panel, Series
+    from greenprint.report._plots import FigureRenderer
+
+    energies, scores = (0.05, 0.3, 2.0, 5.0), (0.7, 0.8, 0.85, 0.9)
+    for scale in ("x", "y"):
+        x, y = (energies, scores) if scale == "x" else (scores, energies)
+        trials = Series("finished", "scatter", x, y)
+        panel = Panel(
+            "x", "y", "mWh", "mWh", (trials,),
+            x_scale="log" if scale == "x" else "linear",
+            y_scale="log" if scale == "y" else "linear",
+        )  # fmt: skip
+        svg = FigureRenderer(exts=("svg",)).svg(Figure("pareto", "t", "c", (panel,)))
+        assert set(re.findall(r"font-size: ?([\d.]+)px", svg)) == {"9"}, scale
+        texts = re.findall(r">([^<>]+)</text>", svg)
+        assert {"0.1", "1"} <= set(texts), (scale, texts)

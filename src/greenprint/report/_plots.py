@@ -223,6 +223,23 @@ class FigureRenderer:
                 fig.set_layout_engine(None)
 
 
+def _plain_log_ticks(axis: Any) -> None:
+    """A log axis's tick labels as plain numbers (``0.1``, ``1``, ``10``; ``1e-05`` past them).
+
+    matplotlib writes them ``10`` with a superscript exponent, drawn at 0.7 of the font size: a
+    paper figure's 8 pt text printed its exponents at 5.7 pt (under the 7 pt every other word
+    and number of the figure prints at). Which ticks are labelled is matplotlib's, as before.
+    """
+    from matplotlib.ticker import LogFormatter
+
+    class PlainLogFormatter(LogFormatter):
+        def _num_to_string(self, x: float, vmin: float, vmax: float) -> str:
+            return f"{x:g}"
+
+    axis.set_major_formatter(PlainLogFormatter(labelOnlyBase=True))
+    axis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False))
+
+
 def _finite(values: tuple[float, ...]) -> list[float]:
     return [v for v in values if math.isfinite(v)]
 
@@ -277,6 +294,7 @@ def _draw_panel(ax: Any, panel: Panel, layout: _Layout, width_in: float) -> floa
     xs = [v for s in panel.series for v in _finite(s.x)]
     if panel.x_scale == "log" and xs and min(xs) > 0:
         ax.set_xscale("log")
+        _plain_log_ticks(ax.xaxis)
     elif layout.legend_below:  # a narrow panel: five-digit tick labels would run together
         from matplotlib.ticker import MaxNLocator
 
@@ -289,6 +307,7 @@ def _draw_panel(ax: Any, panel: Panel, layout: _Layout, width_in: float) -> floa
     ys = [v for s in panel.series for v in _finite(s.y)]
     if panel.y_scale == "log" and ys and min(ys) > 0:
         ax.set_yscale("log")
+        _plain_log_ticks(ax.yaxis)
     x_label, y_label = _plain(panel.x_label), _plain(panel.y_label)
     if layout.legend_below:  # a narrow figure: a label longer than its axis takes two lines
         x_label = _wrap(x_label, width_in * 0.85, layout.font_pt)
