@@ -1,11 +1,13 @@
 """The demo's pruner comparison over several seeds: what pruning at equal FPO saves.
 
 For each seed, the demo's random search (24 trials of up to 15 epochs on scikit-learn's digits,
-MLPs and CNNs) runs twice with Optuna's ``RandomSampler`` (the same configurations, the same
-initial weights): stopped by Optuna's ``MedianPruner`` per epoch, and by greenprint's
-``CostAwareOptunaPruner(cost="fpo")`` at equal FPO, both with 5 startup trials and no trial
-stopped before epoch 3. Printed: each search's pruned trials, FPO, energy (estimated on a VM
-without RAPL), wall time of its runs and best validation accuracy, and the differences.
+MLPs and CNNs alternating), stopped per epoch by the rule of Optuna's ``MedianPruner``, then its
+configurations trained again (the same order, the same seeds and initial weights) under
+greenprint's ``CostAwareOptunaPruner(cost="fpo")`` at equal FPO, both with 5 startup trials and
+no trial stopped before epoch 3 (what ``greenprint demo`` does; until 2026-12-06 both arms were
+Optuna searches of their own, on ``RandomSampler``'s configurations). Printed: each search's
+pruned trials, FPO, energy (estimated on a VM without RAPL), wall time of its runs and best
+validation accuracy, and the differences.
 
 With ``--overhead``, instead: the pruner's own cost per decision, against 1,000 completed
 trials of 20 reports each (plain ``CostAwarePruner.report``), and per ``trial.should_prune()``
@@ -112,7 +114,7 @@ def main() -> None:
 
     from greenprint.demo._display import PlainDisplay
     from greenprint.demo._pruning import run_comparison
-    from greenprint.demo._study import _load_digits
+    from greenprint.demo._study import _load_digits, random_search
     from greenprint.ledger import Ledger
 
     torch.set_num_threads(1)
@@ -125,16 +127,12 @@ def main() -> None:
     for seed in (int(s) for s in args.seeds.split(",")):
         with tempfile.TemporaryDirectory() as tmp:
             led = Ledger(Path(tmp) / "bench.db")
-            started = time.perf_counter()
-            c = run_comparison(
-                led,
-                "bench",
-                _load_digits(seed),
-                PlainDisplay(io.StringIO()),
-                trials=args.trials,
-                max_epochs=args.epochs,
-                seed=seed,
+            started = time.perf_counter()  # both searches
+            data, show = _load_digits(seed), PlainDisplay(io.StringIO())
+            random_search(
+                led, "bench", data, show, trials=args.trials, max_epochs=args.epochs, seed=seed
             )
+            c = run_comparison(led, "bench", data, show, seed=seed)
             wall = time.perf_counter() - started
             led.close()
         assert c is not None, "Optuna is needed"

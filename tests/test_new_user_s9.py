@@ -28,21 +28,13 @@ def test_the_pruner_comparison_says_a_complete_trial_ran_every_epoch(tmp_path):
     pytest.importorskip("sklearn")
     from greenprint.demo._display import PlainDisplay
     from greenprint.demo._pruning import compare_pruners
-    from greenprint.demo._study import _load_digits
+    from greenprint.demo._study import _load_digits, random_search
 
     stream = io.StringIO()
     led = gp.Ledger(tmp_path / "p.db")
-    result = compare_pruners(
-        led,
-        "s",
-        _load_digits(0),
-        PlainDisplay(stream),
-        trials=2,
-        max_epochs=2,
-        seed=0,
-        startup_trials=1,
-        warmup_epochs=1,
-    )
+    data = _load_digits(0)
+    random_search(led, "s", data, PlainDisplay(io.StringIO()), trials=2, max_epochs=2, seed=0)
+    result = compare_pruners(led, "s", data, PlainDisplay(stream), seed=0)
     assert "up to 2 epochs" in result.lines()[0]
     complete = [x for x in stream.getvalue().splitlines() if " complete " in x]
     assert complete, stream.getvalue()
@@ -114,22 +106,24 @@ def test_the_pruner_comparison_says_its_searches_are_not_in_the_price_tag():
     """The demo's report closes with 'pruner comparison: ... MedianPruner: 14/24 pruned,
     13.3 mWh ...; best val_accuracy 0.9833 (trial-13)' under a price tag of 25 mWh: a reader
     cannot tell that the 48 trials are two studies of their own, left out of that 25 mWh, nor
-    that 'trial-13' is not the study's own trial-13-mlp."""
+    that 'trial-13' is not the study's own trial-13-mlp. Since session 43 the per-epoch arm is
+    the study's own search (in its price tag), the cost-aware one a study of its own."""
     from greenprint.demo._pruning import PrunerComparison, PrunerOutcome
 
     def outcome(label, study, best):
         return PrunerOutcome(label, study, 24, 14, 0.0133, 0.0064, 10**11, 9.0, 0.98, best)
 
     comparison = PrunerComparison(
-        median=outcome("Optuna MedianPruner (per epoch)", "digits-demo-median-pruner", "trial-13"),
+        median=outcome("MedianPruner (per epoch)", "digits-demo", "trial-13-mlp"),
         cost_aware=outcome("CostAwarePruner (at equal FPO)", "digits-demo-cost-pruner", "trial-10"),
         trials=24,
         max_epochs=15,
         seed=0,
     )
     note = comparison.note()
-    assert "not in this study's price tag" in note, note
-    assert "(trial-13 of study digits-demo-median-pruner)" in note, note
+    assert "this study's random search of 24 trials" in note, note
+    assert "as study digits-demo-cost-pruner (not in this study's price tag)" in note, note
+    assert "(trial-13-mlp of study digits-demo)" in note, note
     assert "(trial-10 of study digits-demo-cost-pruner)" in note, note
 
 

@@ -1,4 +1,4 @@
-"""The demo's pruner comparison: the same search twice, each search's price tag and best score."""
+"""The demo's pruner comparison: its search and the same trials stopped at equal FPO."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from greenprint import UnknownStudyError
 from greenprint.demo._display import PlainDisplay
 from greenprint.ledger import Ledger
 from integrations._frameworks import need_installed
@@ -20,32 +21,48 @@ need_installed("optuna", "demo")
 
 @pytest.mark.slow
 def test_the_same_search_stopped_two_ways(tmp_path):
+    """The per-epoch arm is the demo's own search (read from the ledger, not trained again);
+    the cost-aware arm trains the same configurations from the same seeds: each trial trains
+    as it did in the search, epoch by epoch, until a pruner stops it. The search's pruner stops
+    what Optuna's ``MedianPruner`` stops, replayed on its curves (tests/greener/_median_replay.py).
+    Until session 43 the comparison ran a third search, Optuna's ``RandomSampler`` with its
+    ``MedianPruner``: other configurations than the demo's, 24 trials trained for nothing new."""
     import io
 
+    from greener._median_replay import demo_stops, optuna_median_stops
+    from greenprint.demo._models import WARMUP_EPOCHS, startup_trials
     from greenprint.demo._pruning import compare_pruners
-    from greenprint.demo._study import _load_digits
+    from greenprint.demo._study import _load_digits, random_search
 
     led = Ledger(tmp_path / "l.db")
-    comparison = compare_pruners(
-        led,
-        "digits",
-        _load_digits(0),
-        PlainDisplay(io.StringIO()),
-        trials=6,
-        max_epochs=4,
-        seed=0,
-        startup_trials=1,
-        warmup_epochs=3,
-    )
-    median = led.runs(study="digits-median-pruner")
+    data = _load_digits(0)
+    show = PlainDisplay(io.StringIO())
+    random_search(led, "digits", data, show, trials=6, max_epochs=4, seed=0)
+    comparison = compare_pruners(led, "digits", data, show, seed=0)
+    median = led.runs(study="digits")
     cost = led.runs(study="digits-cost-pruner")
-    # the same configurations in the same order (RandomSampler, same seed)
-    assert [r.params for r in median] == [r.params for r in cost]
+    assert set(led.studies()) == {"digits", "digits-cost-pruner"}  # no third search
+    # the search's configurations, in its order (Optuna records them without "epochs")
+    assert [{k: v for k, v in r.params.items() if k != "epochs"} for r in median] == [
+        r.params for r in cost
+    ]
     assert len(median) == 6 and {r.role for r in median + cost} == {"trial"}
-    # a trial that both let finish scored the same in both (same seeds, same initial weights)
+    assert startup_trials(6) == 1
+    assert demo_stops(median) == optuna_median_stops(
+        median, startup_trials=1, warmup_epochs=WARMUP_EPOCHS
+    )
+    # each trial trained as it did in the search (same seeds, same initial weights): the same
+    # score after every epoch both ran, the same FPO where both ran the same epochs
     for a, b in zip(median, cost, strict=True):
-        if a.status == b.status == "finished":
-            assert a.metric("val_accuracy") == b.metric("val_accuracy")
+        curves = [
+            [v for _, v in sorted((p.step, p.value) for p in r.metrics
+                                  if p.name == "val_accuracy" and p.step is not None)]
+            for r in (a, b)
+        ]  # fmt: skip
+        common = min(map(len, curves))
+        assert curves[0][:common] == curves[1][:common], (a.name, curves)
+        if len(curves[0]) == len(curves[1]):
+            assert a.fpo == b.fpo
         assert a.status in ("finished", "pruned") and b.status in ("finished", "pruned")
     # each outcome is its search's price tag, every trial counted, pruned ones too
     for outcome, runs in ((comparison.median, median), (comparison.cost_aware, cost)):
@@ -55,15 +72,27 @@ def test_the_same_search_stopped_two_ways(tmp_path):
         assert outcome.fpo == sum(r.fpo or 0 for r in runs)
         finished = [r.metric("val_accuracy") for r in runs if r.status == "finished"]
         assert outcome.best_score == max(finished)
+    assert comparison.median.study == "digits"
+    assert comparison.cost_aware.study == "digits-cost-pruner"
+    # the cost-aware best trial is named by Optuna's callback ('trial-1'): the line says whose
+    # configuration of the search it trained again
+    assert comparison.median.best_config is None
+    k = [r.name for r in cost].index(comparison.cost_aware.best_trial)
+    assert comparison.cost_aware.best_config == median[k].name
     # no trial is stopped before epoch 3 under either pruner
     for r in median + cost:
         assert len([p for p in r.metrics if p.name == "val_accuracy"]) >= 3
     saved = 100 * (comparison.median.fpo - comparison.cost_aware.fpo) / comparison.median.fpo
     assert comparison.fpo_saving_pct == pytest.approx(saved)
     first, *rest = comparison.lines()
-    assert first.startswith("the same random search of 6 trials (seed 0, up to 4 epochs)")
-    assert rest[0].startswith("Optuna MedianPruner (per epoch): ")
+    assert first.startswith("this study's random search of 6 trials (seed 0, up to 4 epochs)")
+    assert "as study digits-cost-pruner (not in this study's price tag)" in first
+    assert rest[0].startswith("MedianPruner (per epoch): ")
     assert rest[1].startswith("CostAwarePruner (at equal FPO): ")
+    assert rest[1].endswith(
+        f"({comparison.cost_aware.best_trial} of study digits-cost-pruner, "
+        f"{median[k].name}'s configuration)"
+    ), rest[1]
     # in words, as a reader says it: '49.6 % less FPO, 37.5 % less energy, best score 0.0056
     # lower' (it read '+49.6 % FPO saved', and '-0.2 % FPO saved' for 0.2 % more)
     assert rest[2].startswith("cost-aware against median: ")
@@ -71,6 +100,8 @@ def test_the_same_search_stopped_two_ways(tmp_path):
     assert re.search(r", (\d+\.\d % (less|more)|the same) energy", rest[2]), rest[2]
     words = rest[2].split(": ", 1)[1]
     assert "saved" not in words and "+" not in words and "-" not in words, rest[2]
+    with pytest.raises(UnknownStudyError, match="no study 'nothing'"):
+        compare_pruners(led, "nothing", data, show, seed=0)
     led.close()
 
 
@@ -100,3 +131,34 @@ def test_the_comparison_says_less_or_more_in_words():
     assert last(median, outcome("cost", 12.6e-6, 424 * 10**9, 0.99)) == (
         "cost-aware against median: the same FPO, the same energy, best score 0.0067 higher"
     )
+
+
+def test_the_demo_search_pruner_is_optunas_median_rule():
+    """``demo._models.MedianPruner`` is "the rule of Optuna's MedianPruner", which the pruner
+    comparison relies on (it reads the demo's search as its per-epoch arm). It compared a
+    trial's latest score with the median until session 43; Optuna compares its best so far:
+    on noisy curves, 40 trials of 6 epochs, the two stop the same trials at the same epochs."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from greener._median_replay import optuna_median_stops
+    from greenprint.demo._models import MedianPruner
+
+    rng = np.random.default_rng(0)
+    pruner = MedianPruner(startup_trials=3, warmup_epochs=2)
+    runs, stops = [], []
+    for _ in range(40):
+        curve = np.clip(rng.uniform(0.2, 0.9) + rng.normal(0, 0.08, 6).cumsum() / 3, 0, 1)
+        stop = next((e for e in range(1, 6) if pruner.should_prune(e, float(curve[e - 1]))), None)
+        scores = [float(v) for v in curve[: stop or 6]]
+        if stop is None:
+            pruner.record(scores)
+        stops.append(stop)
+        points = [SimpleNamespace(name="val_accuracy", step=e, value=v) for e, v in
+                  enumerate(scores, start=1)]  # fmt: skip
+        runs.append(SimpleNamespace(metrics=points, params={"epochs": 6}))
+    assert stops == optuna_median_stops(runs, startup_trials=3, warmup_epochs=2)
+    # noisy enough to tell the rules apart: the latest score (the rule until session 43) stops
+    # three of these trials that Optuna's rule keeps (at epochs 2, 3 and 5; checked when written)
+    assert any(s is None for s in stops) and sum(s is not None for s in stops) > 5

@@ -70,10 +70,11 @@ def command(
     Baselines (majority class, logistic regression), a random search of 24 trials over an MLP
     and a small CNN with pruning of bad trials, a learning curve and the final model retrained
     and scored on a held-out test split, each run tracked into a fresh ledger; greener variants
-    of the best CNN (int8, pruning, bf16, distillation) and a pruner comparison (Optuna's
-    median pruner against greenprint's cost-aware one); then the report in HTML, Markdown,
-    LaTeX and JSON. 40-110 s on a 2-vCPU machine (about 40 s of CPU on one training thread;
-    more when the machine is busy), no download.
+    of the best CNN (int8, pruning, bf16, distillation) and a pruner comparison (the search's
+    trials, stopped per epoch by Optuna's median rule, trained again under greenprint's
+    cost-aware pruner); then the report in HTML, Markdown, LaTeX and JSON. 30-80 s on a 2-vCPU
+    machine (28-57 s of CPU on one training thread, by the VM; more when it is busy), no
+    download.
     """
     from greenprint._exceptions import ConfigError
     from greenprint.demo import run_demo

@@ -18,10 +18,12 @@ from torch import nn
 
 __all__ = [
     "Data",
+    "WARMUP_EPOCHS",
     "MedianPruner",
     "TrialOutcome",
     "build_model",
     "fpo_per_epoch",
+    "startup_trials",
     "train",
 ]
 
@@ -195,31 +197,57 @@ _FPO_COUNTS: dict[tuple[Any, ...], int] = {}
 
 @dataclass
 class MedianPruner:
-    """Stops a trial that scores below the median of the finished trials after the same epoch.
+    """Stops a trial whose best score so far is below the finished trials' median at its epoch.
 
-    The rule of Optuna's MedianPruner.
+    The rule of Optuna's ``MedianPruner`` (``PercentilePruner`` at 50): after epoch ``e`` a trial
+    is stopped when its best validation accuracy over epochs ``1..e`` is below the median of the
+    finished trials' accuracy after epoch ``e``, once ``startup_trials`` trials have finished and
+    from epoch ``warmup_epochs`` on (Optuna's ``n_warmup_steps``, epochs counted from 1). A NaN
+    score is left out of both, and a trial whose scores are all NaN is stopped, as Optuna does.
+    So the demo's search makes the decisions Optuna's pruner would make on the same trials,
+    and the pruner comparison (``demo._pruning``) reads it as its per-epoch arm (until
+    2026-12-06 this compared the trial's latest score, not its best so far).
 
     Attributes:
         startup_trials: finished trials needed before any trial is pruned.
-        warmup_epochs: epochs a trial always runs.
+        warmup_epochs: no trial is pruned before this epoch.
         history: epoch -> finished trials' validation accuracy after it.
     """
 
     startup_trials: int = 4
     warmup_epochs: int = 2
     history: dict[int, list[float]] = field(default_factory=dict)
+    _best: float = field(default=math.nan, init=False, repr=False)
 
     def should_prune(self, epoch: int, score: float) -> bool:
-        """Whether a trial scoring ``score`` after ``epoch`` (1-based) should stop."""
-        seen = self.history.get(epoch, [])
-        if epoch < self.warmup_epochs or len(seen) < self.startup_trials:
+        """Whether a trial scoring ``score`` after ``epoch`` (1-based) should stop.
+
+        Called after each epoch of one trial in turn; epoch 1 begins a new trial.
+        """
+        if epoch == 1 or math.isnan(self._best):
+            self._best = score
+        elif not math.isnan(score):
+            self._best = max(self._best, score)
+        seen = [v for v in self.history.get(epoch, []) if not math.isnan(v)]
+        if epoch < self.warmup_epochs or len(self.history.get(epoch, [])) < self.startup_trials:
             return False
-        return score < statistics.median(seen)
+        if math.isnan(self._best):
+            return True
+        return bool(seen) and self._best < statistics.median(seen)
 
     def record(self, scores: list[float]) -> None:
         """Remember a finished trial's score after each epoch."""
         for epoch, score in enumerate(scores, start=1):
             self.history.setdefault(epoch, []).append(score)
+
+
+def startup_trials(trials: int) -> int:
+    """Finished trials before the search's pruner stops any: ``min(5, max(1, trials // 4))``."""
+    return min(5, max(1, trials // 4))
+
+
+#: No trial of the search is stopped before this epoch (counted from 1).
+WARMUP_EPOCHS = 3
 
 
 @dataclass(frozen=True)

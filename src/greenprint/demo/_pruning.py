@@ -1,18 +1,23 @@
-"""The demo's pruner comparison: one random search, stopped per epoch or at equal FPO.
+"""The demo's pruner comparison: its random search, stopped per epoch or at equal FPO.
 
-The same Optuna random search (``RandomSampler`` with the demo's seed, so both searches draw the
-same configurations in the same order, and each trial trains with the same seed) runs twice,
-each trial a greenprint run (``GreenprintCallback``):
-
-* with Optuna's ``MedianPruner``: a trial is compared with the others *after the same epoch*;
-* with :class:`~greenprint.greener.CostAwareOptunaPruner` (``cost="fpo"``): a trial is compared
-  with the others' best-so-far curves *at the same FPO spent*.
+The demo's random search (``demo._study.random_search``) is stopped per epoch by the rule of
+Optuna's ``MedianPruner`` (``demo._models.MedianPruner``: a trial is compared with the finished
+ones *after the same epoch*). Its trials, read from the ledger, are the comparison's first arm.
+The second trains the same configurations again, in the same order and from the same seeds
+(so each trains as it did), as an Optuna study (the configurations enqueued) each trial a
+greenprint run (``GreenprintCallback``), stopped by
+:class:`~greenprint.greener.CostAwareOptunaPruner` (``cost="fpo"``): a trial is compared with
+the others' best-so-far curves *at the same FPO spent*.
 
 Both use the same warm-up (startup trials, and no trial stopped before the same epoch). FPO
 is the cost axis here because it is exact and the same on every machine (energy on a shared
 2-CPU VM is an estimate that moves with the load); the price tag of each search reports energy,
-CO2-eq and FPO. Each search is a study of its own in the demo's ledger
-(``<study>-median-pruner``, ``<study>-cost-pruner``).
+CO2-eq and FPO. The cost-aware search is a study of its own in the demo's ledger
+(``<study>-cost-pruner``), not in the demo study's price tag.
+
+Until 2026-12-06 the comparison ran Optuna's ``RandomSampler`` twice more, once with Optuna's
+``MedianPruner`` (study ``<study>-median-pruner``): other configurations than the demo's search,
+and a third search of 24 trials that the demo's own search now stands for.
 
 Imported only by :func:`greenprint.demo.run_demo`, after torch and Optuna were found.
 """
@@ -21,9 +26,10 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
+from greenprint._exceptions import ConfigError
 from greenprint._format import format_emissions, format_energy, format_fpo
 
 __all__ = ["PrunerComparison", "PrunerOutcome", "compare_pruners"]
@@ -46,6 +52,8 @@ class PrunerOutcome:
         duration_s: their summed duration, s.
         best_score: the best finished trial's validation accuracy (``None``: none finished).
         best_trial: that trial's run name.
+        best_config: for a search that trained another's configurations again, the run name
+            of the trial whose configuration its best trial trained (``None``: its own).
     """
 
     label: str
@@ -58,6 +66,7 @@ class PrunerOutcome:
     duration_s: float
     best_score: float | None
     best_trial: str | None
+    best_config: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -83,11 +92,12 @@ class PrunerComparison:
     """The two searches side by side.
 
     Attributes:
-        median: the search stopped by Optuna's ``MedianPruner`` (per epoch).
-        cost_aware: the search stopped by the cost-aware pruner (at equal FPO).
+        median: the demo's own search, stopped per epoch by the rule of Optuna's ``MedianPruner``.
+        cost_aware: its configurations trained again, stopped by the cost-aware pruner (at
+            equal FPO).
         trials: trials per search.
         max_epochs: epochs of a trial that is not stopped.
-        seed: the sampler's and the training's seed.
+        seed: the search's seed (trial ``k`` trained from ``seed + k``).
     """
 
     median: PrunerOutcome
@@ -111,16 +121,18 @@ class PrunerComparison:
     def lines(self) -> list[str]:
         """One line per search and one for the difference (the terminal and the report)."""
         out = [
-            f"the same random search of {self.trials} trials (seed {self.seed}, up to "
-            f"{self.max_epochs} epochs), stopped two ways, each search a study of its own "
-            "(not in this study's price tag):"
+            f"this study's random search of {self.trials} trials (seed {self.seed}, up to "
+            f"{self.max_epochs} epochs), stopped per epoch, and its configurations trained "
+            f"again, stopped at equal FPO, as study {self.cost_aware.study} (not in this "
+            "study's price tag):"
         ]
         for o in (self.median, self.cost_aware):
             score = "-" if o.best_score is None else f"{o.best_score:.4f}"
+            again = "" if o.best_config is None else f", {o.best_config}'s configuration"
             out.append(
                 f"{o.label}: {o.pruned}/{o.trials} pruned, {format_energy(o.energy_kwh)}, "
                 f"{format_emissions(o.emissions_kg)}, {format_fpo(o.fpo)}; best {METRIC} "
-                f"{score} ({o.best_trial or '-'} of study {o.study})"
+                f"{score} ({o.best_trial or '-'} of study {o.study}{again})"
             )
         energy, fpo = self.energy_saving_pct, self.fpo_saving_pct
         if energy is not None and fpo is not None:
@@ -151,7 +163,11 @@ class PrunerComparison:
 
 
 def _suggest(trial: Any, max_epochs: int) -> dict[str, Any]:
-    """The demo's search space (``demo._study._sample``), drawn by Optuna."""
+    """The demo's search space (``demo._study._sample``), as Optuna records it.
+
+    The configurations are enqueued (``study.enqueue_trial``): each ``suggest_*`` returns the
+    demo search's value.
+    """
     kind = trial.suggest_categorical("model", ["mlp", "cnn"])
     params: dict[str, Any] = {
         "model": kind,
@@ -182,16 +198,21 @@ class _Reporter:
         return bool(self.trial.should_prune())
 
 
-def _objective(trial: Any, *, data: Any, max_epochs: int, seed: int, show: Any) -> float:
+def _objective(
+    trial: Any, *, configs: list[dict[str, Any]], data: Any, seed: int, show: Any
+) -> float:
     import optuna
     import torch
 
     from greenprint.demo._models import build_model, train
     from greenprint.tracking import active_runs
 
-    params = _suggest(trial, max_epochs)
+    params = configs[trial.number]
+    suggested = _suggest(trial, int(params["epochs"]))
+    if suggested != params:  # the enqueued values, as the demo's search drew them
+        raise RuntimeError(f"trial {trial.number} drew {suggested}, not the search's {params}")
     run = list(active_runs())[-1]  # the run GreenprintCallback.track opened for this trial
-    torch.manual_seed(seed + trial.number)  # the same initial weights in both searches
+    torch.manual_seed(seed + trial.number)  # the initial weights of the demo search's trial
     model = build_model(params)
     run.set(dataset_size=data.n_train, param_count=sum(p.numel() for p in model.parameters()))
     outcome = train(
@@ -210,48 +231,10 @@ def _objective(trial: Any, *, data: Any, max_epochs: int, seed: int, show: Any) 
     return outcome.scores[-1]
 
 
-def _search(
-    led: Any,
-    study: str,
-    label: str,
-    pruner: Any,
-    data: Any,
-    show: Any,
-    *,
-    trials: int,
-    max_epochs: int,
-    seed: int,
-) -> PrunerOutcome:
-    import optuna
-
+def _outcome(led: Any, study: str, label: str, runs: list[Any]) -> PrunerOutcome:
+    """A search's price tag and best finished trial, from its trials' runs."""
     from greenprint.analysis import price_tag
-    from greenprint.integrations.optuna import GreenprintCallback
 
-    callback = GreenprintCallback(ledger=led, study=study, metric_names=[METRIC])
-    search = optuna.create_study(
-        study_name=study,
-        direction="maximize",
-        sampler=optuna.samplers.RandomSampler(seed=seed),
-        pruner=pruner,
-    )
-
-    def after(study_: Any, trial: Any) -> None:
-        callback(study_, trial)
-        value = "-" if trial.value is None else f"{trial.value:.3f}"
-        # a complete trial trained every epoch; its last one is never reported to the pruner
-        complete = trial.state == optuna.trial.TrialState.COMPLETE
-        steps = max_epochs if complete else len(trial.intermediate_values)
-        show.done(
-            f"{label.split(' ')[0]:<10} trial {trial.number:>2} {trial.params['model']:<4} "
-            f"{trial.state.name.lower():<9} {METRIC}={value} after {steps} "
-            f"epoch{'' if steps == 1 else 's'}"
-        )
-
-    objective = functools.partial(
-        _objective, data=data, max_epochs=max_epochs, seed=seed, show=show
-    )
-    search.optimize(callback.track(objective), n_trials=trials, callbacks=[after])
-    runs = led.runs(study=study)
     tag = price_tag(runs, metric=METRIC, mode="max")
     finished = [r for r in runs if r.status == "finished"]
     best = max(
@@ -273,97 +256,131 @@ def _search(
     )
 
 
+def _search(
+    led: Any,
+    study: str,
+    label: str,
+    pruner: Any,
+    configs: list[dict[str, Any]],
+    names: list[str],
+    data: Any,
+    show: Any,
+    *,
+    seed: int,
+) -> PrunerOutcome:
+    """Train ``configs`` in order as an Optuna study stopped by ``pruner``."""
+    import optuna
+
+    from greenprint.integrations.optuna import GreenprintCallback
+
+    callback = GreenprintCallback(ledger=led, study=study, metric_names=[METRIC])
+    search = optuna.create_study(
+        study_name=study,
+        direction="maximize",
+        sampler=optuna.samplers.RandomSampler(seed=seed),  # unused: every trial is enqueued
+        pruner=pruner,
+    )
+    for params in configs:
+        search.enqueue_trial({k: v for k, v in params.items() if k != "epochs"})
+
+    def after(study_: Any, trial: Any) -> None:
+        callback(study_, trial)
+        value = "-" if trial.value is None else f"{trial.value:.3f}"
+        # a complete trial trained every epoch; its last one is never reported to the pruner
+        complete = trial.state == optuna.trial.TrialState.COMPLETE
+        steps = int(configs[trial.number]["epochs"]) if complete else len(trial.intermediate_values)
+        show.done(
+            f"{label.split(' ')[0]} trial {trial.number:>2} ({names[trial.number]}) "
+            f"{trial.state.name.lower():<9} {METRIC}={value} after {steps} "
+            f"epoch{'' if steps == 1 else 's'}"
+        )
+
+    objective = functools.partial(_objective, configs=configs, data=data, seed=seed, show=show)
+    search.optimize(callback.track(objective), n_trials=len(configs), callbacks=[after])
+    runs = led.runs(study=study)  # in the order they ran: run k trained configs[k]
+    outcome = _outcome(led, study, label, runs)
+    if outcome.best_trial is None:
+        return outcome
+    k = [r.name for r in runs].index(outcome.best_trial)
+    return replace(outcome, best_config=names[k])
+
+
 def compare_pruners(
     led: Any,
     study: str,
     data: Any,
     show: Any,
     *,
-    trials: int,
-    max_epochs: int,
     seed: int,
-    startup_trials: int,
-    warmup_epochs: int,
 ) -> PrunerComparison:
-    """Run the same random search twice, with Optuna's median pruner and the cost-aware one.
+    """The demo's search (stopped per epoch) against its configurations stopped at equal FPO.
+
+    The per-epoch arm is the demo's random search as the ledger holds it: the trials of
+    ``study`` (role ``trial``, in the order they ran), stopped by the rule of Optuna's
+    ``MedianPruner`` (``demo._study.random_search``). The cost-aware arm trains the same
+    configurations in the same order, trial ``k`` from seed ``seed + k`` as the search did,
+    under :class:`~greenprint.greener.CostAwareOptunaPruner` (``cost="fpo"``) with the search's
+    warm-up (``demo._models.startup_trials`` of the trials, and no trial stopped before epoch
+    ``WARMUP_EPOCHS``, ``n_warmup_reports`` one less as epochs are counted from 1), as the study
+    ``<study>-cost-pruner``.
 
     Args:
-        led: the demo's ledger (each search is a study of its own in it).
-        study: the demo's study name; the searches are ``<study>-median-pruner`` and
-            ``<study>-cost-pruner``.
-        data: the digits split.
+        led: the demo's ledger, holding the search's trials under ``study``.
+        study: the demo's study name; the cost-aware search is ``<study>-cost-pruner``.
+        data: the digits split the search trained on.
         show: the demo's display.
-        trials: trials per search.
-        max_epochs: epochs of a trial that is not stopped.
-        seed: the sampler's and the training's seed.
-        startup_trials: finished trials before either pruner stops anything.
-        warmup_epochs: no trial is stopped before this epoch, under either pruner (Optuna's
-            ``n_warmup_steps`` for epochs counted from 1; ``n_warmup_reports`` one less).
+        seed: the search's seed (trial ``k`` trained with ``seed + k``).
 
     Returns:
         The :class:`PrunerComparison`.
+
+    Raises:
+        UnknownStudyError: the ledger has no study ``study``.
+        ConfigError: ``study`` holds no trial.
     """
     import optuna
 
+    from greenprint.demo._models import WARMUP_EPOCHS, startup_trials
     from greenprint.greener import CostAwareOptunaPruner
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    common = {"trials": trials, "max_epochs": max_epochs, "seed": seed}
-    show.phase("pruner comparison", 2 * trials)
-    median = _search(
-        led,
-        f"{study}-median-pruner",
-        "Optuna MedianPruner (per epoch)",
-        optuna.pruners.MedianPruner(n_startup_trials=startup_trials, n_warmup_steps=warmup_epochs),
-        data,
-        show,
-        **common,
-    )
+    runs = [r for r in led.runs(study=study) if r.role == "trial"]
+    if not runs:
+        raise ConfigError(f"study {study!r} holds no trial to compare")
+    configs = [dict(r.params) for r in runs]
+    max_epochs = max(int(c["epochs"]) for c in configs)
+    show.phase("pruner comparison", len(configs))
+    median = _outcome(led, study, "MedianPruner (per epoch)", runs)
     cost_aware = _search(
         led,
         f"{study}-cost-pruner",
         "CostAwarePruner (at equal FPO)",
         CostAwareOptunaPruner(
-            cost="fpo", n_startup_trials=startup_trials, n_warmup_reports=warmup_epochs - 1
+            cost="fpo",
+            n_startup_trials=startup_trials(len(runs)),
+            n_warmup_reports=WARMUP_EPOCHS - 1,
         ),
+        configs,
+        [r.name for r in runs],
         data,
         show,
-        **common,
+        seed=seed,
     )
-    return PrunerComparison(median=median, cost_aware=cost_aware, **common)
+    return PrunerComparison(
+        median=median, cost_aware=cost_aware, trials=len(configs), max_epochs=max_epochs, seed=seed
+    )
 
 
 def run_comparison(
-    led: Any,
-    study: str,
-    data: Any,
-    show: Any,
-    *,
-    trials: int,
-    max_epochs: int,
-    seed: int,
+    led: Any, study: str, data: Any, show: Any, *, seed: int
 ) -> PrunerComparison | None:
-    """:func:`compare_pruners` with the demo's warm-up, or ``None`` (said) without Optuna.
-
-    The warm-up is the demo search's own: ``min(5, max(1, trials // 4))`` startup trials and no
-    trial stopped before epoch 3.
-    """
+    """:func:`compare_pruners`, or ``None`` (said) without Optuna."""
     from greenprint._imports import is_available
 
     if not is_available("optuna"):
         show.message("pruner comparison skipped: it needs Optuna (pip install 'greenprint[demo]')")
         return None
-    return compare_pruners(
-        led,
-        study,
-        data,
-        show,
-        trials=trials,
-        max_epochs=max_epochs,
-        seed=seed,
-        startup_trials=min(5, max(1, trials // 4)),
-        warmup_epochs=3,
-    )
+    return compare_pruners(led, study, data, show, seed=seed)
 
 
 def with_comparison(report: Any, comparison: PrunerComparison | None) -> Any:

@@ -165,10 +165,11 @@ def run_demo(
         threads: torch CPU threads (1: the models are tiny, and one thread keeps its speed
             on a busy machine).
         display: a ready display (tests); default from ``quiet``.
-        compare_pruners: also run the same search twice, stopped by Optuna's median pruner
-            (per epoch) and by greenprint's cost-aware pruner (at equal FPO), as studies
-            ``<study>-median-pruner`` and ``<study>-cost-pruner``; their price tags and best
-            scores go to the summary and the report's notes (needs Optuna).
+        compare_pruners: also train the search's configurations again, stopped by
+            greenprint's cost-aware pruner (at equal FPO) as the study ``<study>-cost-pruner``,
+            against the search itself (stopped per epoch by the rule of Optuna's
+            ``MedianPruner``); both price tags and best scores go to the summary and the
+            report's notes (needs Optuna).
 
     Returns:
         The :class:`DemoResult`.
@@ -234,9 +235,7 @@ def run_demo(
         if compare_pruners:
             from greenprint.demo._pruning import run_comparison
 
-            pruners = run_comparison(
-                led, study, data, show, trials=trials, max_epochs=max_epochs, seed=seed
-            )
+            pruners = run_comparison(led, study, data, show, seed=seed)
         show.phase("report", 1)
         show.status("building the report")
         report = build_report(
@@ -296,45 +295,14 @@ def _study(
     params) of the best finished CNN trial, or None)``: the CNN is where the greener variants
     start.
     """
-    import numpy as np
-
     import greenprint as gp
-    from greenprint.demo._models import MedianPruner, build_model, train
+    from greenprint.demo._models import build_model, train
 
     _baselines(led, study, data, show, max_epochs=max_epochs, seed=seed)
 
-    rng = np.random.default_rng(seed)
-    pruner = MedianPruner(startup_trials=min(5, max(1, trials // 4)), warmup_epochs=3)
-    best: tuple[float, dict[str, Any]] | None = None
-    best_cnn: tuple[float, Any, dict[str, Any]] | None = None  # for the greener variants
-    show.phase("random search", trials)
-    for k in range(trials):
-        kind = "mlp" if k % 2 == 0 else "cnn"
-        params = _sample(rng, kind, max_epochs)
-        name = f"trial-{k + 1:02d}-{kind}"
-        with gp.track(name, study=study, ledger=led, params=params, role="trial") as run:
-            model = build_model(params)
-            run.set(
-                dataset_size=data.n_train, param_count=sum(p.numel() for p in model.parameters())
-            )
-            outcome = train(
-                model,
-                params,
-                data,
-                run,
-                seed=seed + k,
-                pruner=pruner,
-                on_epoch=functools.partial(_epoch_status, show, name),
-            )
-        if not outcome.pruned:
-            pruner.record(outcome.scores)
-            if best is None or outcome.scores[-1] > best[0]:
-                best = (outcome.scores[-1], params)
-            if kind == "cnn" and (best_cnn is None or outcome.scores[-1] > best_cnn[0]):
-                best_cnn = (outcome.scores[-1], model, params)
-        note = f"  (stopped after epoch {outcome.epochs})" if outcome.pruned else ""
-        show.done(_line(run, name, note))
-
+    best, best_cnn = random_search(
+        led, study, data, show, trials=trials, max_epochs=max_epochs, seed=seed
+    )
     if best is None:
         return None, best_cnn
     config = dict(best[1])
@@ -360,6 +328,78 @@ def _study(
         f"{int(final_data.x_val.shape[0])} held-out test images"
     )
     return score, best_cnn
+
+
+def random_search(
+    led: Any,
+    study: str,
+    data: Any,
+    show: Display,
+    *,
+    trials: int,
+    max_epochs: int,
+    seed: int,
+) -> tuple[tuple[float, dict[str, Any]] | None, tuple[float, Any, dict[str, Any]] | None]:
+    """The study's random search (role ``trial``), stopped per epoch by the median rule.
+
+    Trial ``k`` (from 0) is an MLP for even ``k``, a CNN for odd, its hyper-parameters drawn
+    from ``numpy.random.default_rng(seed)``; its initial weights and its training are seeded with
+    ``seed + k``, so a configuration trains the same whatever the trials before it did (the
+    pruner comparison trains these configurations again under another pruner). The pruner is
+    the rule of Optuna's ``MedianPruner``: ``min(5, max(1, trials // 4))`` startup trials, no
+    trial stopped before epoch 3 (``demo._pruning.compare_pruners`` gives its cost-aware search
+    the same warm-up).
+
+    Returns:
+        ``(best score, params)`` of the best finished trial, and ``(score, trained model,
+        params)`` of the best finished CNN trial (where the greener variants start); ``None``
+        where no trial (no CNN trial) finished.
+    """
+    import numpy as np
+    import torch
+
+    import greenprint as gp
+    from greenprint.demo._models import (
+        WARMUP_EPOCHS,
+        MedianPruner,
+        build_model,
+        startup_trials,
+        train,
+    )
+
+    rng = np.random.default_rng(seed)
+    pruner = MedianPruner(startup_trials=startup_trials(trials), warmup_epochs=WARMUP_EPOCHS)
+    best: tuple[float, dict[str, Any]] | None = None
+    best_cnn: tuple[float, Any, dict[str, Any]] | None = None  # for the greener variants
+    show.phase("random search", trials)
+    for k in range(trials):
+        kind = "mlp" if k % 2 == 0 else "cnn"
+        params = _sample(rng, kind, max_epochs)
+        name = f"trial-{k + 1:02d}-{kind}"
+        with gp.track(name, study=study, ledger=led, params=params, role="trial") as run:
+            torch.manual_seed(seed + k)  # its initial weights, whatever the trials before it did
+            model = build_model(params)
+            run.set(
+                dataset_size=data.n_train, param_count=sum(p.numel() for p in model.parameters())
+            )
+            outcome = train(
+                model,
+                params,
+                data,
+                run,
+                seed=seed + k,
+                pruner=pruner,
+                on_epoch=functools.partial(_epoch_status, show, name),
+            )
+        if not outcome.pruned:
+            pruner.record(outcome.scores)
+            if best is None or outcome.scores[-1] > best[0]:
+                best = (outcome.scores[-1], params)
+            if kind == "cnn" and (best_cnn is None or outcome.scores[-1] > best_cnn[0]):
+                best_cnn = (outcome.scores[-1], model, params)
+        note = f"  (stopped after epoch {outcome.epochs})" if outcome.pruned else ""
+        show.done(_line(run, name, note))
+    return best, best_cnn
 
 
 def _baselines(
