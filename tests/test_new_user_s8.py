@@ -261,6 +261,21 @@ def test_the_demo_closing_note_reads_right(study_with_roles, tmp_path):
     assert not any(ln.startswith("  measured") for ln in lines)
 
 
+def test_a_demo_of_one_trial_says_one_trial(tmp_path):
+    """``greenprint demo --trials 1`` closed with 'whole study    8 runs, 1 of them trials (1
+    finished)'."""
+    from greenprint.demo._study import _summary
+
+    path = tmp_path / "one.db"
+    for name, role in (("baseline-majority", "baseline"), ("trial-01-mlp", "trial")):
+        with gp.track(name, study="s", ledger=path, role=role, meters=[]) as run:
+            run.log(accuracy=0.5)
+    report = build_report(path, "s", metric="accuracy")
+    lines = _summary(report, {"html": tmp_path / "r.html"}, path, "s", 1.0).splitlines()
+    (whole,) = [ln for ln in lines if ln.startswith("  whole study")]
+    assert whole.startswith("  whole study    2 runs, one of them a trial (1 finished)"), whole
+
+
 def test_compute_statement_and_what_if_read_right_for_a_paper(study_with_roles):
     """The compute statement, pasted into a paper, said "in 5 runs, all counted in the figures
     that follow": a paper's figures are its plots. The what-if section priced "the study's

@@ -505,9 +505,10 @@ def _summary(
     elif final is not None and final.score is not None:
         lines.append(f"  best score     {final.metric} = {final.score:.4f} ({final.name})")
     # every run's cost, not only the trials': say how many runs, and what the search alone cost
-    trials = f"{total.trials} trials ({statuses})"
+    trials = f"{total.trials} trial{'' if total.trials == 1 else 's'} ({statuses})"
     if total.runs != total.trials:
-        trials = f"{total.runs} runs, {total.trials} of them trials ({statuses})"
+        them = "one of them a trial" if total.trials == 1 else f"{total.trials} of them trials"
+        trials = f"{total.runs} runs, {them} ({statuses})"
     search = tag.by_role.get("trial")
     share = (
         f"; the search {format_energy(search.energy_kwh)} "
