@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from greenprint._format import count_of
+
 if TYPE_CHECKING:  # pragma: no cover
     from greenprint._provenance import Provenance
     from greenprint.hardware import HardwareInfo
@@ -74,17 +76,13 @@ def hardware_report() -> dict[str, Any]:
     return _as_dict(*_detect())
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
 def _text(hw: HardwareInfo, in_use: dict[str, Provenance]) -> str:
     report = _as_dict(hw, in_use)
     lines = [
         f"CPU       {report['cpu_model']}",
-        f"          {_plural(report['sockets'], 'socket')}, "
-        f"{_plural(report['physical_cores'], 'physical core')}, "
-        f"{_plural(report['logical_cores'], 'logical CPU')}",
+        f"          {count_of(report['sockets'], 'socket')}, "
+        f"{count_of(report['physical_cores'], 'physical core')}, "
+        f"{count_of(report['logical_cores'], 'logical CPU')}",
         f"RAM       {report['ram_gb']:.1f} GB",
     ]
     gpus = report["gpus"]

@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, cast
 
 from greenprint._exceptions import ConfigError
-from greenprint._format import format_emissions, format_energy, format_fpo
+from greenprint._format import count_of, format_emissions, format_energy, format_fpo
 
 __all__ = ["PrunerComparison", "PrunerOutcome", "compare_pruners"]
 
@@ -71,11 +71,6 @@ class PrunerOutcome:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         return dict(vars(self))
-
-
-def _count(n: int, noun: str) -> str:
-    """``"1 trial"``, ``"24 trials"``."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _less_or_more(saving_pct: float, what: str) -> str:
@@ -126,8 +121,8 @@ class PrunerComparison:
     def lines(self) -> list[str]:
         """One line per search and one for the difference (the terminal and the report)."""
         out = [
-            f"this study's random search of {_count(self.trials, 'trial')} (seed {self.seed}, "
-            f"up to {_count(self.max_epochs, 'epoch')}), stopped per epoch, and its "
+            f"this study's random search of {count_of(self.trials, 'trial')} (seed {self.seed}, "
+            f"up to {count_of(self.max_epochs, 'epoch')}), stopped per epoch, and its "
             f"configurations trained again, stopped at equal FPO, as study "
             f"{self.cost_aware.study} (not in this study's price tag):"
         ]
@@ -236,8 +231,14 @@ def _objective(
     return outcome.scores[-1]
 
 
-def _outcome(led: Any, study: str, label: str, runs: list[Any]) -> PrunerOutcome:
-    """A search's price tag and best finished trial, from its trials' runs."""
+def _outcome(
+    study: str, label: str, runs: list[Any], configs_of: list[str] | None = None
+) -> PrunerOutcome:
+    """A search's price tag and best finished trial, from its trials' runs.
+
+    ``configs_of``: for a search that trained another's configurations again, the name of the
+    trial whose configuration each run trained (its ``best_config``).
+    """
     from greenprint.analysis import price_tag
 
     tag = price_tag(runs, metric=METRIC, mode="max")
@@ -258,6 +259,7 @@ def _outcome(led: Any, study: str, label: str, runs: list[Any]) -> PrunerOutcome
         duration_s=tag.total.duration_s,
         best_score=None if best is None else best.metric(METRIC),
         best_trial=None if best is None else best.name,
+        best_config=None if best is None or configs_of is None else configs_of[runs.index(best)],
     )
 
 
@@ -296,18 +298,13 @@ def _search(
         steps = int(configs[trial.number]["epochs"]) if complete else len(trial.intermediate_values)
         show.done(
             f"{label.split(' ')[0]} trial {trial.number:>2} ({names[trial.number]}) "
-            f"{trial.state.name.lower():<9} {METRIC}={value} after {steps} "
-            f"epoch{'' if steps == 1 else 's'}"
+            f"{trial.state.name.lower():<9} {METRIC}={value} after {count_of(steps, 'epoch')}"
         )
 
     objective = functools.partial(_objective, configs=configs, data=data, seed=seed, show=show)
     search.optimize(callback.track(objective), n_trials=len(configs), callbacks=[after])
-    runs = led.runs(study=study)  # in the order they ran: run k trained configs[k]
-    outcome = _outcome(led, study, label, runs)
-    if outcome.best_trial is None:
-        return outcome
-    k = [r.name for r in runs].index(outcome.best_trial)
-    return replace(outcome, best_config=names[k])
+    # in the order they ran: run k trained configs[k], the search's trial names[k]
+    return _outcome(study, label, led.runs(study=study), configs_of=names)
 
 
 def compare_pruners(
@@ -355,7 +352,7 @@ def compare_pruners(
     configs = [dict(r.params) for r in runs]
     max_epochs = max(int(c["epochs"]) for c in configs)
     show.phase("pruner comparison", len(configs))
-    median = _outcome(led, study, "MedianPruner (per epoch)", runs)
+    median = _outcome(study, "MedianPruner (per epoch)", runs)
     # Each trial of the search counted its configuration's FPO inside its run (once per
     # architecture and batch: demo._models.fpo_per_epoch keeps the counts); the same trials
     # trained again would find every count kept and spend less energy for it alone (one MLP

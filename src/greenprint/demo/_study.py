@@ -14,6 +14,7 @@ from typing import Any
 
 from greenprint._exceptions import ConfigError
 from greenprint._format import (
+    count_of,
     format_duration,
     format_emissions,
     format_energy,
@@ -505,7 +506,7 @@ def _summary(
     elif final is not None and final.score is not None:
         lines.append(f"  best score     {final.metric} = {final.score:.4f} ({final.name})")
     # every run's cost, not only the trials': say how many runs, and what the search alone cost
-    trials = f"{total.trials} trial{'' if total.trials == 1 else 's'} ({statuses})"
+    trials = f"{count_of(total.trials, 'trial')} ({statuses})"
     if total.runs != total.trials:
         them = "one of them a trial" if total.trials == 1 else f"{total.trials} of them trials"
         trials = f"{total.runs} runs, {them} ({statuses})"

@@ -428,7 +428,7 @@ class GreenprintCallback(_EvaluationRuns, _StepFPO, _pl.Callback):  # type: igno
             return
         refresh(run)
         now = figures.read()
-        if not now:  # a meter set with no component, though the options named meters
+        if not now:  # the run reads no meter, though its options did not say meters=[]
             if int(getattr(trainer, "world_size", 1)) <= 1:
                 return
             # every rank logs with sync_dist (a collective): this one adds nothing to the sum
