@@ -234,3 +234,41 @@ def test_bad_input_is_a_config_error(home: tuple[Path, dict[str, Any]], store: A
         gp_mlflow.log_search(fitted, sweep, run_id="nope", ledger=db, client=store)
     with pytest.raises(ConfigError, match="no MLflow run began while the search ran"):
         gp_mlflow.log_search(fitted, sweep, ledger=db, client=store)  # no run_id, none active
+
+
+def test_no_run_given_reads_no_other_tracking_store_than_the_clients(
+    home: tuple[Path, dict[str, Any]], store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: with no run_id and no active run, ``log_search`` asked ``mlflow.last_active_run()``
+    for autolog's run, which reads the fluent API's store, not the client's: where the process
+    had ended a run before (here in another store) and the fluent API was left at its default,
+    MLflow made ``./mlflow.db`` in the user's working directory (the suite left one in the
+    checkout). Now that store is read only when it is the client's; the refusal names both."""
+    import mlflow
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV
+
+    import greenprint as gp
+    from greenprint.integrations import mlflow as gp_mlflow
+
+    folder, out = home
+    fitted = GridSearchCV(LogisticRegression(), {"C": [1.0, 2.0, 3.0]}, cv=2)
+    fitted.fit([[0.0], [1.0], [0.1], [0.9]], [0, 1, 0, 1])
+    with gp.Ledger(folder / "greenprint.db") as ledger:
+        sweep = ledger.run(out["grid"]["sweep"])
+    empty = tmp_path / "work"
+    empty.mkdir()
+    monkeypatch.chdir(empty)
+    before = tracking_utils._tracking_uri  # the fluent API's setting, put back after
+    try:
+        mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'other.db'}")
+        with mlflow.start_run():  # the process's last active run, in another store
+            pass
+        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]  # MLflow's default: ./mlflow.db
+        with pytest.raises(ConfigError, match="in the client's tracking store file:") as refused:
+            gp_mlflow.log_search(fitted, sweep, ledger=folder / "greenprint.db", client=store)
+    finally:
+        mlflow.set_tracking_uri(before)
+    assert "autolog's runs go to sqlite:///" in str(refused.value)
+    assert list(empty.iterdir()) == []  # no store made in the working directory

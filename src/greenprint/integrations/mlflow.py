@@ -263,7 +263,8 @@ def log_search(
         sweep: the sweep run ``track_search`` returned, or its record from a ledger.
         run_id: the parent MLflow run; default the active one, else MLflow's last active run
             when it began while the sweep ran (the run autolog makes for a fit with no run
-            around it).
+            around it), looked up only when ``client`` reads the fluent API's tracking store
+            (where autolog logs).
         client: an :class:`mlflow.MlflowClient`; default one for the current tracking URI.
         ledger: the ledger of the sweep's trials when ``sweep`` is a record (a path, URL or
             :class:`~greenprint.Ledger`; ``None``: the configured one); a run's own otherwise.
@@ -305,16 +306,28 @@ def log_search(
     client = _client(client)
     parent = run_id
     if run_id is None and _mlflow.active_run() is None:  # autolog's own run, if it is one
-        try:
-            last = _mlflow.last_active_run()
-        except _mlflow.exceptions.MlflowException:  # its store is not the current one
-            last = None
-        began_s = None if last is None else last.info.start_time / 1000
+        last = None
+        fluent = _mlflow.get_tracking_uri()
+        # autolog's run is in the fluent API's store; mlflow.last_active_run() reads it there,
+        # and a store not in use is made on the way (MLflow 3's default: ./mlflow.db in the
+        # working directory): only looked up when that is the client's store
+        if client.tracking_uri == fluent:
+            try:
+                last = _mlflow.last_active_run()
+            except _mlflow.exceptions.MlflowException:  # its store is not the current one
+                last = None
         ended_s = record.ended_at if record.ended_at is not None else time.time()
-        if began_s is None or not record.started_at <= began_s <= ended_s:
+        if last is None or not record.started_at <= last.info.start_time / 1000 <= ended_s:
+            elsewhere = (
+                ""
+                if client.tracking_uri == fluent
+                else f" in the client's tracking store {client.tracking_uri} (autolog's runs go "
+                f"to {fluent})"
+            )
             raise ConfigError(
-                "no active MLflow run, and no MLflow run began while the search ran (the run "
-                "mlflow.sklearn.autolog makes for a fit with no run around it): pass run_id="
+                f"no active MLflow run, and no MLflow run began while the search ran{elsewhere} "
+                "(the run mlflow.sklearn.autolog makes for a fit with no run around it): pass "
+                "run_id="
             )
         parent = last.info.run_id
     parent = _run_id(client, parent)
