@@ -73,3 +73,28 @@ def test_run_environment_compares_and_shows_its_fields():
     assert a == b and a != RunEnvironment("h", "x", None, None, "3.11.7", None, {})
     assert repr(a).startswith("RunEnvironment(host='h', command='python t.py'")
     assert a.env == {"RANK": "0"} and a.git_dirty is False
+
+
+def test_the_git_state_never_writes_the_index(repo):
+    """Before: ``git status`` refreshed the index's stats of a touched file and wrote the index
+    back under ``.git/index.lock``; killed at its timeout (a large repository, a loaded
+    machine: the suite's own run left a lock in the checkout), the lock stayed and the user's
+    next ``git commit`` failed. Now git runs without optional locks: it only reads, the answer
+    is the same."""
+    import os
+    import time
+
+    (repo / "train.py").write_text("print(1)\n")
+    _git(repo, "add", "train.py")
+    _git(repo, "commit", "-q", "-m", "x")
+    head = _git(repo, "rev-parse", "HEAD")
+    index = repo / ".git" / "index"
+    written = index.read_bytes()
+    later = time.time() + 5.0  # the same content, other stats: a status would refresh them
+    os.utime(repo / "train.py", (later, later))
+    stamp = index.stat().st_mtime_ns
+    assert git_state(str(repo)) == (head, False) == _git_state_v1(str(repo), timeout_s=2.0)
+    assert index.stat().st_mtime_ns == stamp and index.read_bytes() == written
+    assert not (repo / ".git" / "index.lock").exists()
+    _git(repo, "status", "--porcelain")  # git itself, with its optional locks: it writes
+    assert index.read_bytes() != written

@@ -112,6 +112,19 @@ class RunEnvironment:
         return f"RunEnvironment({fields})"
 
 
+def _git_env() -> dict[str, str]:
+    """This process's environment with git's optional locks off (``GIT_OPTIONAL_LOCKS=0``).
+
+    ``git status`` refreshes the index's file stats and writes them back under
+    ``.git/index.lock``, an optional lock. A status slower than its timeout (a large
+    repository, a loaded machine) is killed: a lock it held stays, and the user's next
+    ``git commit`` fails on it ("index.lock: File exists"; a report run of the suite left one).
+    Without the optional locks git only reads (as editors' background status does); gits
+    before 2.15 ignore the variable.
+    """
+    return {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}
+
+
 def git_state(cwd: str | None = None, *, timeout_s: float = 2.0) -> tuple[str | None, bool | None]:
     """The working directory's git commit and whether the tree has uncommitted changes.
 
@@ -120,12 +133,13 @@ def git_state(cwd: str | None = None, *, timeout_s: float = 2.0) -> tuple[str | 
     porcelain v2, is asked with ``rev-parse`` and ``status`` instead.
 
     Returns ``(None, None)`` outside a git checkout, in a repository without commits, or when
-    git is missing or slow.
+    git is missing or slow. Git only reads: it never takes the index's lock (:func:`_git_env`).
     """
     try:
         status = subprocess.run(
             ["git", "status", "--porcelain=v2", "--branch", "--untracked-files=no"],
             cwd=cwd,
+            env=_git_env(),
             capture_output=True,
             text=True,
             timeout=timeout_s,
@@ -155,6 +169,7 @@ def _git_state_v1(cwd: str | None, *, timeout_s: float) -> tuple[str | None, boo
         head = subprocess.run(
             ["git", "rev-parse", "HEAD"],
             cwd=cwd,
+            env=_git_env(),
             capture_output=True,
             text=True,
             timeout=timeout_s,
@@ -165,6 +180,7 @@ def _git_state_v1(cwd: str | None, *, timeout_s: float) -> tuple[str | None, boo
         status = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
             cwd=cwd,
+            env=_git_env(),
             capture_output=True,
             text=True,
             timeout=timeout_s,
