@@ -311,7 +311,8 @@ def log_search(
         # autolog's run is in the fluent API's store; mlflow.last_active_run() reads it there,
         # and a store not in use is made on the way (MLflow 3's default: ./mlflow.db in the
         # working directory): only looked up when that is the client's store
-        if client.tracking_uri == fluent:
+        same_store = client.tracking_uri.rstrip("/") == fluent.rstrip("/")
+        if same_store:
             try:
                 last = _mlflow.last_active_run()
             except _mlflow.exceptions.MlflowException:  # its store is not the current one
@@ -320,7 +321,7 @@ def log_search(
         if last is None or not record.started_at <= last.info.start_time / 1000 <= ended_s:
             elsewhere = (
                 ""
-                if client.tracking_uri == fluent
+                if same_store
                 else f" in the client's tracking store {client.tracking_uri} (autolog's runs go "
                 f"to {fluent})"
             )
