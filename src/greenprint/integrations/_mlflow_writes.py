@@ -46,8 +46,24 @@ ARTIFACT_PATH = "greenprint"
 _MLFLOW_STATUS = {"interrupted": "KILLED", "failed": "FAILED"}
 
 
-def _client(client: Any) -> Any:
+#: Why a call that logs into the active MLflow run cannot.
+_NO_ACTIVE_RUN = "no active MLflow run: call inside `with mlflow.start_run():` or pass run_id="
+
+
+def _client(client: Any, run_id: str | None) -> Any:
+    """``client``, checked, or one for the current tracking URI once there is a run to log to.
+
+    ``MlflowClient()`` makes its tracking store at once (MLflow 3's default: ``./mlflow.db`` in
+    the working directory): with no ``run_id`` and no active run, the call is refused before
+    one is made, so a refused ``autolog(run)`` leaves no store behind.
+
+    Raises:
+        ConfigError: ``client`` is not an ``MlflowClient``; no client, no ``run_id`` and no
+            active run.
+    """
     if client is None:
+        if run_id is None and _mlflow.active_run() is None:
+            raise ConfigError(_NO_ACTIVE_RUN)
         return _mlflow.MlflowClient()
     if not isinstance(client, _mlflow.MlflowClient):
         raise ConfigError(f"client must be an mlflow.MlflowClient, not {type(client).__name__}")
@@ -59,9 +75,7 @@ def _run_id(client: Any, run_id: str | None) -> str:
     if run_id is None:
         active = _mlflow.active_run()
         if active is None:
-            raise ConfigError(
-                "no active MLflow run: call inside `with mlflow.start_run():` or pass run_id="
-            )
+            raise ConfigError(_NO_ACTIVE_RUN)
         run_id = active.info.run_id
     if not isinstance(run_id, str) or not run_id:
         raise ConfigError(f"run_id must be an MLflow run id, not {run_id!r}")

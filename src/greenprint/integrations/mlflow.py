@@ -138,7 +138,7 @@ class MlflowLogger:
         check_running(run, "greenprint.integrations.mlflow.autolog")
         if not isinstance(every_flush, bool):
             raise ConfigError(f"every_flush must be True or False, not {every_flush!r}")
-        self._client = _client(client)
+        self._client = _client(client, run_id)
         self.run_id = _run_id(self._client, run_id)
         self._run = run
         self._figures = StepFigures(run)
@@ -232,7 +232,7 @@ def log_run(run: Run | RunRecord, *, run_id: str | None = None, client: Any = No
         ConfigError: not a run or record, a run still going, or no such MLflow run.
     """
     record = check_record(run, "greenprint.integrations.mlflow.log_run")
-    client = _client(client)
+    client = _client(client, run_id)
     ledger = None if run is record else getattr(run, "ledger", None)  # a Run: its ledger
     _log_record(client, _run_id(client, run_id), record, step=0, quiet=False, ledger=ledger)
 
@@ -303,15 +303,17 @@ def log_search(
             f"sweep {record.name!r} has {record.params.get('n_candidates')} candidates and this "
             f"search's cv_results_ {n_rows}: not the search it measured, or fitted again since"
         )
-    client = _client(client)
+    if client is not None:
+        client = _client(client, run_id)  # checked: an MlflowClient
     parent = run_id
     if run_id is None and _mlflow.active_run() is None:  # autolog's own run, if it is one
         last = None
         fluent = _mlflow.get_tracking_uri()
         # autolog's run is in the fluent API's store; mlflow.last_active_run() reads it there,
         # and a store not in use is made on the way (MLflow 3's default: ./mlflow.db in the
-        # working directory): only looked up when that is the client's store
-        same_store = client.tracking_uri.rstrip("/") == fluent.rstrip("/")
+        # working directory): only looked up when that is the client's store (no client: the
+        # fluent API's; none is made before a run to log to is found)
+        same_store = client is None or client.tracking_uri.rstrip("/") == fluent.rstrip("/")
         if same_store:
             try:
                 last = _mlflow.last_active_run()
@@ -331,6 +333,7 @@ def log_search(
                 "run_id="
             )
         parent = last.info.run_id
+    client = _client(client, parent)
     parent = _run_id(client, parent)
     rows = [_autolog_row(results, row) for row in range(n_rows)]
     matched: dict[str, int] = {}
@@ -432,7 +435,7 @@ def log_report(
             f"log_report takes the study first, then the ledger: {study!r} is a file and there "
             f"is no ledger at {ledger!r}; call log_report({ledger!r}, {study!r})"
         )
-    client = _client(client)
+    client = _client(client, run_id)
     mlflow_run = _run_id(client, run_id)
     opened = not isinstance(ledger, Ledger)
     led = get_ledger(ledger, create=False)
