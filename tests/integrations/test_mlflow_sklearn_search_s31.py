@@ -263,7 +263,9 @@ def test_no_run_given_reads_no_other_tracking_store_than_the_clients(
     before = tracking_utils._tracking_uri  # the fluent API's setting, put back after
     try:
         mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'other.db'}")
-        with mlflow.start_run():  # the process's last active run, in another store
+        # the process's last active run, in another store (an experiment of its own: one an
+        # earlier test set active is in its own store)
+        with mlflow.start_run(experiment_id=mlflow.create_experiment("other")):
             pass
         mlflow.set_tracking_uri(None)  # type: ignore[arg-type]  # MLflow's default: ./mlflow.db
         with pytest.raises(ConfigError, match="in the client's tracking store file:") as refused:
