@@ -228,9 +228,10 @@ class MedianPruner:
             self._best = score
         elif not math.isnan(score):
             self._best = max(self._best, score)
-        seen = [v for v in self.history.get(epoch, []) if not math.isnan(v)]
-        if epoch < self.warmup_epochs or len(self.history.get(epoch, [])) < self.startup_trials:
+        logged = self.history.get(epoch, [])  # a NaN score counts as a finished trial
+        if epoch < self.warmup_epochs or len(logged) < self.startup_trials:
             return False
+        seen = [v for v in logged if not math.isnan(v)]
         if math.isnan(self._best):
             return True
         return bool(seen) and self._best < statistics.median(seen)

@@ -333,7 +333,8 @@ def log_search(
                 "run_id="
             )
         parent = last.info.run_id
-    client = _client(client, parent)
+    if client is None:  # made now that there is a run to log to
+        client = _client(None, parent)
     parent = _run_id(client, parent)
     rows = [_autolog_row(results, row) for row in range(n_rows)]
     matched: dict[str, int] = {}
