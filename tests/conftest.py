@@ -8,6 +8,7 @@ import signal
 import sys
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -349,6 +350,24 @@ def pg_server():
 
     with postgres_server() as server:
         yield server
+
+
+@pytest.fixture(params=["orjson", "standard library"], scope="module")
+def float_writer(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Each test with the float texts written by orjson and by the standard library (as where
+    orjson is not installed): ``greenprint._fastjson``, whose text is the same either way."""
+    from greenprint import _fastjson
+
+    saved = _fastjson._DUMPS
+    _fastjson._DUMPS = False if request.param == "orjson" else None  # looked for again: used
+    try:
+        if request.param == "orjson":  # a dependency of greenprint: installed with it
+            assert _fastjson.orjson_used(), "the installed orjson's float texts did not check out"
+        else:
+            assert not _fastjson.orjson_used()
+        yield request.param
+    finally:
+        _fastjson._DUMPS = saved
 
 
 @pytest.fixture

@@ -22,12 +22,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from greenprint.report import build_report, render
-from greenprint.report._json import ROW_KEYS, _columns, row_json, rows_json
+from greenprint.report._json import ROW_KEYS, _columns, head_json, row_json, rows_json
 from greenprint.report._model import RunRow
 
 from .test_scale_paths import STUDY, build_messy
 
 ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+#: Every test with the float texts written by orjson and without it (``conftest.float_writer``).
+pytestmark = pytest.mark.usefixtures("float_writer")
 
 _NUMBERS = st.one_of(
     st.none(),
@@ -241,3 +244,51 @@ def test_json_report_is_the_encoded_document(tmp_path: Path) -> None:
     build_messy(path)
     report = build_report(path, STUDY, metric="accuracy")
     assert render(report, "json") == ENCODER.encode(report.to_dict()) + "\n"
+
+
+_FIGURE_VALUES = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from([1e-05, 1.5e-05, -9.5e-05, 1e-07, 1e16, 0.0, -0.0, 10.00001]),
+    st.none(),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(_FIGURE_VALUES, min_size=250, max_size=600),
+    st.lists(st.one_of(_FIGURE_VALUES, st.integers(), st.text(max_size=3)), max_size=300),
+    st.booleans(),
+)
+def test_a_documents_figures_are_the_encoders_text(
+    floats: list[float | None], mixed: list[Any], as_tuple: bool
+) -> None:
+    """Long lists of floats under ``figures`` (lists or tuples, ``None`` among them) are
+    written at once; everything else as the encoder writes it, whatever the text."""
+    series = {"x": tuple(floats) if as_tuple else floats, "y": floats[::-1], "labels": mixed}
+    document = {
+        "schema": "greenprint.report/2",
+        "figures": [{"panels": [{"series": [series, {"x": floats[:10]}]}]}, {"panels": []}],
+        "price_tag": {"fpo": 10**21, "energy_kwh": floats[0]},
+    }
+    assert head_json(document, ENCODER) == ENCODER.encode(document)
+
+
+def test_a_string_that_spells_a_marker_leaves_the_document_as_the_encoder_writes_it() -> None:
+    marker = "\x00greenprint float list 0\x00"
+    floats = [k / 7 for k in range(300)]
+    for document in (
+        {"figures": [{"name": marker, "x": floats}]},
+        {"figures": [{"x": floats, "name": marker}]},
+        {"figures": [{"x": floats}], "study": marker},
+        {"figures": [{"x": floats, "y": floats}], "study": "\x00greenprint float list 1\x00"},
+    ):
+        assert head_json(document, ENCODER) == ENCODER.encode(document)
+
+
+def test_non_finite_floats_in_a_figure_are_refused_as_the_encoder_refuses_them() -> None:
+    for bad in (math.nan, math.inf):
+        document = {"figures": [{"x": [0.5] * 300 + [bad]}]}
+        with pytest.raises(ValueError):
+            ENCODER.encode(document)
+        with pytest.raises(ValueError):
+            head_json(document, ENCODER)
