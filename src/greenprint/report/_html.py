@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import cast
 
 from greenprint._format import count_of
 from greenprint.report._efficiency import html_section as efficiency_section
@@ -107,32 +108,74 @@ _NUMERIC = {
 
 
 def _table(
-    header: Sequence[str], rows: Sequence[Sequence[str]], *, classes: Sequence[str] = ()
+    header: Sequence[str], rows: Sequence[Sequence[object]], *, classes: Sequence[str] = ()
 ) -> str:
+    """An HTML table: ``header``'s cells, then one row per ``rows`` item (cells escaped).
+
+    Built a column at a time (the runs table of 100,000 runs is a million cells: 0.84 s one
+    cell at a time): each column's cells are escaped in one call over their joined text, and
+    each row's opening, cells and closing go into one list joined once. ``classes``: the
+    class of each row, ``""`` for none (rows past its end have none).
+    """
     numeric = [h in _NUMERIC for h in header]
     numeric[2] = numeric[2] or header[:2] == ["run", "status"]  # the score column
     head = "".join(
         f"<th{' class=num' if numeric[k] else ''}>{esc(h)}</th>" for k, h in enumerate(header)
     )
-    body = []
-    # each distinct cell text escaped once (a big study repeats statuses, roles, units...)
-    escaped: dict[str, str] = {}
-    for k, row in enumerate(rows):
-        row_class = classes[k] if k < len(classes) and classes[k] else ""
-        cells = []
-        for j, cell in enumerate(row):
-            text = escaped.get(cell)
-            if text is None:
-                text = escaped[cell] = esc(cell)
-            if header[j] == "params":
-                cells.append(f'<td class="params">{text}</td>')
-            elif header[j] == "status":
-                cells.append(f'<td><span class="status s-{text}">{text}</span></td>')
-            else:
-                cells.append(f"<td{' class=num' if numeric[j] else ''}>{text}</td>")
-        attr = f' class="{row_class}"' if row_class else ""
-        body.append(f"<tr{attr}>{''.join(cells)}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    count = len(rows)
+    if not count:
+        return f"<table><thead><tr>{head}</tr></thead><tbody></tbody></table>"
+    columns = list(zip(*rows, strict=True))  # every row has one cell per column
+    # (the text before each column's cell, its cells' texts), in order
+    slots: list[tuple[str, list[str]]] = []
+    close = ""  # the previous cell's end
+    for j, column in enumerate(columns):
+        texts = _escaped(column)
+        if header[j] == "params":
+            opening, end = '<td class="params">', "</td>"
+        elif header[j] == "status":  # the status is in the cell's class: each cell whole
+            cells = {t: f'<td><span class="status s-{t}">{t}</span></td>' for t in set(texts)}
+            texts = list(map(cells.__getitem__, texts))
+            opening, end = "", ""
+        else:
+            opening, end = f"<td{' class=num' if numeric[j] else ''}>", "</td>"
+        slots.append((close + opening, texts))
+        close = end
+    stride = 2 * len(slots) + 1
+    pieces: list[str] = [""] * (stride * count)
+    for k, (before, texts) in enumerate(slots):
+        pieces[2 * k :: stride] = [before] * count
+        pieces[2 * k + 1 :: stride] = texts
+    opened = ["<tr>" + slots[0][0]] * count
+    for k, name in enumerate(classes[:count]):
+        if name:
+            opened[k] = f'<tr class="{name}">' + slots[0][0]
+    pieces[0::stride] = opened
+    pieces[stride - 1 :: stride] = [close + "</tr>"] * count
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(pieces)}</tbody></table>"
+
+
+def _escaped(cells: Sequence[object]) -> list[str]:
+    """Each cell's text escaped (``esc``), the column's in one call over their joined text.
+
+    Escaping is character by character, so the joined text's pieces are the cells'; a cell
+    holding the separator (a NUL) has its column escaped cell by cell. A column with nothing
+    to escape (most: numbers and units) is returned as it is.
+    """
+    texts = cast("Sequence[str]", cells) if _STR >= set(map(type, cells)) else list(map(str, cells))
+    joined = "\x00".join(texts)
+    if not any(special in joined for special in _SPECIAL):
+        return list(texts)  # nothing to escape (numbers, units...)
+    if joined.count("\x00") != len(texts) - 1:
+        return list(map(esc, texts))
+    return esc(joined).split("\x00")
+
+
+_STR = frozenset({str})
+
+
+#: What ``esc`` replaces (``html.escape`` with quotes), each looked for in a column's text.
+_SPECIAL = ("&", "<", ">", '"', "'")
 
 
 def _lines(items: Sequence[str], css: str) -> str:
