@@ -46,20 +46,11 @@ def _reference(
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
+#: The runs table's header (``_tables.runs_table``).
+_RUNS_HEADER = "run status accuracy energy CO2-eq FPO time examples params id".split()
 _HEADERS = st.sampled_from(
     [
-        [
-            "run",
-            "status",
-            "accuracy",
-            "energy",
-            "CO2-eq",
-            "FPO",
-            "time",
-            "examples",
-            "params",
-            "id",
-        ],
+        _RUNS_HEADER,
         ["status", "runs", "trials", "energy", "CO2-eq", "FPO", "run time"],
         ["role", "runs", "energy", "energy share"],
         ["run", "status", "score", "params"],
@@ -95,18 +86,7 @@ def test_a_table_is_its_cells_escaped_and_wrapped_one_by_one(
 
 
 def test_a_long_runs_table_with_markup_in_one_column() -> None:
-    header = [
-        "run",
-        "status",
-        "accuracy",
-        "energy",
-        "CO2-eq",
-        "FPO",
-        "time",
-        "examples",
-        "params",
-        "id",
-    ]
+    header = _RUNS_HEADER
     rows = [
         [f"trial-{k}", ("finished", "pruned", "failed")[k % 3], f"0.{k}", "24.7 Wh", "9.39 g",
          "5.88 PFPO", "7m 40s", "50,000", "model=<vit>" if k == 700 else "model=cnn", f"{k:08x}"]
