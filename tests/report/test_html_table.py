@@ -94,3 +94,9 @@ def test_a_long_runs_table_with_markup_in_one_column() -> None:
     ]  # fmt: skip
     classes = ["final" if k == 1234 else "" for k in range(2000)]
     assert _table(header, rows, classes=classes) == _reference(header, rows, classes)
+
+
+def test_rows_of_no_cells_and_no_rows() -> None:
+    header = ["run", "status", "score"]
+    for rows in ([], [[], []]):
+        assert _table(header, rows) == _reference(header, rows, [])

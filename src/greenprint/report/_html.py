@@ -123,9 +123,9 @@ def _table(
         f"<th{' class=num' if numeric[k] else ''}>{esc(h)}</th>" for k, h in enumerate(header)
     )
     count = len(rows)
-    if not count:
-        return f"<table><thead><tr>{head}</tr></thead><tbody></tbody></table>"
     columns = list(zip(*rows, strict=True))  # every row has one cell per column
+    if not columns:  # no rows (or rows of no cells)
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{'<tr></tr>' * count}</tbody></table>"
     # (the text before each column's cell, its cells' texts), in order
     slots: list[tuple[str, list[str]]] = []
     close = ""  # the previous cell's end
