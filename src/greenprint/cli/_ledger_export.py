@@ -11,7 +11,7 @@ import dataclasses
 import io
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,8 @@ import click
 
 from greenprint._exceptions import ConfigError
 from greenprint._format import count_of, json_safe, known_duration
-from greenprint._records import RunRecord
-from greenprint.cli._cells import json_text, open_ledger, record_dict, unmetered
+from greenprint._records import PowerSample, RunRecord
+from greenprint.cli._cells import json_text, open_ledger, record_dict, sample_dict, unmetered
 from greenprint.cli._common import TEXT, Choice, applied_intensity, ledger_option, study_option
 from greenprint.cli._ledger_roles import roles_as_read
 
@@ -182,28 +182,19 @@ def export_command(
             _refuse_a_database(out)
         records = led.runs(study=study)
         if fmt == "json":
-            items = []
-            resolved = roles_as_read(records, metric)
-            for record in records:
-                item = record_dict(record)
-                item["intensity_g_per_kwh"], item["intensity_source"] = _priced_at(record)
-                role, role_inferred, parent_id, parent_inferred, contained, _ = resolved[record.id]
-                item.update(role=role, role_inferred=role_inferred, parent_id=parent_id)
-                item["contained"] = contained
-                item["parent_inferred"] = parent_inferred
-                item["samples"] = [dataclasses.asdict(s) for s in led.samples(record.id)]
-                items.append(item)
-            text = json_text(
-                {"ledger": led.url, "schema_version": led.schema_version, "runs": items}
-            )
-            text += "\n"
+            head = {"ledger": led.url, "schema_version": led.schema_version}
+            resolved = roles_as_read(records, metric)  # before the file is opened: its errors
+            pieces = _json_pieces(head, records, resolved, led._samples_by_run(study))
         else:
-            text = _csv(records, metric)
+            pieces = iter([_csv(records, metric)])
     if out is None:
-        click.echo(text, nl=False, color=True)  # data: never strip what looks like ANSI
+        for piece in pieces:
+            click.echo(piece, nl=False, color=True)  # data: never strip what looks like ANSI
         return
     try:
-        out.write_text(text, encoding="utf-8", newline="")
+        with out.open("w", encoding="utf-8", newline="") as handle:
+            for piece in pieces:
+                handle.write(piece)
     except FileNotFoundError as e:
         folder = out.parent
         if folder.is_dir():  # /proc/x.csv: the folder is there and takes no new file
@@ -215,6 +206,45 @@ def export_command(
     except OSError as e:
         raise ConfigError(f"cannot write {out}: {e.strerror or e}") from e
     click.echo(f"wrote {count_of(len(records), 'run')} to {out}", err=True)
+
+
+def _json_pieces(
+    head: dict[str, Any],
+    records: Sequence[RunRecord],
+    resolved: Mapping[str, tuple[Any, ...]],
+    samples: Mapping[str, Sequence[PowerSample]],
+) -> Iterator[str]:
+    """The JSON export's text, a chunk of runs at a time: ``json_text`` of the whole document.
+
+    ``{**head, "runs": [...]}`` as ``json_text`` writes it, plus a newline. Each chunk of
+    :data:`_CHUNK_RUNS` runs is encoded as a list and its lines indented one level more (a
+    JSON text has no line break inside a string), so the document never sits in memory whole:
+    100,000 runs with their points and samples are 350 MB of text (3.4 GB of RSS when it did).
+    ``resolved``: :func:`roles_as_read` of the runs; ``samples``: their power samples by id.
+    """
+    empty = json_text({**head, "runs": []})
+    if not records:
+        yield empty + "\n"
+        return
+    yield empty[: -len("[]\n}")] + "[\n"
+    for start in range(0, len(records), _CHUNK_RUNS):
+        items = []
+        for record in records[start : start + _CHUNK_RUNS]:
+            item = record_dict(record)
+            item["intensity_g_per_kwh"], item["intensity_source"] = _priced_at(record)
+            role, role_inferred, parent_id, parent_inferred, contained, _ = resolved[record.id]
+            item.update(role=role, role_inferred=role_inferred, parent_id=parent_id)
+            item["contained"] = contained
+            item["parent_inferred"] = parent_inferred
+            item["samples"] = [sample_dict(s) for s in samples.get(record.id, ())]
+            items.append(item)
+        body = json_text(items)[2:-2]  # the runs, without the list's "[\n" and "\n]"
+        yield (",\n" if start else "") + "  " + body.replace("\n", "\n  ")
+    yield "\n  ]\n}\n"
+
+
+#: Runs encoded at a time by ``_json_pieces`` (about 3.5 MB of text).
+_CHUNK_RUNS = 1000
 
 
 #: The first bytes of every SQLite database file.

@@ -33,6 +33,7 @@ __all__ = [
     "decoded_columns",
     "rows_in_batches",
     "points_by_run",
+    "samples_by_run",
     "read_points",
     "score_points_by_run",
     "sqlite_samples",
@@ -320,6 +321,40 @@ _SQLITE_SAMPLES = (
     "SELECT t0, t1, cpu_w, gpu_w, ram_w, intensity_g_per_kwh FROM samples WHERE run_id = ? "
     "ORDER BY t0, seq"
 )
+
+
+def samples_by_run(rows: Iterable[Sequence[Any]]) -> dict[str, list[PowerSample]]:
+    """Power samples by run id, each run's ordered by ``t0`` then by insertion.
+
+    Args:
+        rows: ``samples`` rows ``(run_id, t0, t1, cpu_w, gpu_w, ram_w, intensity_g_per_kwh)``
+            in insertion (``seq``) order. A power stored as SQLite's text ``'NaN'`` reads as
+            NaN; an absent one as ``None`` (as :func:`sqlite_samples`).
+
+    Returns:
+        Run id -> its samples, as :func:`sqlite_samples` reads them one run at a time (a
+        stable sort by ``t0`` keeps insertion order among equal starts). Runs without
+        samples are left out.
+    """
+    by_run: dict[str, list[PowerSample]] = {}
+    get = by_run.get
+    for run_id, t0, t1, *powers in rows:
+        found = get(run_id)
+        if found is None:
+            found = by_run[run_id] = []
+        found.append(PowerSample(t0, t1, *(None if v is None else float(v) for v in powers)))
+    for found in by_run.values():
+        found.sort(key=_start_order)  # stable: insertion order among equal starts
+    return by_run
+
+
+def _start_order(sample: PowerSample) -> tuple[int, float]:
+    """Where ``ORDER BY t0`` puts a sample: by its start, a NaN start after every number.
+
+    A NaN start is SQLite's stored text ``'NaN'`` (read as it is stored) or PostgreSQL's NaN.
+    """
+    t0 = sample.t0
+    return (0, t0) if isinstance(t0, (int, float)) and t0 == t0 else (1, 0.0)
 
 
 def sqlite_samples(conn: Any, run_id: str) -> list[PowerSample]:

@@ -33,10 +33,12 @@ from greenprint.ledger._rows import (
     decoded_columns,
     read_points,
     rows_in_batches,
+    samples_by_run,
 )
 from greenprint.ledger._schema import metric_marks as marks_t
 from greenprint.ledger._schema import metrics as metrics_t
 from greenprint.ledger._schema import runs as runs_t
+from greenprint.ledger._schema import samples as samples_t
 from greenprint.ledger._study_cost import StudyCost
 from greenprint.ledger._study_cost_sql import sqlalchemy_samples, sqlalchemy_study_cost
 
@@ -181,6 +183,23 @@ class SQLReads:
 
         def do(conn: Connection) -> list[PowerSample]:
             return sqlalchemy_samples(conn)(run_id)
+
+        return self.transaction(do, write=False)
+
+    def select_samples_by_run(self, study: str | None) -> dict[str, list[PowerSample]]:
+        """Every run's power samples (of ``study``'s runs; ``None``: all), by run id, in one read.
+
+        Each run's ordered as :meth:`select_samples` orders them
+        (:func:`~greenprint.ledger._rows.samples_by_run`).
+        """
+        c = samples_t.c
+        query = sa.select(c.run_id, c.t0, c.t1, c.cpu_w, c.gpu_w, c.ram_w, c.intensity_g_per_kwh)
+        if study is not None:
+            query = query.where(c.run_id.in_(sa.select(runs_t.c.id).where(runs_t.c.study == study)))
+
+        def do(conn: Connection) -> dict[str, list[PowerSample]]:
+            with _fetched(conn, query.order_by(c.seq)) as fetched:
+                return samples_by_run(rows_in_batches(fetched))
 
         return self.transaction(do, write=False)
 

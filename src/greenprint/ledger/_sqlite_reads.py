@@ -26,6 +26,7 @@ from greenprint.ledger._rows import (
     decoded_columns,
     read_points,
     rows_in_batches,
+    samples_by_run,
     sqlite_samples,
 )
 from greenprint.ledger._study_cost import StudyCost, sqlite_study_cost
@@ -46,6 +47,8 @@ _SELECT_RUNS_SHARING = (
 )
 
 _SELECT_METRICS = "SELECT " + ", ".join(METRIC_COLUMNS) + " FROM metrics"
+
+_SELECT_SAMPLES = "SELECT run_id, t0, t1, cpu_w, gpu_w, ram_w, intensity_g_per_kwh FROM samples"
 
 
 class SQLiteReads:
@@ -199,6 +202,22 @@ class SQLiteReads:
 
         def do(conn: sqlite3.Connection) -> list[PowerSample]:
             return sqlite_samples(conn, run_id)
+
+        return self.transaction(do, write=False)
+
+    def select_samples_by_run(self, study: str | None) -> dict[str, list[PowerSample]]:
+        """Every run's power samples (of ``study``'s runs; ``None``: all), by run id, in one read.
+
+        Each run's ordered as :meth:`select_samples` orders them
+        (:func:`~greenprint.ledger._rows.samples_by_run`).
+        """
+        of_study, params = "", []
+        if study is not None:
+            of_study, params = " WHERE run_id IN (SELECT id FROM runs WHERE study = ?)", [study]
+
+        def do(conn: sqlite3.Connection) -> dict[str, list[PowerSample]]:
+            selected = conn.execute(_SELECT_SAMPLES + of_study + " ORDER BY seq", params)
+            return samples_by_run(rows_in_batches(selected))
 
         return self.transaction(do, write=False)
 

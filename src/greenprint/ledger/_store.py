@@ -335,6 +335,15 @@ class Ledger(LedgerRoles, BaseLedger):
         """
         return self._live().select_samples(self.resolve_id(run_id))
 
+    def _samples_by_run(self, study: str | None = None) -> dict[str, list[PowerSample]]:
+        """Every run's power samples by run id (of ``study``'s runs; ``None``: every run's).
+
+        One read, where :meth:`samples` per run is a read (and an id lookup) each: an export
+        of 100,000 runs' samples read them in 10 s that way. Each run's as :meth:`samples`
+        gives them; runs without samples are left out.
+        """
+        return self._live().select_samples_by_run(study)
+
     def close(self) -> None:
         """Release the ledger's connections; later calls raise LedgerError. Idempotent."""
         with self._close_lock:
