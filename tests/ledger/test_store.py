@@ -190,6 +190,16 @@ def test_flush_rejects_bad_metrics_and_samples(led):
     assert led.run("badpoint").metrics == () and led.samples("badpoint") == []
 
 
+def test_a_sample_whose_time_is_no_number_is_refused_and_the_flush_keeps_nothing(led):
+    """A NaN or infinite start or end: SQLite refused the NaN as a NULL (a LedgerError for the
+    whole flush), PostgreSQL stored it. Both refuse it before writing, as bad input."""
+    led.start_run(make_record("badtime0"))
+    for bad in (PowerSample(NAN, 1.0, cpu_w=1.0), PowerSample(0.0, INF, cpu_w=1.0)):
+        with pytest.raises(gp.ConfigError, match="finite time"):
+            led.flush("badtime0", metrics=[MetricPoint("acc", 0.5)], samples=[bad])
+    assert led.run("badtime0").metrics == () and led.samples("badtime0") == []
+
+
 def test_duplicate_run_id_is_refused_and_keeps_the_first(led):
     led.start_run(make_record("dup00000", name="first"))
     with pytest.raises(gp.LedgerError, match="already"):

@@ -491,4 +491,11 @@ def check_sample(sample: PowerSample) -> PowerSample:
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise ConfigError(f"power sample {name} must be a number, got {value!r:.80}")
         values[name] = float(value)
+        if name in ("t0", "t1") and not math.isfinite(values[name]):
+            # SQLite stores a NaN as NULL, which its NOT NULL times refused as a LedgerError
+            # for the whole flush; PostgreSQL took it: a time is a number of seconds either way
+            raise ConfigError(
+                f"power sample {name} must be a finite time (seconds since the epoch), "
+                f"got {value!r:.80}"
+            )
     return PowerSample(**values)  # type: ignore[arg-type]
