@@ -490,8 +490,8 @@ def check_sample(sample: PowerSample) -> PowerSample:
             continue
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise ConfigError(f"power sample {name} must be a number, got {value!r:.80}")
-        values[name] = float(value)
-        if name in ("t0", "t1") and not math.isfinite(values[name]):
+        values[name] = number = float(value)
+        if name in ("t0", "t1") and not math.isfinite(number):
             # SQLite stores a NaN as NULL, which its NOT NULL times refused as a LedgerError
             # for the whole flush; PostgreSQL took it: a time is a number of seconds either way
             raise ConfigError(
