@@ -338,11 +338,11 @@ def samples_by_run(rows: Iterable[Sequence[Any]]) -> dict[str, list[PowerSample]
     """
     by_run: dict[str, list[PowerSample]] = {}
     get = by_run.get
-    for run_id, t0, t1, *powers in rows:
+    for run_id, *sample in rows:
         found = get(run_id)
         if found is None:
             found = by_run[run_id] = []
-        found.append(PowerSample(t0, t1, *(None if v is None else float(v) for v in powers)))
+        found.append(_sample(*sample))
     for found in by_run.values():
         found.sort(key=_start_order)  # stable: insertion order among equal starts
     return by_run
@@ -362,7 +362,9 @@ def sqlite_samples(conn: Any, run_id: str) -> list[PowerSample]:
 
     A power stored as SQLite's text ``'NaN'`` reads as NaN; an absent one as ``None``.
     """
-    return [
-        PowerSample(t0, t1, *(None if v is None else float(v) for v in powers))
-        for t0, t1, *powers in conn.execute(_SQLITE_SAMPLES, (run_id,))
-    ]
+    return [_sample(*row) for row in conn.execute(_SQLITE_SAMPLES, (run_id,))]
+
+
+def _sample(t0: Any, t1: Any, *powers: Any) -> PowerSample:
+    """A stored sample's values as a :class:`PowerSample` (a power's text ``'NaN'``: NaN)."""
+    return PowerSample(t0, t1, *(None if v is None else float(v) for v in powers))

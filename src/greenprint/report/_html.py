@@ -164,18 +164,15 @@ def _escaped(cells: Sequence[object]) -> list[str]:
     """
     texts = cast("Sequence[str]", cells) if _STR >= set(map(type, cells)) else list(map(str, cells))
     joined = "\x00".join(texts)
-    if not any(special in joined for special in _SPECIAL):
-        return list(texts)  # nothing to escape (numbers, units...)
+    escaped = esc(joined)
+    if escaped == joined:  # nothing to escape (numbers, units...): the cells as they are
+        return list(texts)
     if joined.count("\x00") != len(texts) - 1:
         return list(map(esc, texts))
-    return esc(joined).split("\x00")
+    return escaped.split("\x00")
 
 
 _STR = frozenset({str})
-
-
-#: What ``esc`` replaces (``html.escape`` with quotes), each looked for in a column's text.
-_SPECIAL = ("&", "<", ">", '"', "'")
 
 
 def _lines(items: Sequence[str], css: str) -> str:

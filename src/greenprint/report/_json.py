@@ -98,7 +98,7 @@ def _floats_marked(value: Any, found: list[list[str]]) -> Any:
     kinds = set(map(type, value))
     if kinds.isdisjoint(_CONTAINERS):  # (a figure's run ids: not walked one by one)
         if len(value) >= _FLOAT_LIST and kinds <= _FLOAT_OR_NONE:
-            if _isfinite(sum(filter(None, value))):
+            if _all_finite(value):
                 found.append(float_texts(value))
                 return _MARKER.format(len(found) - 1)
         return value
@@ -332,30 +332,31 @@ def _texts(values: Sequence[Any], slow: Callable[[Any], str]) -> list[str]:
     if len(kinds) == 1:
         (kind,) = kinds
         if kind is float:
-            # all finite when their sum is: a NaN or an infinity makes it NaN or infinite (a
-            # sum that overflows only sends the field the slow way); a finite float is written
-            # as the encoder writes it by every ``slow`` (a number, a value, a parameter)
-            if _isfinite(sum(filter(None, values))):
-                return _looked_up_texts(values, _float_repr) or float_texts(values)
+            # a finite float is written as the encoder writes it by every ``slow`` (a number,
+            # a value, a parameter): looked up when the field has few distinct values, else
+            # the whole field at once
+            if _all_finite(values):
+                write = _looked_up(values, _float_repr)
+                if write is None:
+                    return float_texts(values)
         elif slow is not _num:
             write = _WRITERS.get(kind)
+            if write is _text or write is int.__repr__:
+                write = _looked_up(values, write) or write
     if write is None:
         return list(map(slow, values))
-    if write is _text or write is int.__repr__:
-        write = _looked_up(values, write) or write
     if with_none:
         return [write(value) if value is not None else "null" for value in values]
     return list(map(write, values))
 
 
-def _looked_up_texts(values: Sequence[Any], write: Callable[[Any], str]) -> list[str] | None:
-    """Each value's text by :func:`_looked_up` (``None``'s: null); ``None`` if not worth it."""
-    lookup = _looked_up(values, write)
-    if lookup is None:
-        return None
-    if None in values:
-        return [lookup(value) if value is not None else "null" for value in values]
-    return list(map(lookup, values))
+def _all_finite(values: Sequence[float | None]) -> bool:
+    """Whether floats (and ``None``s) are all finite: whether their sum is.
+
+    A NaN or an infinity makes the sum NaN or infinite; a sum that overflows only sends the
+    values the slow way.
+    """
+    return _isfinite(sum(filter(None, values)))
 
 
 #: A field whose first values hold at most a quarter as many distinct ones is tried for
