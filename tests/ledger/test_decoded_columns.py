@@ -12,6 +12,7 @@ once it is long) are proved against the rule that names them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import operator
@@ -25,12 +26,15 @@ from hypothesis import strategies as st
 
 import greenprint as gp
 import greenprint.ledger._rows as rows_module
+import greenprint.ledger._sqlite_reads as sqlite_reads
 from greenprint._prediction import RESERVED_METRIC_PREFIX, metric_name
 from greenprint.ledger._fields import FIELD_KINDS, CorruptValueError, decode_columns, decode_field
 from greenprint.ledger._rows import (
     _BUFFERED_POINTS,
     REPEATED_COLUMNS,
     RUN_COLUMNS,
+    SHARED_COLUMNS,
+    SharedValues,
     decoded_columns,
     score_points_by_run,
 )
@@ -116,6 +120,95 @@ def test_every_batch_size_decodes_as_one_field_at_a_time(
                     assert first.setdefault(value, value) is value
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.lists(_row, max_size=30), st.integers(1, 8), st.data())
+def test_shared_columns_read_as_combinations_decode_as_one_field_at_a_time(
+    rows: list[tuple[Any, ...]], batch: int, data: st.DataObject
+) -> None:
+    """The shared columns as the SQLite store reads them (``SharedValues``): each row holds the
+    other columns and which of a few combinations of the shared columns the run has (NULL for
+    the first), or -1 for none, its values then looked up by id. Runs that have the first
+    run's, another's, none of those read; in batches of any size: each decodes as each of
+    its values alone does."""
+    if rows:  # many runs given another run's shared values, as the runs of a study are
+        donors = data.draw(
+            st.lists(st.integers(0, len(rows) - 1), min_size=len(rows), max_size=len(rows))
+        )
+        rows = [
+            tuple(
+                rows[donor][k] if name in SHARED_COLUMNS else value
+                for k, (name, value) in enumerate(zip(RUN_COLUMNS, row, strict=True))
+            )
+            for row, donor in zip(rows, donors, strict=True)
+        ]
+        rows = [(f"{k}:{row[0]}", *row[1:]) for k, row in enumerate(rows)]  # ids unique
+    at = {name: RUN_COLUMNS.index(name) for name in RUN_COLUMNS}
+    first = {name: rows[0][at[name]] for name in RUN_COLUMNS} if rows else {}
+    stand_for = {name: first[name] for name in REPEATED_COLUMNS} if rows else None
+    others = [name for name in RUN_COLUMNS if name not in SHARED_COLUMNS]
+
+    def shared_of(row: tuple[Any, ...]) -> tuple[Any, ...]:
+        return tuple(row[at[name]] for name in SHARED_COLUMNS)
+
+    def same(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:  # SQL's IS, value by value
+        return all(
+            (x is None and y is None) or (type(x) is type(y) and x == y)
+            for x, y in zip(a, b, strict=True)
+        )
+
+    # the combinations read: the first run's and some others' (not every one: the rest -1)
+    known = [shared_of(rows[0])] if rows else []
+    for row in rows:
+        if data.draw(st.booleans()) and not any(same(shared_of(row), c) for c in known):
+            known.append(shared_of(row))
+
+    def which(row: tuple[Any, ...]) -> int | None:
+        for k, combination in enumerate(known):
+            if same(shared_of(row), combination):
+                return None if k == 0 else k
+        return -1
+
+    given_rows = [
+        (
+            *(
+                None if name in REPEATED_COLUMNS and row[at[name]] == first[name] else row[at[name]]
+                for name in others
+            ),
+            which(row),
+        )
+        for row in rows
+    ]
+    looked_up: list[list[Any]] = []
+
+    def lookup(ids: list[Any]) -> dict[Any, tuple[Any, ...]]:
+        looked_up.append(ids)
+        by_id = {row[0]: row for row in rows}
+        return {rid: shared_of(by_id[rid]) for rid in ids}
+
+    shared = SharedValues(
+        [
+            [
+                None if name in REPEATED_COLUMNS and value == first[name] else value
+                for name, value in zip(SHARED_COLUMNS, combination, strict=True)
+            ]
+            for combination in known
+        ]
+        or [[None] * len(SHARED_COLUMNS)],
+        lookup,
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(rows_module, "READ_BATCH_ROWS", batch)
+        decoded = decoded_columns(_Batches(given_rows), stand_for, shared)
+    assert list(decoded) == list(RUN_COLUMNS)
+    for k, name in enumerate(RUN_COLUMNS):
+        assert len(decoded[name]) == len(rows)
+        for row, got in zip(rows, decoded[name], strict=True):
+            assert _same(got, decode_field(name, row[k])), (name, row[k], got)
+    # only the runs that have none of the combinations are looked up, each once
+    unknown = [row[0] for row, given in zip(rows, given_rows, strict=True) if given[-1] == -1]
+    assert sorted(rid for ids in looked_up for rid in ids) == sorted(unknown)
+
+
 def test_a_repeated_json_text_is_one_dictionary_across_batches(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -192,6 +285,120 @@ def test_a_ledger_read_in_batches_of_any_size_equals_the_runs_read_one_by_one(
             assert len({id(r.host) for r in runs}) == 2
             # one dictionary per distinct text (the first run's, whatever the batches)
             assert len({id(r.hardware) for r in runs}) == 2
+
+
+#: Values of the shared columns other than the first run's: each run of the test below differs
+#: from the first in one of them (a value where the first has NULL, NULL where it has one,
+#: another value, another type); the first run's are RunRecord's defaults and those given.
+_OTHER_SHARED: list[dict[str, Any]] = [
+    {"flush_interval_s": 5.0},
+    {"host": "h2"},
+    {"command": "python other.py"},
+    {"git_commit": "abc123"},
+    {"git_dirty": True},
+    {"git_dirty": False},
+    {"python_version": "3.12.1"},
+    {"greenprint_version": "0.0.1"},
+    {"torch_version": "2.13.0"},
+    {"hardware": {"cpu_model": "Y"}},
+    {"env": {"OMP_NUM_THREADS": "1"}},
+    {"scope": "machine"},
+    {"pue": 1.5},
+    {"intensity_g_per_kwh": 345},  # an int given, a float stored: still another value
+    {"intensity_g_per_kwh": None},
+    {"intensity_source": "table:FR:2023"},
+    {"job_id": "job-1"},
+    {"node_rank": 0},  # 0, not NULL
+    {"local_rank": 1},
+    {"node_meter": False},
+    {"node_meter": True},
+    {"host": "h2", "node_rank": 3, "hardware": {}},  # several at once
+]
+
+
+@pytest.mark.parametrize(
+    ("batch", "sample_every", "most", "read"),
+    [
+        (500, 61, 16, "looked up"),  # 50 runs: none sampled, every other combination looked up
+        (3, 1, 64, "combinations"),  # every run sampled: every combination read as such
+        (1, 3, 64, "both"),  # some combinations read, the others looked up
+        (500, 1, 4, "columns"),  # too many combinations: every run's values read
+    ],
+)
+def test_runs_whose_shared_columns_differ_read_as_stored(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    batch: int,
+    sample_every: int,
+    most: int,
+    read: str,
+) -> None:
+    """The SQLite store reads the few combinations of the columns a study's runs share once,
+    and of each run which it has (``_rows.SharedValues``), a run with none of those it found
+    among one run in ``_SAMPLE_EVERY`` looked up; with too many, every run's values. Each run,
+    however its shared values differ from the first run's, reads as its own values: as the
+    run read alone, and as its stored row decoded one value at a time; so does a read of
+    every study (each run of the second differs in its study)."""
+    monkeypatch.setattr(rows_module, "READ_BATCH_ROWS", batch)
+    monkeypatch.setattr(sqlite_reads, "_SAMPLE_EVERY", sample_every)
+    monkeypatch.setattr(sqlite_reads, "_MOST_COMBINATIONS", most)
+    looked_up: list[str] = []
+    shared_of = sqlite_reads._shared_of
+
+    def spied(conn: Any, ids: Sequence[str]) -> dict[str, tuple[Any, ...]]:
+        looked_up.extend(ids)
+        return shared_of(conn, ids)
+
+    monkeypatch.setattr(sqlite_reads, "_shared_of", spied)
+    path = tmp_path / "l.db"
+    first = {"intensity_g_per_kwh": 400.0, "hardware": {"cpu_model": "X"}, "env": {"A": "1"}}
+    with gp.Ledger(path) as led:
+        for k, other in enumerate([{}, *_OTHER_SHARED, {}, {}]):
+            for study in ("s", "t"):
+                led.start_run(
+                    gp.RunRecord(
+                        id=f"{study}{k:03d}",
+                        name=f"trial-{k}",
+                        study=study,
+                        status="finished",
+                        started_at=1_700_000_000.0 + k,
+                        ended_at=1_700_000_001.0 + k,
+                        energy_kwh=0.1 * k,
+                        **{**first, **other},
+                    )
+                )
+        alone = {r.id: repr(r) for r in (led.run(f"{s}{k:03d}") for s in "st" for k in range(25))}
+        assert not looked_up  # a run read alone is its own first run
+        for study in ("s", "t", None):
+            looked_up.clear()
+            runs = led.runs(study=study)
+            if read in ("looked up", "both"):
+                assert 0 < len(looked_up) < len(runs)
+            else:
+                assert not looked_up
+            assert len(runs) == (50 if study is None else 25)
+            assert {r.id: repr(r) for r in runs} == {
+                rid: text for rid, text in alone.items() if study in (None, rid[0])
+            }
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.row_factory = sqlite3.Row
+        stored = {row["id"]: row for row in conn.execute("SELECT * FROM runs")}
+    with gp.Ledger(path) as led:
+        for run in led.runs():
+            for name in SHARED_COLUMNS:
+                assert _same(getattr(run, name), decode_field(name, stored[run.id][name])), name
+        differing = {r.id: r for r in led.runs(study="s")}
+    # what each run was given, read back (the first run's values where it was given none)
+    for k, other in enumerate(_OTHER_SHARED, start=1):
+        run = differing[f"s{k:03d}"]
+        for name, value in other.items():
+            if FIELD_KINDS[name][0] == "float" and value is not None:
+                value = float(value)
+            assert _same(getattr(run, name), value), (k, name)
+    assert differing["s000"].intensity_g_per_kwh == 400.0
+    assert differing["s023"].hardware == {"cpu_model": "X"}
 
 
 # ------------------------------------------------------------------ points a report reads
