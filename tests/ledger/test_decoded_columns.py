@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 import greenprint as gp
 import greenprint.ledger._rows as rows_module
 import greenprint.ledger._sqlite_reads as sqlite_reads
+from _shared_runs import OTHER_SHARED, write_shared_runs
 from greenprint._prediction import RESERVED_METRIC_PREFIX, metric_name
 from greenprint.ledger._fields import FIELD_KINDS, CorruptValueError, decode_columns, decode_field
 from greenprint.ledger._rows import (
@@ -185,17 +186,7 @@ def test_shared_columns_read_as_combinations_decode_as_one_field_at_a_time(
         by_id = {row[0]: row for row in rows}
         return {rid: shared_of(by_id[rid]) for rid in ids}
 
-    shared = SharedValues(
-        [
-            [
-                None if name in REPEATED_COLUMNS and value == first[name] else value
-                for name, value in zip(SHARED_COLUMNS, combination, strict=True)
-            ]
-            for combination in known
-        ]
-        or [[None] * len(SHARED_COLUMNS)],
-        lookup,
-    )
+    shared = SharedValues(known or [[None] * len(SHARED_COLUMNS)], lookup, stand_for)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(rows_module, "READ_BATCH_ROWS", batch)
         decoded = decoded_columns(_Batches(given_rows), stand_for, shared)
@@ -287,35 +278,6 @@ def test_a_ledger_read_in_batches_of_any_size_equals_the_runs_read_one_by_one(
             assert len({id(r.hardware) for r in runs}) == 2
 
 
-#: Values of the shared columns other than the first run's: each run of the test below differs
-#: from the first in one of them (a value where the first has NULL, NULL where it has one,
-#: another value, another type); the first run's are RunRecord's defaults and those given.
-_OTHER_SHARED: list[dict[str, Any]] = [
-    {"flush_interval_s": 5.0},
-    {"host": "h2"},
-    {"command": "python other.py"},
-    {"git_commit": "abc123"},
-    {"git_dirty": True},
-    {"git_dirty": False},
-    {"python_version": "3.12.1"},
-    {"greenprint_version": "0.0.1"},
-    {"torch_version": "2.13.0"},
-    {"hardware": {"cpu_model": "Y"}},
-    {"env": {"OMP_NUM_THREADS": "1"}},
-    {"scope": "machine"},
-    {"pue": 1.5},
-    {"intensity_g_per_kwh": 345},  # an int given, a float stored: still another value
-    {"intensity_g_per_kwh": None},
-    {"intensity_source": "table:FR:2023"},
-    {"job_id": "job-1"},
-    {"node_rank": 0},  # 0, not NULL
-    {"local_rank": 1},
-    {"node_meter": False},
-    {"node_meter": True},
-    {"host": "h2", "node_rank": 3, "hardware": {}},  # several at once
-]
-
-
 @pytest.mark.parametrize(
     ("batch", "sample_every", "most", "read"),
     [
@@ -351,22 +313,8 @@ def test_runs_whose_shared_columns_differ_read_as_stored(
 
     monkeypatch.setattr(sqlite_reads, "_shared_of", spied)
     path = tmp_path / "l.db"
-    first = {"intensity_g_per_kwh": 400.0, "hardware": {"cpu_model": "X"}, "env": {"A": "1"}}
     with gp.Ledger(path) as led:
-        for k, other in enumerate([{}, *_OTHER_SHARED, {}, {}]):
-            for study in ("s", "t"):
-                led.start_run(
-                    gp.RunRecord(
-                        id=f"{study}{k:03d}",
-                        name=f"trial-{k}",
-                        study=study,
-                        status="finished",
-                        started_at=1_700_000_000.0 + k,
-                        ended_at=1_700_000_001.0 + k,
-                        energy_kwh=0.1 * k,
-                        **{**first, **other},
-                    )
-                )
+        write_shared_runs(led)
         alone = {r.id: repr(r) for r in (led.run(f"{s}{k:03d}") for s in "st" for k in range(25))}
         assert not looked_up  # a run read alone is its own first run
         for study in ("s", "t", None):
@@ -391,7 +339,7 @@ def test_runs_whose_shared_columns_differ_read_as_stored(
                 assert _same(getattr(run, name), decode_field(name, stored[run.id][name])), name
         differing = {r.id: r for r in led.runs(study="s")}
     # what each run was given, read back (the first run's values where it was given none)
-    for k, other in enumerate(_OTHER_SHARED, start=1):
+    for k, other in enumerate(OTHER_SHARED, start=1):
         run = differing[f"s{k:03d}"]
         for name, value in other.items():
             if FIELD_KINDS[name][0] == "float" and value is not None:

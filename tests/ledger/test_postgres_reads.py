@@ -17,6 +17,7 @@ import pytest
 
 import greenprint as gp
 from _clean_env import BIN, clean_env
+from _shared_runs import write_shared_runs
 from greenprint.ledger._rows import REPEATED_COLUMNS
 
 T0 = 1_700_000_000.0
@@ -156,3 +157,22 @@ def test_a_read_the_server_refuses_is_one_ledger_error(pg_server: Any, tmp_path:
     # nothing was lost: the owner reads every run
     with gp.Ledger(url, create=False) as led:
         assert len(led.runs()) == 7
+
+
+def test_runs_whose_shared_columns_differ_read_from_postgresql_as_from_sqlite(
+    pg_server: Any, tmp_path: Path
+) -> None:
+    """Runs that differ from the first run in each of the columns a study's runs share (the
+    SQLite store reads those as a few combinations, ``_rows.SharedValues``; PostgreSQL as
+    ``NULLIF`` against the first run's, every run's values): each run reads from PostgreSQL as
+    from SQLite (tested against its stored rows in ``test_decoded_columns.py``)."""
+    url, path = pg_server.new_database(), tmp_path / "l.db"
+    for target in (url, str(path)):
+        with gp.Ledger(target) as led:
+            write_shared_runs(led)
+    with gp.Ledger(url, create=False) as pg, gp.Ledger(path, create=False) as lite:
+        for study in ("s", "t", None):
+            from_pg, from_lite = pg._read(study=study), lite._read(study=study)
+            assert [r.id for r in from_pg] == [r.id for r in from_lite], study
+            assert _same(from_pg, from_lite), study
+        assert math.isnan(pg.run("s024").pue)

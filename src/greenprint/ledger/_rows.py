@@ -138,12 +138,13 @@ class SharedValues:
     looked up by its id (:attr:`lookup`, a query of its own).
 
     Args:
-        combinations: the shared columns' values that runs have, each in the order of
-            :data:`SHARED_COLUMNS` and as a run that has them is given to the decoder (``None``
-            for a column read with ``NULLIF`` whose NULL the decoder is told stands for that
-            value); at least one.
+        combinations: the shared columns' stored values that runs have, each in the order of
+            :data:`SHARED_COLUMNS`; at least one.
         lookup: run ids -> each of those runs' stored shared values, in the order of
             :data:`SHARED_COLUMNS`.
+        nulls_stand_for: as :func:`decoded_columns`' (the decoder's): a combination's value
+            that a column's NULL stands for is given to the decoder as ``None``, one value for
+            the batch instead of one for each run.
     """
 
     __slots__ = ("_combinations", "lookup", "others")
@@ -152,8 +153,16 @@ class SharedValues:
         self,
         combinations: Sequence[Sequence[Any]],
         lookup: Callable[[list[Any]], Mapping[Any, Sequence[Any]]],
+        nulls_stand_for: Mapping[str, Any] | None = None,
     ) -> None:
-        self._combinations = [tuple(c) for c in combinations]
+        stand_for = nulls_stand_for or {}
+        self._combinations = [
+            tuple(
+                None if name in stand_for and value == stand_for[name] else value
+                for name, value in zip(SHARED_COLUMNS, combination, strict=True)
+            )
+            for combination in combinations
+        ]
         self.lookup = lookup
         #: The columns a row holds before its last value, in the order of RUN_COLUMNS.
         self.others: tuple[str, ...] = tuple(c for c in RUN_COLUMNS if c not in SHARED_COLUMNS)

@@ -202,10 +202,7 @@ class SQLiteReads:
                     _select_runs_combined(len(combinations)) + where,
                     [*nullif, *(v for values in combinations for v in values), *params],
                 )
-                shared = SharedValues(
-                    [_given(values, stand_for) for values in combinations],
-                    lambda ids: _shared_of(conn, ids),
-                )
+                shared = SharedValues(combinations, lambda ids: _shared_of(conn, ids), stand_for)
             else:
                 selected = conn.execute(
                     _SELECT_RUNS_SHARING + where, [*stand_for.values(), *params]
@@ -293,18 +290,6 @@ class SQLiteReads:
             return samples_by_run(rows_in_batches(selected))
 
         return self.transaction(do, write=False)
-
-
-def _given(values: Sequence[Any], stand_for: dict[str, Any]) -> list[Any]:
-    """A combination of the shared columns' values as the decoder is given it.
-
-    ``None`` for a value its NULL stands for (a column read with ``NULLIF`` elsewhere): one
-    value for the batch, not one for each run.
-    """
-    return [
-        None if name in stand_for and value == stand_for[name] else value
-        for name, value in zip(SHARED_COLUMNS, values, strict=True)
-    ]
 
 
 def _shared_of(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, tuple[Any, ...]]:
