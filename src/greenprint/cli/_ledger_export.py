@@ -10,6 +10,7 @@ import csv
 import dataclasses
 import io
 import json
+import operator
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -63,48 +64,96 @@ def _priced_at(record: RunRecord) -> tuple[float | None, str]:
     )
 
 
-def _csv(records: Sequence[RunRecord], metric: str | None) -> str:
+#: Runs written to a CSV piece at a time (the text of 100,000 runs is never one string).
+_CSV_CHUNK_RUNS = 1000
+
+
+def _csv_pieces(records: Sequence[RunRecord], metric: str | None) -> Iterator[str]:
+    """The CSV export of ``records``: its header, then its rows, a few runs a piece.
+
+    :data:`_CSV_CHUNK_RUNS` runs a piece, built a column at a time (a list per field,
+    formula-like text escaped by :func:`_csv_cell` in the columns that hold text), then written
+    by the ``csv`` module's writer (C): 100,000 runs, 10 s and 643 MB of RSS before, when a
+    dictionary per run was made and written. Every run is read before the first piece: the
+    header names every parameter, metric and hardware field any run has.
+    """
     base = [
         f.name for f in dataclasses.fields(RunRecord) if f.name not in ("metrics", *_JSON_FIELDS)
     ]
     base.insert(base.index("role") + 1, "role_inferred")
     base.insert(base.index("parent_id") + 1, "parent_inferred")
     resolved = roles_as_read(records, metric)
-    rows: list[dict[str, Any]] = []
-    extra: dict[str, list[str]] = {name: [] for name in (*_JSON_FIELDS, "metric")}
-    for record in records:
-        row: dict[str, Any] = {name: getattr(record, name) for name in base if name in _FIELDS}
-        row["duration_s"] = known_duration(record.duration_s)  # empty: none recorded
-        row.update(unmetered(record))  # empty: no energy meter (meters=[]), never 0
-        row["intensity_g_per_kwh"], row["intensity_source"] = _priced_at(record)
-        (
-            row["role"],
-            row["role_inferred"],
-            row["parent_id"],
-            row["parent_inferred"],
-            row["contained"],
-            _,
-        ) = resolved[record.id]
-        for name in _JSON_FIELDS:
-            flat: dict[str, Any] = {}
-            _flatten(name, getattr(record, name), flat)
-            row.update(flat)
-            extra[name].extend(k for k in flat if k not in extra[name])
-        for metric in record.metric_names:
-            key = f"metric.{metric}"
-            row[key] = record.metric(metric)
-            if key not in extra["metric"]:
-                extra["metric"].append(key)
-        rows.append(row)
-    columns = base + [c for group in extra.values() for c in sorted(group)]
+    count = len(records)
+    columns: dict[str, list[Any]] = {
+        name: list(map(operator.attrgetter(name), records)) for name in base if name in _FIELDS
+    }
+    columns["duration_s"] = [known_duration(r.duration_s) for r in records]
+    for at, record in enumerate(records):
+        for name, value in unmetered(record).items():  # empty: no energy meter, never 0
+            columns[name][at] = value
+    priced = list(map(_priced_at, records))
+    columns["intensity_g_per_kwh"] = [g for g, _ in priced]
+    columns["intensity_source"] = [source for _, source in priced]
+    read_as = [resolved[r.id] for r in records]
+    for k, name in enumerate(
+        ("role", "role_inferred", "parent_id", "parent_inferred", "contained")
+    ):
+        columns[name] = [values[k] for values in read_as]
+    extra: dict[str, dict[str, list[Any]]] = {name: {} for name in (*_JSON_FIELDS, "metric")}
+    for name in _JSON_FIELDS:
+        found = extra[name]
+        shared: dict[int, dict[str, Any]] = {}  # a dictionary runs share, flattened once
+        for at, record in enumerate(records):
+            value = getattr(record, name)
+            flat = shared.get(id(value))
+            if flat is None:
+                flat = {}
+                _flatten(name, value, flat)
+                if isinstance(value, dict):
+                    shared[id(value)] = flat
+            for key, cell in flat.items():
+                column = found.get(key)
+                if column is None:
+                    column = found[key] = [None] * count
+                column[at] = cell
+    found = extra["metric"]
+    for at, record in enumerate(records):
+        for name in record.metric_names:
+            key = f"metric.{name}"
+            column = found.get(key)
+            if column is None:
+                column = found[key] = [None] * count
+            column[at] = record.metric(name)
+    columns.update((key, group[key]) for group in extra.values() for key in sorted(group))
+    names = [name for name in base if name in columns] + [
+        key for group in extra.values() for key in sorted(group)
+    ]
+    ordered = [_csv_column(columns[name]) for name in names]
+    del columns, extra
     buffer = io.StringIO()
     # RFC 4180 line ends: the writer quotes any field holding \r or \n, so a name with a bare
-    # carriage return cannot end a row early in a spreadsheet
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\r\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: _csv_cell(v) for k, v in row.items()})
-    return buffer.getvalue()
+    # carriage return cannot end a row early in a spreadsheet. None is written as an empty cell.
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(names)
+    for start in range(0, count, _CSV_CHUNK_RUNS):
+        writer.writerows(
+            zip(*(column[start : start + _CSV_CHUNK_RUNS] for column in ordered), strict=True)
+        )
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+    if not count:  # the header alone
+        yield buffer.getvalue()
+
+
+def _csv_column(values: list[Any]) -> list[Any]:
+    """A column's cells: :func:`_csv_cell` of each where the column holds text.
+
+    Else as it is: the writer writes numbers, and None as an empty cell.
+    """
+    if not any(type(v) is str for v in values):
+        return values
+    return [_csv_cell(v) if type(v) is str else v for v in values]
 
 
 def _csv_cell(value: Any) -> Any:
@@ -186,7 +235,7 @@ def export_command(
             resolved = roles_as_read(records, metric)  # before the file is opened: its errors
             pieces = _json_pieces(head, records, resolved, led._samples_by_run(study))
         else:
-            pieces = iter([_csv(records, metric)])
+            pieces = _csv_pieces(records, metric)
     if out is None:
         for piece in pieces:
             click.echo(piece, nl=False, color=True)  # data: never strip what looks like ANSI
