@@ -146,12 +146,18 @@ def _csv_pieces(records: Sequence[RunRecord], metric: str | None) -> Iterator[st
         yield buffer.getvalue()
 
 
-def _csv_column(values: list[Any]) -> list[Any]:
-    """A column's cells: :func:`_csv_cell` of each where the column holds text.
+#: The first characters of text that a spreadsheet reads as a formula (one each).
+_FORMULA_FIRST = frozenset(_FORMULA_START)
 
-    Else as it is: the writer writes numbers, and None as an empty cell.
+
+def _csv_column(values: list[Any]) -> list[Any]:
+    """A column's cells as the writer is given them.
+
+    Text: :func:`_csv_cell` of each, where some value of the column starts as a formula does
+    (a set of first characters, one pass, finds whether one does). Anything else as it is: the
+    writer writes numbers, and None as an empty cell.
     """
-    if not any(type(v) is str for v in values):
+    if _FORMULA_FIRST.isdisjoint({v[:1] for v in values if type(v) is str}):
         return values
     return [_csv_cell(v) if type(v) is str else v for v in values]
 
