@@ -25,6 +25,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from _clean_env import BIN, clean_env
+from _export_runs import export_run
 from greenprint import MetricPoint, RunRecord
 from greenprint._format import known_duration
 from greenprint.cli import _ledger_export as export
@@ -87,22 +88,8 @@ SHARED_HARDWARE = {"cpu_model": "=cpu()", "gpus": [{"name": "fake", "memory_gb":
 
 
 def _run(run_id: str, study: str, **fields: Any) -> RunRecord:
-    values: dict[str, Any] = {
-        "id": run_id,
-        "name": f'name <{run_id}> "q"\n',
-        "study": study,
-        "status": "finished",
-        "started_at": 1000.0 + len(run_id),
-        "ended_at": 1010.0,
-        "duration_s": 10.0,
-        "energy_kwh": 0.002,
-        "emissions_kg": 0.0007,
-        "params": {"lr": 0.1, "layers": [1, 2, {"x": NAN}], "é": None},
-        "hardware": SHARED_HARDWARE,
-        "metrics": (MetricPoint("acc", 0.5, 1, 1001.0), MetricPoint("loss", NAN, 1, 1001.0)),
-    }
-    values.update(fields)
-    return RunRecord(**values)
+    """The export tests' run, its hardware a dictionary the runs share (formula-like text)."""
+    return export_run(run_id, study, **{"hardware": SHARED_HARDWARE, **fields})
 
 
 def _records() -> list[RunRecord]:

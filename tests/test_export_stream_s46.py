@@ -15,13 +15,13 @@ import json
 import math
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
 from _clean_env import BIN, clean_env
-from greenprint import MetricPoint, PowerSample, RunRecord
+from _export_runs import export_run
+from greenprint import PowerSample
 from greenprint.cli import _ledger_export as export
 from greenprint.cli import cli
 from greenprint.cli._cells import json_text, record_dict, unmetered
@@ -31,23 +31,7 @@ from greenprint.ledger import Ledger
 NAN = float("nan")
 
 
-def _run(run_id: str, study: str, **fields: Any) -> RunRecord:
-    values: dict[str, Any] = {
-        "id": run_id,
-        "name": f'name <{run_id}> "q"\n',
-        "study": study,
-        "status": "finished",
-        "started_at": 1000.0 + len(run_id),
-        "ended_at": 1010.0,
-        "duration_s": 10.0,
-        "energy_kwh": 0.002,
-        "emissions_kg": 0.0007,
-        "params": {"lr": 0.1, "layers": [1, 2, {"x": NAN}], "é": None},
-        "hardware": {"gpus": [{"name": "fake", "memory_gb": 80.0}]},
-        "metrics": (MetricPoint("acc", 0.5, 1, 1001.0), MetricPoint("loss", NAN, 1, 1001.0)),
-    }
-    values.update(fields)
-    return RunRecord(**values)
+_run = export_run
 
 
 def _ledger(path: Path) -> Path:
