@@ -102,7 +102,8 @@ REPEATED_COLUMNS: tuple[str, ...] = tuple(
 #: Columns whose values the runs of a study share in practice: the machine, the software and
 #: the grid they ran on, how they were metered and distributed (the columns that vary from run to
 #: run in the ledgers users make: its times, energy, parameters, parents, roles, heartbeats,
-#: provenance, are not among them). The SQLite store reads their few distinct combinations
+#: provenance, are not among them; nor is the command, which differs for each run of a shell
+#: loop of ``greenprint run``: such a study's runs would have as many combinations). The SQLite store reads their few distinct combinations
 #: once, and of each run which of them it has (:class:`SharedValues`): each value the driver
 #: hands out costs as much when it is NULL. 100,000 runs: the runs' fetch and decoding
 #: 1.50-1.58 -> 1.18-1.28 s.
@@ -110,7 +111,6 @@ SHARED_COLUMNS: tuple[str, ...] = (
     "study",
     "flush_interval_s",
     "host",
-    "command",
     "git_commit",
     "git_dirty",
     "python_version",
