@@ -45,7 +45,7 @@ _FIRST_COLUMNS = (*REPEATED_COLUMNS, *(c for c in SHARED_COLUMNS if c not in REP
 
 _SELECT_FIRST = "SELECT " + ", ".join(_FIRST_COLUMNS) + " FROM runs"
 
-#: Every column, a value other than a shared run's read as NULL (the first run's given).
+#: Every column, those of REPEATED_COLUMNS as NULL where they equal the first run's (given).
 _SELECT_RUNS_SHARING = (
     "SELECT "
     + ", ".join(f"NULLIF({c}, ?)" if c in REPEATED_COLUMNS else c for c in RUN_COLUMNS)
@@ -295,7 +295,7 @@ class SQLiteReads:
 def _shared_of(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, tuple[Any, ...]]:
     """Run id -> its stored :data:`SHARED_COLUMNS`.
 
-    Of runs that have none of the combinations read: none within one read transaction.
+    Of runs whose combination the sample did not find (fewer than a few hundred runs have it).
     """
     rows = conn.execute(_SELECT_SHARED + f"({', '.join('?' * len(ids))})", list(ids))
     return {row[0]: row[1:] for row in rows}
