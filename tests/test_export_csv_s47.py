@@ -110,6 +110,20 @@ def _records() -> list[RunRecord]:
         _run("nometer", "a", energy_kwh=0.0, emissions_kg=0.0, duration_s=0.0),
         _run("fold", "a", parent_id="trial-1", role="part", error="+boom\r\nline 2"),
         _run("other", "b", status="failed", error="KeyError: 'x'", params={"lr": NAN}),
+        # a long training: the export reads the points a report reads (the last of each metric
+        # among them), not the 60 logged
+        _run(
+            "long",
+            "b",
+            metrics=tuple(
+                MetricPoint(name, value, step, 1000.0 + step)
+                for step in range(30)
+                for name, value in (
+                    ("loss", 1.0 / (step + 1)),
+                    ("acc", NAN if step == 29 else 0.01 * step),
+                )
+            ),
+        ),
     ]
 
 

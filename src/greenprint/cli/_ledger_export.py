@@ -235,12 +235,13 @@ def export_command(
             raise ConfigError(f"--out {out} is the ledger itself; choose another file")
         if out is not None:
             _refuse_a_database(out)
-        records = led.runs(study=study)
-        if fmt == "json":
+        if fmt == "json":  # every point of every run
+            records = led.runs(study=study)
             head = {"ledger": led.url, "schema_version": led.schema_version}
             resolved = roles_as_read(records, metric)  # before the file is opened: its errors
             pieces = _json_pieces(head, records, resolved, led._samples_by_run(study))
-        else:
+        else:  # of each metric its last value, and the roles: the points a report reads
+            records = led._read(study=study, points="score")
             pieces = _csv_pieces(records, metric)
     if out is None:
         for piece in pieces:
