@@ -229,7 +229,8 @@ _Read = tuple[str, bool, "tuple[str, float, int] | None"]
 
 def _read_of(led: Any, run: RunRecord) -> _Read:
     """``run``'s role, whether inferred, and its parts' score, as its study's report reads it."""
-    role, inferred, *_, parts = roles_as_read(led.runs(study=run.study), None, scores=True)[run.id]
+    runs = led._read(study=run.study, points="score")  # the points a report reads
+    role, inferred, *_, parts = roles_as_read(runs, None, scores=True)[run.id]
     return role, inferred, parts
 
 
@@ -275,7 +276,7 @@ class _StudyRoles:
         if study not in self._read:
             from greenprint._study_roles import resolve_roles
 
-            self._read[study] = resolve_roles(self._led.runs(study=study))
+            self._read[study] = resolve_roles(self._led._read(study=study, points="score"))
         return self._read[study]
 
 
