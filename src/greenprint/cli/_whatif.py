@@ -137,8 +137,8 @@ def _study_whatif(
 
     given = None if pue is None else resolve_pue(pue).value  # refused before the ledger
     led = get_ledger(ledger, create=False)
-    try:
-        runs = led.runs(study=study)
+    try:  # the points a report reads: the price tag's roles and final run are read from them
+        runs = led._read(study=study, points="score")
     finally:
         led.close()
     tag = price_tag(runs)
