@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 import greenprint as gp
 import greenprint.ledger._rows as rows_module
 import greenprint.ledger._sqlite_reads as sqlite_reads
-from _shared_runs import OTHER_SHARED, write_shared_runs
+from _shared_runs import OTHER_SHARED, RUNS_A_STUDY, write_shared_runs
 from greenprint._prediction import RESERVED_METRIC_PREFIX, metric_name
 from greenprint.ledger._fields import FIELD_KINDS, CorruptValueError, decode_columns, decode_field
 from greenprint.ledger._rows import (
@@ -315,7 +315,10 @@ def test_runs_whose_shared_columns_differ_read_as_stored(
     path = tmp_path / "l.db"
     with gp.Ledger(path) as led:
         write_shared_runs(led)
-        alone = {r.id: repr(r) for r in (led.run(f"{s}{k:03d}") for s in "st" for k in range(25))}
+        alone = {
+            r.id: repr(r)
+            for r in (led.run(f"{s}{k:03d}") for s in "st" for k in range(RUNS_A_STUDY))
+        }
         assert not looked_up  # a run read alone is its own first run
         for study in ("s", "t", None):
             looked_up.clear()
@@ -324,7 +327,7 @@ def test_runs_whose_shared_columns_differ_read_as_stored(
                 assert 0 < len(looked_up) < len(runs)
             else:
                 assert not looked_up
-            assert len(runs) == (50 if study is None else 25)
+            assert len(runs) == (2 if study is None else 1) * RUNS_A_STUDY
             assert {r.id: repr(r) for r in runs} == {
                 rid: text for rid, text in alone.items() if study in (None, rid[0])
             }

@@ -101,7 +101,6 @@ def _csv_pieces(records: Sequence[RunRecord], metric: str | None) -> Iterator[st
         columns[name] = [values[k] for values in read_as]
     extra: dict[str, dict[str, list[Any]]] = {name: {} for name in (*_JSON_FIELDS, "metric")}
     for name in _JSON_FIELDS:
-        found = extra[name]
         shared: dict[int, dict[str, Any]] = {}  # a dictionary runs share, flattened once
         for at, record in enumerate(records):
             value = getattr(record, name)
@@ -111,23 +110,12 @@ def _csv_pieces(records: Sequence[RunRecord], metric: str | None) -> Iterator[st
                 _flatten(name, value, flat)
                 if isinstance(value, dict):
                     shared[id(value)] = flat
-            for key, cell in flat.items():
-                column = found.get(key)
-                if column is None:
-                    column = found[key] = [None] * count
-                column[at] = cell
-    found = extra["metric"]
+            _place(extra[name], at, flat, count)
     for at, record in enumerate(records):
-        for name in record.metric_names:
-            key = f"metric.{name}"
-            column = found.get(key)
-            if column is None:
-                column = found[key] = [None] * count
-            column[at] = record.metric(name)
-    columns.update((key, group[key]) for group in extra.values() for key in sorted(group))
-    names = [name for name in base if name in columns] + [
-        key for group in extra.values() for key in sorted(group)
-    ]
+        flat = {f"metric.{n}": record.metric(n) for n in record.metric_names}
+        _place(extra["metric"], at, flat, count)
+    names = [*base, *(key for group in extra.values() for key in sorted(group))]
+    columns.update(column for group in extra.values() for column in group.items())
     ordered = [_csv_column(columns[name]) for name in names]
     del columns, extra
     buffer = io.StringIO()
@@ -144,6 +132,15 @@ def _csv_pieces(records: Sequence[RunRecord], metric: str | None) -> Iterator[st
         buffer.truncate()
     if not count:  # the header alone
         yield buffer.getvalue()
+
+
+def _place(columns: dict[str, list[Any]], at: int, flat: Mapping[str, Any], count: int) -> None:
+    """Run ``at``'s flattened cells into ``columns`` (of ``count`` runs, empty for the others)."""
+    for key, cell in flat.items():
+        column = columns.get(key)
+        if column is None:
+            column = columns[key] = [None] * count
+        column[at] = cell
 
 
 #: The first characters of text that a spreadsheet reads as a formula (one each).
