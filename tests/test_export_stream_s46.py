@@ -22,6 +22,7 @@ from click.testing import CliRunner
 from _clean_env import BIN, clean_env
 from _export_runs import export_run
 from greenprint import PowerSample
+from greenprint._format import json_safe
 from greenprint.cli import _ledger_export as export
 from greenprint.cli import cli
 from greenprint.cli._cells import json_text, record_dict, unmetered
@@ -62,7 +63,9 @@ def _reference(path: Path, study: str | None) -> str:
             item["parent_inferred"] = parent_inferred
             item["samples"] = [dataclasses.asdict(s) for s in led.samples(record.id)]
             items.append(item)
-        return json_text({"ledger": led.url, "schema_version": led.schema_version, "runs": items})
+        document = {"ledger": led.url, "schema_version": led.schema_version, "runs": items}
+        # the standard library's text itself (json_text writes it its own way since session 48)
+        return json.dumps(json_safe(document), indent=2, allow_nan=False)
 
 
 @pytest.mark.parametrize("study", [None, "a", "b"])

@@ -11,9 +11,10 @@ at a time (:func:`decoded_columns`).
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import partial
-from itertools import chain
+from itertools import chain, islice
 from typing import Any, Literal, Protocol
 
 from greenprint._frozen import slot_constructor
@@ -421,13 +422,17 @@ _SQLITE_SAMPLES = (
 )
 
 
-def samples_by_run(rows: Iterable[Sequence[Any]]) -> dict[str, list[PowerSample]]:
+def samples_by_run(
+    rows: Iterable[Sequence[Any]], run_ids: Iterable[str] | None = None
+) -> dict[str, list[PowerSample]]:
     """Power samples by run id, each run's ordered by ``t0`` then by insertion.
 
     Args:
         rows: ``samples`` rows ``(run_id, t0, t1, cpu_w, gpu_w, ram_w, intensity_g_per_kwh)``
             in insertion (``seq``) order. A power stored as SQLite's text ``'NaN'`` reads as
             NaN; an absent one as ``None`` (as :func:`sqlite_samples`).
+        run_ids: the runs whose samples are wanted, the rows of others skipped (a scan of
+            every sample: see :data:`SCAN_ALL_METRICS_SHARE`); ``None``: every row's run.
 
     Returns:
         Run id -> its samples, as :func:`sqlite_samples` reads them one run at a time (a
@@ -436,14 +441,42 @@ def samples_by_run(rows: Iterable[Sequence[Any]]) -> dict[str, list[PowerSample]
     """
     by_run: dict[str, list[PowerSample]] = {}
     get = by_run.get
-    for run_id, *sample in rows:
+    make, plain = _make_sample, _PLAIN_POWER
+    wanted = None if run_ids is None else set(run_ids)
+    for run_id, t0, t1, cpu_w, gpu_w, ram_w, intensity in rows:
         found = get(run_id)
         if found is None:
+            if wanted is not None and run_id not in wanted:
+                continue
             found = by_run[run_id] = []
-        found.append(_sample(*sample))
+        if (
+            type(cpu_w) in plain
+            and type(gpu_w) in plain
+            and type(ram_w) in plain
+            and type(intensity) in plain
+        ):  # the powers as stored (REAL or NULL): no conversion, no keywords
+            found.append(make(t0, t1, cpu_w, gpu_w, ram_w, intensity))
+        else:
+            found.append(_sample(t0, t1, cpu_w, gpu_w, ram_w, intensity))
+    start = _START
     for found in by_run.values():
-        found.sort(key=_start_order)  # stable: insertion order among equal starts
+        if len(found) > 1:
+            starts = list(map(start, found))
+            try:  # already in order (samples are written as they are taken): no sort
+                if all(map(operator.le, starts, islice(starts, 1, None))):
+                    continue
+            except TypeError:  # a start stored as text ('NaN') beside a number
+                pass
+            found.sort(key=_start_order)  # stable: insertion order among equal starts
     return by_run
+
+
+#: ``PowerSample(*values)`` at a fraction of the cost (see
+#: :func:`greenprint._frozen.slot_constructor`).
+_make_sample = slot_constructor(PowerSample)
+#: The types of a stored power (or intensity) that is read as it is.
+_PLAIN_POWER = frozenset({float, type(None)})
+_START = operator.attrgetter("t0")
 
 
 def _start_order(sample: PowerSample) -> tuple[int, float]:

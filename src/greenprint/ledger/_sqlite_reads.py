@@ -281,12 +281,23 @@ class SQLiteReads:
         Each run's ordered as :meth:`select_samples` orders them
         (:func:`~greenprint.ledger._rows.samples_by_run`).
         """
-        of_study, params = "", []
-        if study is not None:
-            of_study, params = " WHERE run_id IN (SELECT id FROM runs WHERE study = ?)", [study]
 
         def do(conn: sqlite3.Connection) -> dict[str, list[PowerSample]]:
-            selected = conn.execute(_SELECT_SAMPLES + of_study + " ORDER BY seq", params)
+            if study is None:
+                selected = conn.execute(_SELECT_SAMPLES + " ORDER BY seq")
+                return samples_by_run(rows_in_batches(selected))
+            ids = [row[0] for row in conn.execute("SELECT id FROM runs WHERE study = ?", [study])]
+            if len(ids) >= SCAN_ALL_METRICS_SHARE * _count_runs(conn):
+                # most of the ledger: one scan in logged order, the other runs' rows skipped
+                # (100,000 runs, 500,000 samples: 0.68 s against 1.1 s for an index lookup
+                # per run and a sort)
+                selected = conn.execute(_SELECT_SAMPLES + " ORDER BY seq")
+                return samples_by_run(rows_in_batches(selected), ids)
+            selected = conn.execute(
+                _SELECT_SAMPLES
+                + " WHERE run_id IN (SELECT id FROM runs WHERE study = ?) ORDER BY seq",
+                [study],
+            )
             return samples_by_run(rows_in_batches(selected))
 
         return self.transaction(do, write=False)
