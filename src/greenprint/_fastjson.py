@@ -37,8 +37,6 @@ logger = logging.getLogger(__name__)
 _DUMPS: Callable[[Any], bytes] | None | bool = False
 
 _float_repr = float.__repr__
-#: An exponent of one digit, as orjson writes -6 to -9 (``json``: two digits).
-_SHORT_EXPONENT = re.compile(r"e-(\d)(?!\d)")
 #: A value in [1e-5, 1e-4) written without an exponent (the digits after ``0.0000``), or the
 #: end of a larger number's text (``10.00001``: told apart by the character before it). Its
 #: literal start lets ``re`` skip to each ``0.0000``: a look-behind first tried at every
@@ -58,7 +56,14 @@ def _with_exponent(match: re.Match[str]) -> str:
 def _respelled(body: str) -> str:
     """The text orjson wrote for floats (no brackets) as ``float.__repr__`` spells it."""
     if "e-" in body:
-        body = _SHORT_EXPONENT.sub(r"e-0\1", body)
+        # orjson writes the exponents -6 to -9 with one digit (checked once a process, with
+        # every exponent from -12 to 24, by _orjson_dumps), each ending at a comma or at the
+        # end: one str.replace per digit, in C (a regex's template is expanded in Python for
+        # each match: 100,000 floats with exponents 0.09 -> 0.035 s)
+        for digit in "6789":
+            body = body.replace(f"e-{digit},", f"e-0{digit},")
+        if body[-3:-1] == "e-" and body[-1] in "6789":
+            body = body[:-1] + "0" + body[-1]
     if "0.0000" in body:
         body = _NO_EXPONENT.sub(_with_exponent, body)
     return body
