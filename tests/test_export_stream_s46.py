@@ -69,11 +69,14 @@ def _reference(path: Path, study: str | None) -> str:
 
 
 @pytest.mark.parametrize("study", [None, "a", "b"])
+@pytest.mark.parametrize("chunk", [("_CHUNK_RUNS", 2), ("_CHUNK_VALUES", 3)])
 def test_the_json_export_is_the_whole_document_as_written_before(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, study: str | None
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, study: str | None, chunk: tuple[str, int]
 ) -> None:
+    """In chunks of two runs, or of runs holding three points and samples (the trials hold
+    four: a chunk each, the runs without any together), every boundary crossed."""
     ledger = _ledger(tmp_path / "ledger.db")
-    monkeypatch.setattr(export, "_CHUNK_RUNS", 2)
+    monkeypatch.setattr(export, *chunk)
     out = tmp_path / "runs.json"
     args = ["ledger", "export", "--ledger", str(ledger), "--format", "json", "--out", str(out)]
     done = CliRunner().invoke(cli, args + (["--study", study] if study else []))
