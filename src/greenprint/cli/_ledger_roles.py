@@ -48,6 +48,7 @@ def roles_as_read(
     process tree), as the report's rows say; for a root, the one recorded.
     """
     from greenprint._exceptions import AnalysisError
+    from greenprint._forest import RunForest
     from greenprint._metric_choice import pick_metric
     from greenprint._study_roles import resolve_roles
 
@@ -58,12 +59,12 @@ def roles_as_read(
         str, tuple[str, bool, str | None, bool, bool | None, tuple[str, float, int] | None]
     ] = {}
     for study, runs in by_study.items():
+        forest = RunForest.build(runs)  # once: the choice of metric reads its roles too
         try:
-            ranked = pick_metric(runs, metric, study)[0]
+            ranked = pick_metric(runs, metric, study, forest)[0]
         except AnalysisError:  # the study logged no value of it: its report cannot rank by it
-            ranked = pick_metric(runs, None, study)[0]
-        read = resolve_roles(runs, metric=ranked)
-        forest = read.forest
+            ranked = pick_metric(runs, None, study, forest)[0]
+        read = resolve_roles(forest, metric=ranked)
         by_parts = parts_scores(read, ranked) if scores else {}
         adding = forest.adds_to_the_total
         for pos, (run, role, inferred, parent) in enumerate(

@@ -199,8 +199,8 @@ def _assemble(
     run_of: Any = None,
 ) -> Report:
     given_metric = metric  # a metric given by name: the runs were read with its points only
-    metric, metric_note = pick_metric(runs, metric, study)
     forest = RunForest.build(runs)
+    metric, metric_note = pick_metric(runs, metric, study, forest)
     # Scores of every run: its own, else the mean of its parts' (a last value that is infinite,
     # a diverged training, is no score, as a NaN: trials.diverged_note names those runs).
     trials = study_trials(forest, metric=metric, mode=mode, reduce=reduce)
