@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import gc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any, TypeVar
 
-__all__ = ["gc_paused"]
+__all__ = ["gc_paused", "gc_paused_call"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @contextmanager
@@ -45,3 +49,18 @@ def _promote_survivors() -> None:
     if gc.get_freeze_count() == 0:
         gc.freeze()
         gc.unfreeze()
+
+
+def gc_paused_call(function: F) -> F:
+    """``function`` run with the collector paused (:func:`gc_paused`).
+
+    For a command that lists or writes every run of a ledger (``ledger ls`` of 100,000 runs:
+    5.1-5.3 -> 4.8-4.9 s).
+    """
+
+    @functools.wraps(function)
+    def paused(*args: Any, **kwargs: Any) -> Any:
+        with gc_paused():
+            return function(*args, **kwargs)
+
+    return paused  # type: ignore[return-value]

@@ -551,3 +551,25 @@ def test_gc_paused_restores_the_collector_and_keeps_a_freeze() -> None:
     finally:
         gc.unfreeze()
     del made, more
+
+
+def test_a_call_with_the_collector_paused_restores_it_even_when_it_raises() -> None:
+    """``gc_paused_call`` (``ledger ls``, ``ledger export``): the collector off inside the
+    call, back on after it, also when the call raises; a nested pause leaves it off."""
+    from greenprint._gc import gc_paused_call
+
+    @gc_paused_call
+    def inside(fail: bool = False) -> bool:
+        """Its docstring."""
+        with gc_paused():  # nested: still off after the inner pause ends
+            pass
+        if fail:
+            raise KeyError("x")
+        return gc.isenabled()
+
+    assert gc.isenabled()
+    assert inside() is False and gc.isenabled()
+    with pytest.raises(KeyError):
+        inside(fail=True)
+    assert gc.isenabled()
+    assert inside.__name__ == "inside" and inside.__doc__ == "Its docstring."

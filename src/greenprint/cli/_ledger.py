@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from greenprint._format import count_of, known_duration
+from greenprint._gc import gc_paused_call
 from greenprint._records import RUN_STATUSES, RunRecord
 from greenprint.cli._cells import (
     aligned_table,
@@ -62,6 +63,7 @@ def command() -> None:
     "trial, trials under their sweep), with ROLE: the role the report gives it (trial, part, "
     "sweep, baseline...; * where inferred, not given).",
 )
+@gc_paused_call
 def ls_command(
     ledger: str | None, study: str | None, statuses: tuple[str, ...], as_json: bool, tree: bool
 ) -> None:

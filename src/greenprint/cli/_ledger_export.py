@@ -20,7 +20,7 @@ import click
 
 from greenprint._exceptions import ConfigError
 from greenprint._format import count_of, json_safe, known_duration
-from greenprint._gc import gc_paused
+from greenprint._gc import gc_paused, gc_paused_call
 from greenprint._records import PowerSample, RunRecord
 from greenprint.cli._cells import (
     DATA_FIELDS,
@@ -209,6 +209,7 @@ def _csv_cell(value: Any) -> Any:
     help="The metric the study's report ranks by, which inferred roles are judged by "
     "[default, and for a study that logged no value of it: the one the report chooses].",
 )
+@gc_paused_call  # every run's row or text made and dropped: no collection among them
 def export_command(
     ledger: str | None, study: str | None, fmt: str, out: Path | None, metric: str | None
 ) -> None:

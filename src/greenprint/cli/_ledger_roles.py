@@ -47,6 +47,16 @@ def roles_as_read(
     a rank under its node's meter, a rank its job linked under its rank 0 inside a sweep's
     process tree), as the report's rows say; for a root, the one recorded.
     """
+    from greenprint._gc import gc_paused
+
+    with gc_paused():  # a study's forest and roles: many small acyclic objects (0.69 -> 0.36 s)
+        return _roles_as_read(records, metric, scores=scores)
+
+
+def _roles_as_read(
+    records: Sequence[RunRecord], metric: str | None, *, scores: bool
+) -> dict[str, tuple[str, bool, str | None, bool, bool | None, tuple[str, float, int] | None]]:
+    """:func:`roles_as_read`, the collector paused by the caller."""
     from greenprint._exceptions import AnalysisError
     from greenprint._forest import RunForest
     from greenprint._metric_choice import pick_metric
