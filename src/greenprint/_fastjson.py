@@ -24,11 +24,12 @@ bits it reads as floats), 10 ms less.
 from __future__ import annotations
 
 import logging
+import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["float_texts", "orjson_used"]
+__all__ = ["all_finite", "float_texts", "orjson_used", "scalar_texts"]
 
 logger = logging.getLogger(__name__)
 
@@ -132,3 +133,72 @@ def float_texts(values: Sequence[float | None]) -> list[str]:
     if not values:
         return []
     return _respelled(dumps(values).decode("ascii")[1:-1]).split(",")
+
+
+_NONE = type(None)
+
+
+def all_finite(values: Sequence[float | None]) -> bool:
+    """Whether floats (and ``None``s) are all finite: whether their sum is.
+
+    A NaN or an infinity makes the sum NaN or infinite; a sum that overflows only sends the
+    values the slow way.
+    """
+    return math.isfinite(sum(filter(None, values)))
+
+
+#: A field whose first values hold at most a quarter as many distinct ones is tried for
+#: :func:`_looked_up`.
+_SAMPLE = 64
+
+
+def _looked_up(values: Sequence[Any], write: Callable[[Any], str]) -> Callable[[Any], str] | None:
+    """A lookup of the text of each distinct value, for a field with few (a PUE, a status).
+
+    A float's text takes 0.45 µs, a lookup 0.04: 100,000 runs' PUE and intensity, 0.07 s. The
+    values are all of one type (floats: finite); ``None`` when they are many, or when a zero
+    float is among them (``0.0`` and ``-0.0`` are one key, two texts).
+    """
+    if len(set(values[:_SAMPLE])) > _SAMPLE // 4:
+        return None
+    distinct = set(values)
+    distinct.discard(None)
+    if len(distinct) > len(values) // 4 or (write is _float_repr and 0.0 in distinct):
+        return None
+    return {value: write(value) for value in distinct}.__getitem__
+
+
+def scalar_texts(
+    values: Sequence[Any], writers: Mapping[type, Callable[[Any], str]]
+) -> list[str] | None:
+    """The JSON text of each value when all are of one scalar type, ``None`` among them or not.
+
+    Finite floats as ``float.__repr__`` writes them (:func:`float_texts`), the values of a type
+    of ``writers`` by its writer; looked up when the field has few distinct values; ``None``
+    as ``null``. Returns ``None`` for anything else (a mix of types, a float that is not
+    finite, a type ``writers`` lacks): the caller writes those one value at a time. The JSON
+    report's rows (its encoder's texts) and the ledger commands' indented JSON (strings in
+    ASCII) share it, each with its own ``writers``.
+    """
+    kinds = set(map(type, values))
+    with_none = _NONE in kinds
+    kinds.discard(_NONE)
+    if not kinds:
+        return ["null"] * len(values)
+    if len(kinds) != 1:
+        return None
+    (kind,) = kinds
+    if kind is float:
+        if not all_finite(values):
+            return None
+        write = _looked_up(values, _float_repr)
+        if write is None:
+            return float_texts(values)  # None as null
+    else:
+        writer = writers.get(kind)
+        if writer is None:
+            return None
+        write = _looked_up(values, writer) or writer
+    if with_none:
+        return [write(value) if value is not None else "null" for value in values]
+    return list(map(write, values))

@@ -24,7 +24,7 @@ from json.encoder import encode_basestring_ascii as _ascii_text
 from operator import attrgetter
 from typing import Any
 
-from greenprint._fastjson import float_texts
+from greenprint._fastjson import scalar_texts
 from greenprint._format import json_safe
 
 __all__ = ["indented_json", "texts_at", "write_indented"]
@@ -154,31 +154,24 @@ def texts_at(
     count = len(values)
     if not count:
         return []
+    texts = scalar_texts(values, _SCALARS)
+    if texts is not None:
+        return texts
     kinds = set(map(type, values))
-    with_none = _NONE in kinds
-    kinds.discard(_NONE)
-    if not kinds:
-        return ["null"] * count
+    if kinds <= _FLOAT_OR_NONE:  # some not finite: as json_safe spells them
+        return [_float_text(v) if v is not None else "null" for v in values]
     if len(kinds) == 1:
         (kind,) = kinds
-        if kind is float:
-            if _all_finite(values):
-                return float_texts(values)  # None as "null"
-            return [_float_text(v) if v is not None else "null" for v in values]
-        write = _SCALARS.get(kind)
-        if write is not None:
-            return _looked_up(values, write, with_none)
-        if not with_none:
-            if kind is dict:
-                return _dict_texts(values, newline, fields_of)
-            if kind is list or kind is tuple:
-                return _list_texts(values, newline, fields_of)
-            if fields_of and kind in fields_of:
-                names = fields_of[kind]
-                if not names:
-                    return ["{}"] * count
-                columns = [list(map(attrgetter(name), values)) for name in names]
-                return _fields_texts(names, columns, newline, fields_of)
+        if kind is dict:
+            return _dict_texts(values, newline, fields_of)
+        if kind is list or kind is tuple:
+            return _list_texts(values, newline, fields_of)
+        if fields_of and kind in fields_of:
+            names = fields_of[kind]
+            if not names:
+                return ["{}"] * count
+            columns = [list(map(attrgetter(name), values)) for name in names]
+            return _fields_texts(names, columns, newline, fields_of)
     return [_text_of(value, newline, fields_of) for value in values]  # a mix: each alone
 
 
@@ -194,7 +187,7 @@ def _plain(value: Any, fields_of: Mapping[type, Sequence[str]]) -> Any:
     return value
 
 
-_NONE = type(None)
+_FLOAT_OR_NONE = frozenset({float, type(None)})
 #: The writers of the scalars other than floats, by type.
 _SCALARS: dict[type, Any] = {str: _ascii_text, int: _int_repr, bool: _CONSTANTS.__getitem__}
 
@@ -208,23 +201,6 @@ def _text_of(
     out: list[str] = []
     write_indented(value, newline, out)
     return "".join(out)
-
-
-def _looked_up(values: Sequence[Any], write: Any, with_none: bool) -> list[str]:
-    """Each value's text by ``write`` (``None``: null), each distinct one once when few."""
-    distinct = set(values)
-    if len(distinct) * 4 <= len(values):
-        texts = {value: "null" if value is None else write(value) for value in distinct}
-        return list(map(texts.__getitem__, values))
-    if with_none:
-        return [write(value) if value is not None else "null" for value in values]
-    return list(map(write, values))
-
-
-def _all_finite(values: Sequence[float | None]) -> bool:
-    """Whether the floats among ``values`` are all finite (their sum is; an overflow: no)."""
-    total = sum(filter(None, values))
-    return total - total == 0.0
 
 
 def _dict_texts(

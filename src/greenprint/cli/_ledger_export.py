@@ -321,9 +321,7 @@ def _chunks(
     start, count = 0, len(records)
     while start < count:
         stop, held = start, 0
-        while (
-            stop < count and stop - start < _CHUNK_RUNS and (held < _CHUNK_VALUES or stop == start)
-        ):
+        while stop < count and stop - start < _CHUNK_RUNS and held < _CHUNK_VALUES:
             record = records[stop]
             held += len(record.metrics) + len(samples.get(record.id, ()))
             stop += 1

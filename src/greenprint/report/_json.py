@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
-from greenprint._fastjson import float_texts
+from greenprint._fastjson import all_finite, float_texts, scalar_texts
 from greenprint._gc import gc_paused
 from greenprint.report._model import Report, RunRow, _json_params, _json_value
 from greenprint.report._plots import FigureRenderer
@@ -98,7 +98,7 @@ def _floats_marked(value: Any, found: list[list[str]]) -> Any:
     kinds = set(map(type, value))
     if kinds.isdisjoint(_CONTAINERS):  # (a figure's run ids: not walked one by one)
         if len(value) >= _FLOAT_LIST and kinds <= _FLOAT_OR_NONE:
-            if _all_finite(value):
+            if all_finite(value):
                 found.append(float_texts(value))
                 return _MARKER.format(len(found) - 1)
         return value
@@ -147,7 +147,6 @@ ROW_KEYS = (
 _text = json.encoder.encode_basestring  # a JSON string, non-ASCII kept (ensure_ascii=False)
 _float_repr = float.__repr__  # what the encoder writes for a float
 _isfinite = math.isfinite
-_NONE = type(None)
 #: What the encoder writes for each value of one of these exact types (a float: when finite).
 _WRITERS: dict[type, Callable[[Any], str]] = {
     str: _text,
@@ -323,61 +322,12 @@ def _texts(values: Sequence[Any], slow: Callable[[Any], str]) -> list[str]:
     value at a time. ``slow`` is :func:`_num` for number fields (which writes ints and bools
     as floats: only floats are fast there).
     """
-    kinds = set(map(type, values))
-    with_none = _NONE in kinds
-    kinds.discard(_NONE)
-    if not kinds:
-        return ["null"] * len(values)
-    write: Callable[[Any], str] | None = None
-    if len(kinds) == 1:
-        (kind,) = kinds
-        if kind is float:
-            # a finite float is written as the encoder writes it by every ``slow`` (a number,
-            # a value, a parameter): looked up when the field has few distinct values, else
-            # the whole field at once
-            if _all_finite(values):
-                write = _looked_up(values, _float_repr)
-                if write is None:
-                    return float_texts(values)
-        elif slow is not _num:
-            write = _WRITERS.get(kind)
-            if write is _text or write is int.__repr__:
-                write = _looked_up(values, write) or write
-    if write is None:
-        return list(map(slow, values))
-    if with_none:
-        return [write(value) if value is not None else "null" for value in values]
-    return list(map(write, values))
+    texts = scalar_texts(values, _NO_WRITERS if slow is _num else _WRITERS)
+    return list(map(slow, values)) if texts is None else texts
 
 
-def _all_finite(values: Sequence[float | None]) -> bool:
-    """Whether floats (and ``None``s) are all finite: whether their sum is.
-
-    A NaN or an infinity makes the sum NaN or infinite; a sum that overflows only sends the
-    values the slow way.
-    """
-    return _isfinite(sum(filter(None, values)))
-
-
-#: A field whose first values hold at most a quarter as many distinct ones is tried for
-#: :func:`_looked_up`.
-_SAMPLE = 64
-
-
-def _looked_up(values: Sequence[Any], write: Callable[[Any], str]) -> Callable[[Any], str] | None:
-    """A lookup of the text of each distinct value, for a field with few (a PUE, a status).
-
-    A float's text takes 0.45 µs, a lookup 0.04: 100,000 runs' PUE and intensity, 0.07 s. The
-    values are all of one type (floats: finite); ``None`` when they are many, or when a zero
-    float is among them (``0.0`` and ``-0.0`` are one key, two texts).
-    """
-    if len(set(values[:_SAMPLE])) > _SAMPLE // 4:
-        return None
-    distinct = set(values)
-    distinct.discard(None)
-    if len(distinct) > len(values) // 4 or (write is _float_repr and 0.0 in distinct):
-        return None
-    return {value: write(value) for value in distinct}.__getitem__
+#: Number fields write ints and bools as floats (:func:`_num`): only floats are fast there.
+_NO_WRITERS: dict[type, Callable[[Any], str]] = {}
 
 
 def _value(value: Any, enc: Callable[[Any], str]) -> str:
