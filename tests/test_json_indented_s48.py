@@ -165,3 +165,18 @@ def test_values_of_other_types_are_written_or_refused_as_json_dumps_does() -> No
         with pytest.raises(TypeError) as theirs:
             _reference(bad)
         assert str(ours.value) == str(theirs.value)
+
+
+def test_a_field_of_few_values_is_looked_up_with_zero_and_minus_zero_apart(
+    float_writer: str,
+) -> None:
+    """A field with few distinct values is written by a lookup of each one's text; ``0.0`` and
+    ``-0.0`` are one key and two texts, so such a field is not looked up."""
+    for values in (
+        [0.0, -0.0, None] * 40,
+        [1.5, 2.5, None] * 40,
+        ["on", "off"] * 50,
+        [3, None, 4] * 30,
+        [True, False] * 40,
+    ):
+        assert texts_at(values, "\n  ") == [_reference(v, "\n  ") for v in values]
