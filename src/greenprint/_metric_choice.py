@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from greenprint._exceptions import AnalysisError
-from greenprint._metric_names import is_bookkeeping_metric
+from greenprint._metric_names import is_bookkeeping_metric, is_size_metric
 from greenprint._prediction import RESERVED_METRIC_PREFIX, is_reserved_metric
 from greenprint._provenance import objectives_of
 from greenprint._records import CUT_SHORT_STATUSES, RunRecord
@@ -125,6 +125,10 @@ def pick_metric(
     # one logged as often (a Trainer's loss), then the one the baselines logged too, then the
     # one objective the trials recorded (a Ray Tune experiment's metric); else the first logged
     candidates = [m for m in counts if not is_bookkeeping_metric(m)] or list(counts)
+    # nor the x of a curve logged inside a run (run.log(train_size=n, accuracy=s): a
+    # training-set size, a param's value) when a score was logged beside it
+    axes = _curve_axes(named, candidates) if len(candidates) > 1 else []
+    candidates = [m for m in candidates if m not in axes] or candidates
 
     def often(m: str) -> int:
         return trial_counts.get(m, 0)
@@ -209,6 +213,12 @@ def pick_metric(
             else:
                 which = "none of them named as a search's objective, a sweep's or a kept model's"
             why = f"the first logged of {len(ties) + 1} metrics logged by as many {who} ({which})"
+        if axes := [m for m in axes if m != chosen]:
+            one = len(axes) == 1
+            why += (
+                f"; {', '.join(map(repr, axes))} {'is' if one else 'are'} the x of a curve "
+                f"(a training-set size or a param's value), not a score"
+            )
         note = (
             f"runs ranked by {chosen!r}, {why} "
             f"(also logged: {', '.join(m for m in counts if m != chosen)}); choose another with "
@@ -286,6 +296,22 @@ def _names_with_parts(
 _SEARCH_OBJECTIVES = frozenset({"objective", "objective_loss"})
 #: Prefixes of metrics measured on held-out data (Hugging Face's eval_, Keras' val_...).
 _HELD_OUT_PREFIXES = ("eval_", "val_", "valid_", "validation_", "test_", "eval/", "val/", "test/")
+
+
+def _curve_axes(
+    named: Sequence[tuple[RunRecord, Sequence[str]]], names: Sequence[str]
+) -> list[str]:
+    """The ``names`` that are the x of a curve, not a score: a size, a param's value.
+
+    A training-set size (:func:`~greenprint._metric_names.is_size_metric`), a metric named
+    ``param_*`` (scikit-learn's ``cv_results_`` column of a param) or the name of a param of
+    the runs counted (``run.log(C=c, accuracy=s)``: a validation curve inside one run); the
+    report notes such a curve (:mod:`greenprint.report._curve_runs`) and ranks by its score.
+    """
+    params: set[str] = set()
+    for run, _ in named:
+        params.update(run.params)
+    return [m for m in names if is_size_metric(m) or m.lower().startswith("param_") or m in params]
 
 
 def _kept_by(runs: Sequence[RunRecord]) -> str | None:

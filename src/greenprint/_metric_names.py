@@ -7,7 +7,9 @@ metric a study.
 
 from __future__ import annotations
 
-__all__ = ["BOOKKEEPING_METRICS", "is_bookkeeping_metric"]
+import re
+
+__all__ = ["BOOKKEEPING_METRICS", "is_bookkeeping_metric", "is_size_metric"]
 
 #: Metric names a framework logs about the training schedule, never a score to rank by.
 BOOKKEEPING_METRICS = frozenset(
@@ -27,3 +29,22 @@ def is_bookkeeping_metric(name: str) -> bool:
         or lower.endswith(_BOOKKEEPING_SUFFIXES)
         or lower.startswith("lr-")
     )
+
+
+#: Metric names that say a point's training-set size (``train_size``, ``n_train``,
+#: ``train_sizes_abs``, ``train_fraction``...): the x of a learning curve logged as a run's
+#: steps. Not ``n_samples`` nor ``fraction`` alone: a training logs the samples it has seen.
+_SIZE_NAME = re.compile(
+    r"(?:^|[_/.-])(?:train(?:ing)?_?(?:set_?)?(?:size|samples|examples|fraction)s?(?:_abs)?"
+    r"|n_?train(?:ing)?(?:_samples|_examples)?|num_train(?:_samples|_examples)?"
+    r"|dataset_size|data_?size|train_frac)$"
+)
+
+
+def is_size_metric(name: str) -> bool:
+    """Whether ``name`` says a training-set size (``train_size``, ``n_train``...), never a score.
+
+    A learning curve logged inside one run (``run.log(train_size=n, val_acc=s)``) has it as its
+    x: the report notes the curve (:mod:`greenprint.report._curve_runs`) and ranks by the score.
+    """
+    return _SIZE_NAME.search(name.lower()) is not None

@@ -12,24 +12,14 @@ made of them and which API records each point as a run.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from greenprint._metric_names import is_bookkeeping_metric
+from greenprint._metric_names import is_bookkeeping_metric, is_size_metric
 from greenprint._prediction import is_reserved_metric
 from greenprint._records import RunRecord
 from greenprint.analysis._common import RunForest
-
-#: Metric names that say a point's training-set size (``train_size``, ``n_train``,
-#: ``train_sizes_abs``, ``train_fraction``...): a learning curve logged as a run's steps. Not
-#: ``n_samples`` nor ``fraction`` alone: a training logs the samples it has seen so far.
-_SIZE_NAME = re.compile(
-    r"(?:^|[_/.-])(?:train(?:ing)?_?(?:set_?)?(?:size|samples|examples|fraction)s?(?:_abs)?"
-    r"|n_?train(?:ing)?(?:_samples|_examples)?|num_train(?:_samples|_examples)?"
-    r"|dataset_size|data_?size|train_frac)$"
-)
 
 
 @dataclass(frozen=True)
@@ -85,10 +75,9 @@ def one_run_curves(
         for name, logged in values.items():
             if len(set(logged)) < 2 or is_bookkeeping_metric(name):
                 continue
-            lower = name.lower()
-            if _SIZE_NAME.search(lower):
+            if is_size_metric(name):
                 kind: Literal["learning", "validation"] = "learning"
-            elif lower.startswith("param_") or name in (
+            elif name.lower().startswith("param_") or name in (
                 params if params is not None else (params := _param_names(runs))
             ):
                 kind = "validation"
