@@ -178,6 +178,23 @@ class SQLReads:
 
         return self.transaction(do, write=False)
 
+    def select_metric_names(self, study: str | None) -> list[str]:
+        """The names of the metrics the study's runs logged (``None``: every run's), unordered.
+
+        A point of any value counts. From the marks (a row per run and metric) where the role
+        may read them, else from the points.
+        """
+
+        def do(conn: Connection) -> list[str]:
+            table = marks_t if _marks_readable(conn) else metrics_t
+            query = sa.select(table.c.name).distinct()
+            if study is not None:
+                ids = sa.select(runs_t.c.id).where(runs_t.c.study == study)
+                query = query.where(table.c.run_id.in_(ids))
+            return [row[0] for row in conn.execute(query)]
+
+        return self.transaction(do, write=False)
+
     def select_samples(self, run_id: str) -> list[PowerSample]:
         """A run's power samples ordered by ``t0`` (then by insertion)."""
 
@@ -237,13 +254,24 @@ def _marks_worth_reading(conn: Connection) -> bool:
     tables before schema 5): it reads every point, as before. PostgreSQL only: a SQLite ledger
     is read by ``SQLiteStore``, whose query also reads its stale metrics (``_marks``).
     """
-    if conn.dialect.name != "postgresql":  # SQLite reads through SQLiteStore (stale metrics)
-        return False
-    if not conn.execute(sa.text("SELECT has_table_privilege('metric_marks', 'SELECT')")).scalar():
+    if not _marks_readable(conn):
         return False
     points = conn.execute(sa.select(sa.func.max(metrics_t.c.seq))).scalar()
     marks = conn.execute(sa.select(sa.func.count()).select_from(marks_t)).scalar()
     return bool(points and marks and points >= MARKS_WORTH_READING * marks)
+
+
+def _marks_readable(conn: Connection) -> bool:
+    """Whether this role reads ``metric_marks``: PostgreSQL, where it was granted SELECT on it.
+
+    Not a SQLite file opened through SQLAlchemy: ``SQLiteStore`` reads those (its metrics noted
+    stale, which the marks lack).
+    """
+    if conn.dialect.name != "postgresql":
+        return False
+    return bool(
+        conn.execute(sa.text("SELECT has_table_privilege('metric_marks', 'SELECT')")).scalar()
+    )
 
 
 def _marked_points(conditions: Sequence[Any], metrics: Sequence[str] | None) -> sa.Select[Any]:

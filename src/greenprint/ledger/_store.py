@@ -327,6 +327,15 @@ class Ledger(LedgerRoles, BaseLedger):
         """The names of the studies in the ledger, sorted."""
         return sorted(self._live().select_studies())
 
+    def _metric_names(self, study: str | None = None) -> list[str]:
+        """The names of the metrics ``study``'s runs logged (``None``: every run's), sorted.
+
+        A point of any value counts. One row a run and metric (the marks), not every point:
+        what a report ranked by a metric it was given checks before it reads that metric's
+        points alone.
+        """
+        return sorted(self._live().select_metric_names(study))
+
     def samples(self, run_id: str) -> list[PowerSample]:
         """A run's power samples (W over ``[t0, t1]``), ordered by ``t0``.
 

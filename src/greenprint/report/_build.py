@@ -32,6 +32,7 @@ from greenprint.analysis._pricetag import forest_price_tag
 from greenprint.report._curve_runs import one_run_curve_notes, one_run_curves
 from greenprint.report._efficiency import efficiency_section
 from greenprint.report._failure_text import failures_json
+from greenprint.report._figure_inputs import EveryMetricNeeded
 from greenprint.report._figures import (
     FigureInputs,
     evp_figures,
@@ -148,7 +149,7 @@ def build_report(
     led = get_ledger(ledger, create=False)
     try:
         study = _pick_study(led, study)
-        runs = _read_study(led, study, metric)
+        runs, narrowed = _read_study(led, study, metric)
         if not runs:  # pragma: no cover - a study exists only through its runs
             raise ReportError(f"study {study!r} has no runs in ledger {led.url}")
         if final is not None:
@@ -159,21 +160,25 @@ def build_report(
                     f"the final run {final[:12]} ({other.name!r}) belongs to study "
                     f"{other.study!r}, not to study {study!r} that is being reported"
                 )
+        options: dict[str, Any] = {
+            "study": study,
+            "ledger_url": led.url,
+            "metric": metric,
+            "mode": mode,
+            "final": final,
+            "reduce": reduce,
+            "training_type": training_type,
+            "samples_of": led.samples,
+            "max_sampled_runs": max_sampled_runs,
+            "group_by": group_by,
+            "run_of": led.run,
+        }
         with gc_paused():  # hundreds of thousands of small acyclic objects (see gc_paused)
-            report = _assemble(
-                runs,
-                study=study,
-                ledger_url=led.url,
-                metric=metric,
-                mode=mode,
-                final=final,
-                reduce=reduce,
-                training_type=training_type,
-                samples_of=led.samples,
-                max_sampled_runs=max_sampled_runs,
-                group_by=group_by,
-                run_of=led.run,
-            )
+            try:
+                report = _assemble(runs, narrowed=narrowed, **options)
+            except EveryMetricNeeded:  # a note lists what runs logged beside the metric given
+                runs = tuple(led._read(study=study, points="score"))
+                report = _assemble(runs, **options)
             elsewhere = _other_studies_inside(led, study, runs, report.runs)
         if elsewhere:
             report = dataclasses.replace(report, notes=(*report.notes, *elsewhere))
@@ -197,8 +202,15 @@ def _assemble(
     max_sampled_runs: int,
     group_by: str | None = None,
     run_of: Any = None,
+    narrowed: bool = False,
 ) -> Report:
-    given_metric = metric  # a metric given by name: the runs were read with its points only
+    """The report of ``runs``.
+
+    ``narrowed``: they hold the points of the metric given alone (else every metric's marked
+    points): a note that lists what runs logged beside it raises :class:`EveryMetricNeeded`,
+    and the caller reads them whole.
+    """
+    given_metric = metric  # a metric given by name: the runs may hold its points only
     forest = RunForest.build(runs)
     metric, metric_note = pick_metric(runs, metric, study, forest)
     # Scores of every run: its own, else the mean of its parts' (a last value that is infinite,
@@ -299,6 +311,7 @@ def _assemble(
             else ()
         ),
         group_by=group_by,
+        narrowed=narrowed,
     )
     figures: list[Figure] = []
     started = time.perf_counter()
@@ -311,6 +324,8 @@ def _assemble(
         if evp and (hint := family_hint(inputs)):
             notes.append(hint)
         if unscored := _unscored_baselines_note(forest, inputs.baselines, scores, metric):
+            if narrowed:  # it names what those baselines logged instead
+                raise EveryMetricNeeded
             notes.append(unscored)
         for builder in (pareto_figure, learning_curve_figure):
             figure, why = builder(inputs)
@@ -343,11 +358,14 @@ def _assemble(
     training_type, training_note = _training_type(runs, training_type, final_id)
     if training_note:
         notes.append(training_note)
-    held_out = _final_scores(runs, final_id, metric, mode)
-    if not held_out and run_of is not None and final_id is not None and tag.final is not None:
-        if tag.final.score is None:  # a metric given: the runs were read with its points only
-            parts = [run_of(r.id) for r in runs if r.parent_id == final_id]
-            held_out = _final_scores((run_of(final_id), *parts), final_id, metric, mode)
+    # the held-out scores of a final run with no score of the metric: each one's last finite
+    # value, read from every point of it (the read kept of each metric its marked points, and
+    # with a metric given, that metric's alone)
+    if run_of is not None and tag.final is not None and tag.final.score is None:
+        parts = [run_of(r.id) for r in runs if r.parent_id == final_id]
+        held_out = _final_scores((run_of(final_id), *parts), final_id, metric, mode)
+    else:
+        held_out = _final_scores(runs, final_id, metric, mode)
     pareto = next((f for f in figures if f.id == "pareto"), None)
     front_ids = (
         ()

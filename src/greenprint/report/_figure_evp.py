@@ -20,6 +20,7 @@ from greenprint.analysis import (
     evp_by_budget,
 )
 from greenprint.report._figure_inputs import (
+    EveryMetricNeeded,
     FigureInputs,
     _baseline_lines,
     _baseline_scores,
@@ -281,6 +282,8 @@ def _no_score_note(inputs: FigureInputs, scored: Sequence[int]) -> str:
             "trial has no score"
         )
     text = f"{head}: no finished or pruned trial has a value of {inputs.metric!r}"
+    if inputs.narrowed:  # what they logged instead: every metric's points are read
+        raise EveryMetricNeeded
     logged = metrics_logged(inputs.forest, scored)
     if not logged:  # none (or, ranked by a metric a finished run has, the others unread)
         return text

@@ -22,7 +22,17 @@ from greenprint.analysis import (
 from greenprint.analysis._common import Mode, Reduce, RunForest
 from greenprint.report._model import Series
 
-__all__ = ["FigureInputs", "TrialColumns", "energy_unit"]
+__all__ = ["EveryMetricNeeded", "FigureInputs", "TrialColumns", "energy_unit"]
+
+
+class EveryMetricNeeded(Exception):
+    """A report of a study read with one metric's points reached a note listing what was logged.
+
+    The report of a metric given by name reads that metric's points alone
+    (``_study_read._narrow_read``); a note that names the metrics some runs logged instead (no
+    scored trial, no learning-curve run, no baseline has a value of it) needs every metric's:
+    the report is built again from the study read whole.
+    """
 
 
 @dataclass(frozen=True)
@@ -43,6 +53,7 @@ class FigureInputs:
     learning_curves: tuple[int, ...] = ()  # positions of the runs with role "learning-curve"
     families: tuple[str, ...] = ()  # one family label per trial (``group_by``), or none
     group_by: str | None = None  # what the families are, e.g. "params.model"
+    narrowed: bool = False  # the runs hold the points of ``metric`` alone (EveryMetricNeeded)
 
     @cached_property
     def trial_columns(self) -> TrialColumns:

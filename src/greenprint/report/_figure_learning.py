@@ -18,6 +18,7 @@ from greenprint.analysis import (
 )
 from greenprint.analysis._curves import curve_of, curve_points
 from greenprint.report._figure_inputs import (
+    EveryMetricNeeded,
     FigureInputs,
     _score_label,
     _score_provenance,
@@ -71,6 +72,8 @@ def learning_curve_figure(inputs: FigureInputs) -> tuple[Figure | None, str | No
         )
     except AnalysisError as e:
         if "no run carries" in str(e):
+            if inputs.narrowed:  # what they logged instead: every metric's points are read
+                raise EveryMetricNeeded from e
             logged = _metrics_logged(forest, chosen)
             return None, f"no learning curve: of the {len(chosen)} {source}, {e}" + (
                 f"; they logged {', '.join(logged)}: --metric NAME (metric= in Python) "

@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING
 from greenprint._exceptions import GreenprintError, ReportError
 from greenprint._format import count_of
 from greenprint._liveness import ANCESTORS_KEY, WRITER_KEY
+from greenprint._metric_names import is_bookkeeping_metric, is_size_metric
 from greenprint._prediction import is_reserved_metric
 from greenprint._provenance import (
     distinct_provenances,
 )
+from greenprint._pruned import STEP_METRIC_KEY
 from greenprint._records import RunRecord
 from greenprint.analysis._common import (
     RunForest,
@@ -67,16 +69,7 @@ def _other_studies_inside(
             return []
         ids = {run.id for run in runs}
         parents = {run.parent_id for run in runs}
-        readers = [  # the cheap tests first
-            run
-            for run in runs
-            if run.scope == "process"
-            and run.job_id is None
-            and run.id not in parents
-            and (run.parent_id is None or run.parent_id not in ids)
-            and all(is_reserved_metric(point.name) for point in run.metrics)
-            and _read_own_tree(run)
-        ]
+        readers = _unscored_readers(runs, ids, parents)
         workers = _orphan_workers(runs, rows)
         if not readers and not workers:
             return []
@@ -179,6 +172,25 @@ def _orphan_workers(runs: Sequence[RunRecord], rows: Sequence[RunRow]) -> list[R
     return [run for key, group in pools if key not in wrote for run in group]
 
 
+def _unscored_readers(
+    runs: Sequence[RunRecord], ids: set[str], parents: set[str | None]
+) -> list[RunRecord]:
+    """The top-level runs that read their own process's tree and have no child nor metric.
+
+    Greenprint's own metrics aside: a search read as an unscored trial, its trials elsewhere.
+    """
+    return [  # the cheap tests first
+        run
+        for run in runs
+        if run.scope == "process"
+        and run.job_id is None
+        and run.id not in parents
+        and (run.parent_id is None or run.parent_id not in ids)
+        and all(is_reserved_metric(point.name) for point in run.metrics)
+        and _read_own_tree(run)
+    ]
+
+
 def _read_own_tree(run: RunRecord) -> bool:
     """Whether ``run`` read its own process's tree (not ``pid=`` another process's)."""
     return own_tree_writer(run.provenance) is not None
@@ -188,33 +200,72 @@ def _read_own_tree(run: RunRecord) -> bool:
 _NEVER_TRIALS = frozenset({"baseline", "final", "learning-curve", "sweep", "greener"})
 
 
-def _read_study(led: Ledger, study: str, metric: str | None) -> tuple[RunRecord, ...]:
-    """The study's runs with the metric points a report reads.
+def _read_study(led: Ledger, study: str, metric: str | None) -> tuple[tuple[RunRecord, ...], bool]:
+    """The study's runs with the metric points a report reads, and whether they were narrowed.
 
     Of each metric only the points a score, a role or the choice of metric is read from
     (``points="score"``). A metric given by name: only its points and greenprint's reserved
-    ones are read at all (the report reads no other metric then: roles and scores are judged
-    by it, predictions by the reserved ones), so a study that logged a loss and a learning rate
-    at every step is not fetched whole (100,000 runs of 43 points: a tenth of the points).
-    When no run logged a value of that metric, the study is read again with every metric, so
-    the error lists the metrics that were logged; so it is when no finished or pruned run did
-    (only failed runs did: the note on the missing EVP curve lists what the trials logged), or
-    only runs given a role that is never a trial did (``--metric log_loss`` that the baselines
-    logged, beside trials that logged ``neg_log_loss``: the note lists it). So it is, too, when
-    a baseline has no value of it: the note on baselines drawn nowhere names the metrics they
-    logged instead (a Lightning baseline's ``eval_accuracy`` beside a search ranked by its
-    ``objective``).
+    ones are read, so a study that logged a loss and a learning rate at every step is not
+    fetched whole (100,000 runs of 43 points: a tenth of the points), where that read makes the
+    report that choosing the metric makes (:func:`_narrow_read`); else every metric's.
+    Narrowed (``True``): a note that lists what the runs logged beside the metric reads them
+    again whole (:class:`~greenprint.report._figure_inputs.EveryMetricNeeded`).
     """
-    if metric is None or is_reserved_metric(metric):
-        return tuple(led._read(study=study, points="score"))
-    runs = tuple(led._read(study=study, points="score", metrics=(metric,)))
-    if all(_has_value(run, metric) for run in runs if run.role == "baseline") and any(
+    if metric is not None and not is_reserved_metric(metric):
+        narrowed = _narrow_read(led, study, metric)
+        if narrowed is not None:
+            return narrowed
+    return tuple(led._read(study=study, points="score")), False
+
+
+def _narrow_read(led: Ledger, study: str, metric: str) -> tuple[tuple[RunRecord, ...], bool] | None:
+    """The study read with the points of ``metric`` only, or ``None``: every metric's is read.
+
+    Only the points of ``metric``, of greenprint's own and of the metrics the report reads
+    beside it: a curve's x (a training-set size, a param's value: :mod:`._curve_runs`) and
+    the pruned trials' ``step_metric``. Every metric's where a trial was pruned with none (its
+    last step is any metric's), where the runs record a param of a metric's name (a validation
+    curve inside a run), and where the report lists the metrics the runs logged: no run logged
+    a value of ``metric`` (the error lists them), no finished or pruned one did (the note on the
+    missing EVP curve lists what the trials logged), only runs given a role that is never a
+    trial did (``--metric log_loss`` that the baselines logged, beside trials that logged
+    ``neg_log_loss``), a baseline has none (the note on baselines drawn nowhere names what they
+    logged: a Lightning baseline's ``eval_accuracy`` beside a search ranked by its
+    ``objective``), or a top-level run that logged none of it may be a search read as an
+    unscored trial whose trials are in another study (:func:`_other_studies_inside`). A note
+    found listing them on the narrowed read has the report built again from the whole one.
+    """
+    others = [n for n in led._metric_names() if n != metric and not is_reserved_metric(n)]
+    if others:  # another study's, perhaps (every run's names: 25 ms for 100,000 runs)
+        others = [n for n in led._metric_names(study) if n != metric and not is_reserved_metric(n)]
+    if not others:  # the study logged no other metric: the read of every metric's
+        return tuple(led._read(study=study, points="score", metrics=(metric,))), False
+    wanted = [metric, *(n for n in others if _curve_axis(n))]
+    pruned = led._read(study=study, status="pruned", points="score", metrics=())
+    stepped = {run.provenance.get(STEP_METRIC_KEY) or None for run in pruned}
+    if None in stepped or len(stepped) > 1:
+        return None  # a pruned trial's last step is any metric's (or the trials' are several)
+    wanted += [n for n in stepped if n is not None and n not in wanted]
+    runs = tuple(led._read(study=study, points="score", metrics=wanted))
+    params = {name for run in runs for name in run.params}
+    if any(n in params and n not in wanted and not is_bookkeeping_metric(n) for n in others):
+        return None  # a param's value logged as a metric: a validation curve inside a run
+    if not all(_has_value(run, metric) for run in runs if run.role == "baseline") or not any(
         _has_value(run, metric)
         for run in runs
         if run.status in ("finished", "pruned") and run.role not in _NEVER_TRIALS
     ):
-        return runs
-    return tuple(led._read(study=study, points="score"))
+        return None
+    if _unscored_readers(runs, {r.id for r in runs}, {r.parent_id for r in runs}) and any(
+        name != study for name in led.studies()
+    ):
+        return None
+    return runs, True
+
+
+def _curve_axis(name: str) -> bool:
+    """Whether a metric's name says it is a curve's x by itself: a size, a ``param_*``."""
+    return is_size_metric(name) or name.lower().startswith("param_")
 
 
 def _has_value(run: RunRecord, metric: str) -> bool:
