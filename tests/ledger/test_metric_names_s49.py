@@ -74,3 +74,40 @@ def test_points_deleted_by_hand_leave_their_names_read(tmp_path: Path) -> None:
         assert "loss" in led._metric_names("s")
         for study in ("s", "other", None):
             assert led._metric_names(study) == _brute(led, study)
+
+
+def test_the_provenances_of_a_studys_pruned_runs(ledger_url: str) -> None:
+    """What a report reads of the pruned runs before choosing which metrics to read: their
+    ``step_metric``, each distinct provenance once, without reading the runs."""
+    with gp.Ledger(ledger_url) as led:
+        for rid, study, status, provenance in (
+            ("p1", "s", "pruned", {"step_metric": "epoch_acc", "pruned_at_step": 3}),
+            ("p2", "s", "pruned", {"step_metric": "epoch_acc", "pruned_at_step": 3}),
+            ("p3", "s", "pruned", {}),
+            ("f1", "s", "finished", {"step_metric": "loss"}),
+            ("p4", "other", "pruned", {"step_metric": "val"}),
+        ):
+            led.start_run(
+                gp.RunRecord(id=rid, name=rid, study=study, status=status, provenance=provenance)
+            )
+        found = led._provenances("s", "pruned")
+        assert sorted(found, key=len) == [{}, {"step_metric": "epoch_acc", "pruned_at_step": 3}]
+        assert led._provenances("other", "pruned") == [{"step_metric": "val"}]
+        assert led._provenances("s", "failed") == []
+        expected = {p.provenance.get("step_metric") for p in led.runs(study="s", status="pruned")}
+        assert {p.get("step_metric") for p in found} == expected
+
+
+def test_a_provenance_that_is_no_json_object_reads_empty(tmp_path: Path) -> None:
+    """Hand-edited: ``{}`` here; the read of the run itself names the corrupt value."""
+    path = tmp_path / "l.db"
+    with gp.Ledger(path) as led:
+        led.start_run(gp.RunRecord(id="p", name="p", study="s", status="pruned"))
+    conn = sqlite3.connect(path)
+    try:
+        with conn:
+            conn.execute("UPDATE runs SET provenance = '{not json' WHERE id = 'p'")
+    finally:
+        conn.close()
+    with gp.Ledger(path) as led:
+        assert led._provenances("s", "pruned") == [{}]

@@ -195,6 +195,16 @@ class SQLReads:
 
         return self.transaction(do, write=False)
 
+    def select_provenances(self, study: str, status: str) -> list[Any]:
+        """The distinct stored provenances (JSON text) of the study's runs of ``status``."""
+        c = runs_t.c
+        query = sa.select(c.provenance).where(c.study == study, c.status == status).distinct()
+
+        def do(conn: Connection) -> list[Any]:
+            return [row[0] for row in conn.execute(query)]
+
+        return self.transaction(do, write=False)
+
     def select_samples(self, run_id: str) -> list[PowerSample]:
         """A run's power samples ordered by ``t0`` (then by insertion)."""
 

@@ -241,8 +241,7 @@ def _narrow_read(led: Ledger, study: str, metric: str) -> tuple[tuple[RunRecord,
     if not others:  # the study logged no other metric: the read of every metric's
         return tuple(led._read(study=study, points="score", metrics=(metric,))), False
     wanted = [metric, *(n for n in others if _curve_axis(n))]
-    pruned = led._read(study=study, status="pruned", points="score", metrics=())
-    stepped = {run.provenance.get(STEP_METRIC_KEY) or None for run in pruned}
+    stepped = {p.get(STEP_METRIC_KEY) or None for p in led._provenances(study, "pruned")}
     if None in stepped or len(stepped) > 1:
         return None  # a pruned trial's last step is any metric's (or the trials' are several)
     wanted += [n for n in stepped if n is not None and n not in wanted]
