@@ -17,18 +17,19 @@ import math
 import subprocess
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from _clean_env import BIN, clean_env
-from greenprint import MetricPoint, RunRecord
+from greenprint import GreenprintError, MetricPoint, RunRecord
 from greenprint._pruned import PRUNED_STEP_KEY, STEP_METRIC_KEY
 from greenprint.ledger import Ledger
-from greenprint.report import build_report
+from greenprint.report import _study_read, build_report
 
-NAMES = ["accuracy", "loss", "train_size", "C", "val_acc", "test_accuracy", "lr"]
+NAMES = ["accuracy", "loss", "train_size", "C", "val_acc", "best_val_acc", "test_accuracy", "lr"]
 ROLES = [None, None, None, "trial", "part", "baseline", "final", "learning-curve", "sweep"]
 STATUSES = ["finished", "finished", "finished", "pruned", "failed"]
 
@@ -59,6 +60,29 @@ def _same_report(ledger: Path, study: str) -> str | None:
     return chosen.metric
 
 
+def _report_or_error(ledger: Path, study: str, metric: str) -> Any:
+    try:
+        document = build_report(ledger, study=study, metric=metric).to_dict()
+    except GreenprintError as e:
+        return type(e), str(e)
+    document.pop("generated_at")
+    return document
+
+
+def _same_as_read_whole(ledger: Path, study: str, metric: str) -> None:
+    """The report given ``metric``, read narrowed, is the one read with every metric's points.
+
+    The read of every metric is the report's own where it does not narrow (``_narrow_read``
+    answering ``None``): the reference, any metric the runs logged.
+    """
+    narrowed = _report_or_error(ledger, study, metric)
+    with patch.object(_study_read, "_narrow_read", lambda *args: None):
+        whole = _report_or_error(ledger, study, metric)
+    if isinstance(whole, dict) and isinstance(narrowed, dict):
+        assert narrowed["notes"] == whole["notes"]
+    assert narrowed == whole
+
+
 @st.composite
 def studies(draw: st.DrawFn) -> list[RunRecord]:
     count = draw(st.integers(2, 8))
@@ -79,7 +103,7 @@ def studies(draw: st.DrawFn) -> list[RunRecord]:
             start = draw(st.integers(0, 2))
             stepped = draw(st.booleans())
             points += [
-                MetricPoint(name, v, start + i if stepped else None, 1000.0 + k + i / 10)
+                MetricPoint(name, v, start + i if stepped else None, 1000.0 + 20 * k + i / 10)
                 for i, v in enumerate(values)
             ]
         points.sort(key=lambda p: p.time)
@@ -96,8 +120,8 @@ def studies(draw: st.DrawFn) -> list[RunRecord]:
                 parent_id=None if parent is None else f"run{parent:02d}",
                 role=draw(st.sampled_from(ROLES)),
                 status=status,
-                started_at=1000.0 + k,
-                ended_at=1010.0 + k,
+                started_at=1000.0 + 20 * k,  # one after another
+                ended_at=1010.0 + 20 * k,
                 duration_s=10.0,
                 energy_kwh=0.001 * (k + 1),
                 params=draw(st.sampled_from([{}, {"C": 1.0}, {"model": "a"}, {"model": "b"}])),
@@ -109,13 +133,80 @@ def studies(draw: st.DrawFn) -> list[RunRecord]:
     return runs
 
 
+@st.composite
+def searches(draw: st.DrawFn) -> list[RunRecord]:
+    """A search as users log one: trials logging ``accuracy`` a few times and a loss at each
+    step (read through the marks), some pruned (with their ``step_metric`` or not) or failed,
+    folds inside some, a baseline, a final retrain scored on a test split."""
+    runs: list[RunRecord] = []
+
+    def add(parent: str | None, role: str | None, status: str, points: list[Any], **kw: Any):
+        k = len(runs)
+        runs.append(
+            RunRecord(
+                id=f"run{k:02d}",
+                name=f"run{k:02d}",
+                study="s",
+                parent_id=parent,
+                role=role,
+                status=status,
+                started_at=1000.0 + 20 * k,  # one after another
+                ended_at=1010.0 + 20 * k,
+                duration_s=10.0,
+                energy_kwh=0.001 * (k + 1),
+                metrics=tuple(
+                    MetricPoint(name, v, step, 1000.0 + 20 * k + i / 10)
+                    for i, (name, v, step) in enumerate(points)
+                ),
+                **kw,
+            )
+        )
+        return runs[-1].id
+
+    def training(scored: bool, steps: int) -> list[Any]:
+        points: list[Any] = []
+        for step in range(1, steps + 1):
+            points.append(("loss", 1.0 / (step + draw(st.integers(0, 3))), step))
+            if scored and step % 2 == 0:
+                points.append(("accuracy", draw(st.sampled_from([0.5, 0.7, 0.9, math.nan])), step))
+        return points
+
+    for _ in range(draw(st.integers(2, 6))):
+        status = draw(st.sampled_from(["finished", "finished", "pruned", "failed"]))
+        provenance: dict[str, Any] = {}
+        if status == "pruned" and draw(st.booleans()):
+            provenance[STEP_METRIC_KEY] = "accuracy"
+        steps = draw(st.integers(0, 6))
+        folds = draw(st.integers(0, 2))
+        trial = add(
+            None,
+            draw(st.sampled_from([None, "trial"])),
+            status,
+            [] if status == "failed" else training(folds == 0, steps),
+            params={"lr": draw(st.sampled_from([0.1, 0.01])), "model": "a"},
+            provenance=provenance,
+        )
+        for _ in range(folds):
+            add(trial, None, "finished", training(True, draw(st.integers(2, 4))))
+    if draw(st.booleans()):
+        add(None, "baseline", "finished", training(draw(st.booleans()), 4))
+    if draw(st.booleans()):
+        extra = [("test_accuracy", 0.8, None)] if draw(st.booleans()) else []
+        add(None, "final", "finished", training(draw(st.booleans()), 4) + extra)
+    return runs
+
+
 @settings(
-    max_examples=60,
+    max_examples=100,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(runs=studies(), other=st.booleans())
-def test_the_metric_given_reads_as_chosen(tmp_path: Path, runs: list[RunRecord], other: bool):
+@given(runs=studies() | searches(), other=st.booleans(), data=st.data())
+def test_the_metric_given_reads_as_chosen(
+    tmp_path: Path, runs: list[RunRecord], other: bool, data: st.DataObject
+) -> None:
+    """Given the metric the report chooses, the report is the chosen one; given any metric
+    the runs logged, it is the report read with every metric's points."""
     path = tmp_path / f"l{abs(hash(tuple(r.id + str(r.metrics) for r in runs)))}.db"
     with Ledger(path) as led:
         for run in runs:
@@ -124,6 +215,9 @@ def test_the_metric_given_reads_as_chosen(tmp_path: Path, runs: list[RunRecord],
             led.start_run(RunRecord(id="elsewhere", name="w", study="other", status="finished"))
     try:
         _same_report(path, "s")
+        names = sorted({p.name for run in runs for p in run.metrics})
+        if names:
+            _same_as_read_whole(path, "s", data.draw(st.sampled_from(names), label="metric"))
     finally:
         path.unlink()
 
@@ -257,3 +351,19 @@ def test_a_new_users_pruned_trials(home: Path) -> None:
     chosen, given_text = _cli_reports(home)
     assert any("Stopped at step 5" in line for line in chosen), chosen
     assert given_text == chosen
+
+
+def test_a_sweep_that_logged_its_best_childs_score_given_that_metric(tmp_path: Path) -> None:
+    """``--metric best_val_acc`` that a hand-written search logged (its best trial's
+    ``val_acc``), its trials logging a ``best_val_acc`` of their own too (the best of their
+    epochs, none the search's): the trials' ``val_acc`` is read too, which makes the search
+    their sweep."""
+    path = tmp_path / "l.db"
+    with Ledger(path) as led:
+        led.start_run(_case(0, None, {"best_val_acc": [0.9]}))
+        for k, (lr, acc) in enumerate(((0.1, 0.7), (0.01, 0.9), (0.001, 0.8)), start=1):
+            points = {"val_acc": [acc - 0.1, acc], "best_val_acc": [acc - 0.25]}
+            led.start_run(_case(k, None, points, parent_id="c0", params={"lr": lr}))
+    _same_as_read_whole(path, "s", "best_val_acc")
+    report = build_report(path, study="s", metric="best_val_acc")
+    assert [r.role for r in report.runs] == ["sweep", "trial", "trial", "trial"]

@@ -149,7 +149,7 @@ def build_report(
     led = get_ledger(ledger, create=False)
     try:
         study = _pick_study(led, study)
-        runs, narrowed = _read_study(led, study, metric)
+        runs, narrowed, beside = _read_study(led, study, metric)
         if not runs:  # pragma: no cover - a study exists only through its runs
             raise ReportError(f"study {study!r} has no runs in ledger {led.url}")
         if final is not None:
@@ -175,7 +175,7 @@ def build_report(
         }
         with gc_paused():  # hundreds of thousands of small acyclic objects (see gc_paused)
             try:
-                report = _assemble(runs, narrowed=narrowed, **options)
+                report = _assemble(runs, narrowed=narrowed, beside=beside, **options)
             except EveryMetricNeeded:  # a note lists what runs logged beside the metric given
                 runs = tuple(led._read(study=study, points="score"))
                 report = _assemble(runs, **options)
@@ -203,12 +203,14 @@ def _assemble(
     group_by: str | None = None,
     run_of: Any = None,
     narrowed: bool = False,
+    beside: dict[str, tuple[int | None, int | None]] | None = None,
 ) -> Report:
     """The report of ``runs``.
 
     ``narrowed``: they hold the points of the metric given alone (else every metric's marked
     points): a note that lists what runs logged beside it raises :class:`EveryMetricNeeded`,
-    and the caller reads them whole.
+    and the caller reads them whole. ``beside``: the steps of the metrics not read
+    (``_study_read.StudyRead``), where the pruned trials' steps are every metric's.
     """
     given_metric = metric  # a metric given by name: the runs may hold its points only
     forest = RunForest.build(runs)
@@ -358,14 +360,17 @@ def _assemble(
     training_type, training_note = _training_type(runs, training_type, final_id)
     if training_note:
         notes.append(training_note)
-    # the held-out scores of a final run with no score of the metric: each one's last finite
-    # value, read from every point of it (the read kept of each metric its marked points, and
-    # with a metric given, that metric's alone)
-    if run_of is not None and tag.final is not None and tag.final.score is None:
-        parts = [run_of(r.id) for r in runs if r.parent_id == final_id]
-        held_out = _final_scores((run_of(final_id), *parts), final_id, metric, mode)
-    else:
-        held_out = _final_scores(runs, final_id, metric, mode)
+    # the held-out scores of a final run with no value of the metric (or of its parts): each
+    # one's last finite value, read from every point of them (the study's read kept of each
+    # metric its marked points, and with a metric given, that metric's alone)
+    final_run = next((r for r in runs if r.id == final_id), None)
+    held_out: tuple[tuple[str, float], ...] = ()
+    if final_run is not None and (metric is None or final_run.metric(metric) is None):
+        if run_of is not None:
+            parts = [run_of(r.id) for r in runs if r.parent_id == final_id]
+            held_out = _final_scores((run_of(final_run.id), *parts), final_id, metric, mode)
+        else:
+            held_out = _final_scores(runs, final_id, metric, mode)
     pareto = next((f for f in figures if f.id == "pareto"), None)
     front_ids = (
         ()
@@ -379,7 +384,7 @@ def _assemble(
         notes.append(efficiency_note)
     run_rows = _rows(trials, final_id)
     pruning = pruned_summary(
-        [forest.runs[p] for p in trials.positions], {r.id: r for r in run_rows}, tag
+        [forest.runs[p] for p in trials.positions], {r.id: r for r in run_rows}, tag, beside
     )
     report = Report(
         study=study,

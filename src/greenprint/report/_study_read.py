@@ -9,7 +9,7 @@ import logging
 import math
 import operator
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from greenprint._exceptions import GreenprintError, ReportError
 from greenprint._format import count_of
@@ -21,6 +21,7 @@ from greenprint._provenance import (
 )
 from greenprint._pruned import STEP_METRIC_KEY
 from greenprint._records import RunRecord
+from greenprint._role_rules import _not_a_score
 from greenprint.analysis._common import (
     RunForest,
     own_tree_writer,
@@ -200,7 +201,23 @@ def _read_own_tree(run: RunRecord) -> bool:
 _NEVER_TRIALS = frozenset({"baseline", "final", "learning-curve", "sweep", "greener"})
 
 
-def _read_study(led: Ledger, study: str, metric: str | None) -> tuple[tuple[RunRecord, ...], bool]:
+class StudyRead(NamedTuple):
+    """The runs a report reads (:func:`_read_study`).
+
+    Attributes:
+        runs: the study's runs, each with the points of the metrics read.
+        narrowed: they hold the points of the metric given (and of those the report reads
+            beside it) alone, not every metric's.
+        beside: narrowed, run id -> the smallest and largest step of its other metrics' points
+            where the pruned trials' steps are every metric's (else ``None``).
+    """
+
+    runs: tuple[RunRecord, ...]
+    narrowed: bool = False
+    beside: dict[str, tuple[int | None, int | None]] | None = None
+
+
+def _read_study(led: Ledger, study: str, metric: str | None) -> StudyRead:
     """The study's runs with the metric points a report reads, and whether they were narrowed.
 
     Of each metric only the points a score, a role or the choice of metric is read from
@@ -215,23 +232,25 @@ def _read_study(led: Ledger, study: str, metric: str | None) -> tuple[tuple[RunR
         narrowed = _narrow_read(led, study, metric)
         if narrowed is not None:
             return narrowed
-    return tuple(led._read(study=study, points="score")), False
+    return StudyRead(tuple(led._read(study=study, points="score")))
 
 
-def _narrow_read(led: Ledger, study: str, metric: str) -> tuple[tuple[RunRecord, ...], bool] | None:
+def _narrow_read(led: Ledger, study: str, metric: str) -> StudyRead | None:
     """The study read with the points of ``metric`` only, or ``None``: every metric's is read.
 
     Only the points of ``metric``, of greenprint's own and of the metrics the report reads
     beside it: a curve's x (a training-set size, a param's value: :mod:`._curve_runs`) and
-    the pruned trials' ``step_metric``. Every metric's where a trial was pruned with none (its
-    last step is any metric's), where the runs record a param of a metric's name (a validation
-    curve inside a run), and where the report lists the metrics the runs logged: no run logged
-    a value of ``metric`` (the error lists them), no finished or pruned one did (the note on the
-    missing EVP curve lists what the trials logged), only runs given a role that is never a
-    trial did (``--metric log_loss`` that the baselines logged, beside trials that logged
-    ``neg_log_loss``), a baseline has none (the note on baselines drawn nowhere names what they
-    logged: a Lightning baseline's ``eval_accuracy`` beside a search ranked by its
-    ``objective``), or a top-level run that logged none of it may be a search read as an
+    the pruned trials' ``step_metric``; where a trial was pruned with none (its last step is
+    any metric's), the smallest and largest step of each run's other metrics, from the marks
+    (``Ledger._step_bounds_beside``, no point made). Every metric's where the ledger is read
+    without the marks (few points per mark), where the runs record a param of a metric's name
+    (a validation curve inside a run), and where the report lists the metrics the runs logged:
+    no run logged a value of ``metric`` (the error lists them), no finished or pruned one did
+    (the note on the missing EVP curve lists what the trials logged), only runs given a role
+    that is never a trial did (``--metric log_loss`` that the baselines logged, beside trials
+    that logged ``neg_log_loss``), a baseline has none (the note on baselines drawn nowhere
+    names what they logged: a Lightning baseline's ``eval_accuracy`` beside a search ranked by
+    its ``objective``), or a top-level run that logged none of it may be a search read as an
     unscored trial whose trials are in another study (:func:`_other_studies_inside`). A note
     found listing them on the narrowed read has the report built again from the whole one.
     """
@@ -239,12 +258,19 @@ def _narrow_read(led: Ledger, study: str, metric: str) -> tuple[tuple[RunRecord,
     if others:  # another study's, perhaps (every run's names: 25 ms for 100,000 runs)
         others = [n for n in led._metric_names(study) if n != metric and not is_reserved_metric(n)]
     if not others:  # the study logged no other metric: the read of every metric's
-        return tuple(led._read(study=study, points="score", metrics=(metric,))), False
-    wanted = [metric, *(n for n in others if _curve_axis(n))]
+        return StudyRead(tuple(led._read(study=study, points="score", metrics=(metric,))))
+    # a curve's x, and a name inside the metric's (val_acc in best_val_acc: the children's
+    # best that a sweep logged, _role_rules._logs_its_best_child)
+    wanted = [metric, *(n for n in others if _curve_axis(n) or n in metric)]
+    if led._unscored_logging(study, metric, [n for n in others if not _not_a_score(n)]):
+        return None  # a run scored by another metric only: read as unscored (_role_rules)
     stepped = {p.get(STEP_METRIC_KEY) or None for p in led._provenances(study, "pruned")}
-    if None in stepped or len(stepped) > 1:
-        return None  # a pruned trial's last step is any metric's (or the trials' are several)
     wanted += [n for n in stepped if n is not None and n not in wanted]
+    beside = None
+    if None in stepped or len(stepped) > 1:  # a pruned trial's last step is any metric's
+        beside = led._step_bounds_beside(study, wanted)
+        if beside is None:
+            return None
     runs = tuple(led._read(study=study, points="score", metrics=wanted))
     params = {name for run in runs for name in run.params}
     if any(n in params and n not in wanted and not is_bookkeeping_metric(n) for n in others):
@@ -259,7 +285,7 @@ def _narrow_read(led: Ledger, study: str, metric: str) -> tuple[tuple[RunRecord,
         name != study for name in led.studies()
     ):
         return None
-    return runs, True
+    return StudyRead(runs, True, beside)
 
 
 def _curve_axis(name: str) -> bool:
