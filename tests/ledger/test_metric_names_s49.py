@@ -135,25 +135,6 @@ def _long_runs(led: gp.Ledger) -> None:
     led.flush("z", metrics=[gp.MetricPoint("loss", 0.1, 500, T0)] * 30)
 
 
-def test_the_steps_of_the_metrics_a_narrowed_read_leaves(ledger_url: str) -> None:
-    """Each run's smallest and largest step among the points of its other metrics that the
-    report's read of every metric keeps (their marks), on both stores, without reading them."""
-    with gp.Ledger(ledger_url) as led:
-        _long_runs(led)
-        read = led._read(study="s", points="score")  # the report's read of every metric
-        assert len(read[0].metrics) < 24  # through the marks, not every point
-        for names in (["acc"], ["acc", "loss"], [], ["nothing"]):
-            expected = {}
-            for run in read:
-                kept = [
-                    p for p in run.metrics if p.name not in names and not p.name.startswith("gre")
-                ]
-                steps = [p.step for p in kept if p.step is not None]
-                if kept:
-                    expected[run.id] = (min(steps), max(steps)) if steps else (None, None)
-            assert led._step_bounds_beside("s", names) == expected
-
-
 def test_a_run_without_the_metric_that_logged_another(ledger_url: str) -> None:
     """Whether a run of the study with no finite value of a metric logged one of some names:
     the runs' points say, on both stores (another study's runs never count)."""
@@ -170,12 +151,3 @@ def test_a_run_without_the_metric_that_logged_another(ledger_url: str) -> None:
                 assert led._unscored_logging("s", metric, names) is expected, (metric, names)
         assert led._unscored_logging("s", "acc", ["val"])  # c: infinite and NaN, and val
         assert not led._unscored_logging("s", "acc", ["nothing"])
-
-
-def test_a_ledger_read_point_by_point_has_no_steps_beside(ledger_url: str) -> None:
-    """A point a metric (the report's read takes every point, not the marks): ``None``."""
-    with gp.Ledger(ledger_url) as led:
-        for rid in ("a", "b"):
-            led.start_run(gp.RunRecord(id=rid, name=rid, study="s", started_at=T0))
-            led.flush(rid, metrics=[gp.MetricPoint("acc", 0.5, 1, T0)])
-        assert led._step_bounds_beside("s", ["loss"]) is None

@@ -42,7 +42,6 @@ __all__ = [
     "POSTGRESQL_FILL",
     "MARKS_WORTH_READING",
     "marked_points_sql",
-    "marked_steps_sql",
 ]
 
 #: The columns of ``metric_marks`` after ``run_id`` and ``name``: the ``seq`` of the first
@@ -286,23 +285,4 @@ def marked_points_sql(runs: str, names: str) -> str:
         f"UNION ALL SELECT {columns} FROM metric_marks_stale AS k "
         "CROSS JOIN metrics AS m ON m.run_id = k.run_id AND m.name = k.name "
         f"WHERE ({runs}) AND (({names}) OR {reserved})) AS kept ORDER BY seq"
-    )
-
-
-def marked_steps_sql(names: int) -> str:
-    """A SQLite ``SELECT`` of each run's smallest and largest step among its marked points.
-
-    Of a study's runs, over the metrics not among ``names`` (greenprint's reserved ones left
-    out): ``run_id``, ``min(step)``, ``max(step)`` (NULL where none has a step). The steps
-    that a report's read of every metric's marked points would find among those metrics'
-    points, without making a point of each (a report given a metric reads only its points).
-    Parameters: the study, then the ``names`` (their count).
-    """
-    reserved = f"substr(k.name, 1, {len(RESERVED_METRIC_PREFIX)}) = '{RESERVED_METRIC_PREFIX}'"
-    return (
-        "SELECT k.run_id, min(m.step), max(m.step) FROM runs AS r "
-        "JOIN metric_marks AS k ON k.run_id = r.id "
-        f"JOIN metrics AS m ON m.seq IN ({_K_SEQS}) "
-        f"WHERE r.study = ? AND k.name NOT IN ({', '.join('?' * names)}) AND NOT {reserved} "
-        "GROUP BY k.run_id"
     )

@@ -205,39 +205,6 @@ class SQLReads:
 
         return self.transaction(do, write=False)
 
-    def select_steps_beside(
-        self, study: str, names: Sequence[str]
-    ) -> dict[str, tuple[Any, Any]] | None:
-        """Run id -> the smallest and largest step of its metrics not in ``names``' marked points.
-
-        As a score read of every metric would find them among those metrics' points (the
-        SQLite store's ``marked_steps_sql``); ``None`` where that read takes every point
-        instead of the marks.
-        """
-
-        def do(conn: Connection) -> dict[str, tuple[Any, Any]] | None:
-            if not _marks_worth_reading(conn):
-                return None
-            from sqlalchemy.dialects import postgresql  # the dialect in use: loaded already
-
-            k, m = marks_t.alias("k"), metrics_t.alias("m")
-            marked = m.c.seq == sa.any_(postgresql.array([k.c[c] for c in MARK_SEQS]))
-            prefix = sa.func.substr(k.c.name, 1, len(RESERVED_METRIC_PREFIX))
-            ids = sa.select(runs_t.c.id).where(runs_t.c.study == study)
-            query = (
-                sa.select(k.c.run_id, sa.func.min(m.c.step), sa.func.max(m.c.step))
-                .select_from(k.join(m, marked))
-                .where(
-                    k.c.run_id.in_(ids),
-                    k.c.name.not_in(list(names)),
-                    prefix != RESERVED_METRIC_PREFIX,
-                )
-                .group_by(k.c.run_id)
-            )
-            return {run_id: (low, high) for run_id, low, high in conn.execute(query)}
-
-        return self.transaction(do, write=False)
-
     def select_unscored_logging(self, study: str, metric: str, names: Sequence[str]) -> bool:
         """Whether a run of the study with no finite value of ``metric`` logged one of ``names``.
 

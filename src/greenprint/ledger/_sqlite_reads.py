@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from greenprint._prediction import RESERVED_METRIC_PREFIX
 from greenprint._records import MetricPoint, PowerSample
 from greenprint.ledger._fields import CorruptValueError
-from greenprint.ledger._marks import MARKS_WORTH_READING, marked_points_sql, marked_steps_sql
+from greenprint.ledger._marks import MARKS_WORTH_READING, marked_points_sql
 from greenprint.ledger._rows import (
     METRIC_COLUMNS,
     REPEATED_COLUMNS,
@@ -303,31 +303,6 @@ class SQLiteReads:
         def do(conn: sqlite3.Connection) -> list[Any]:
             query = "SELECT DISTINCT provenance FROM runs WHERE study = ? AND status = ?"
             return [row[0] for row in conn.execute(query, [study, status])]
-
-        return self.transaction(do, write=False)
-
-    def select_steps_beside(
-        self, study: str, names: Sequence[str]
-    ) -> dict[str, tuple[Any, Any]] | None:
-        """Run id -> the smallest and largest step of its metrics not in ``names``' marked points.
-
-        As a score read of every metric would find them among those metrics' points
-        (:func:`~greenprint.ledger._marks.marked_steps_sql`); ``None`` where that read takes
-        every point instead of the marks (few points per mark, a metric noted stale).
-        """
-
-        def do(conn: sqlite3.Connection) -> dict[str, tuple[Any, Any]] | None:
-            if not _marks_worth_reading(conn):
-                return None
-            stale = conn.execute(
-                "SELECT 1 FROM metric_marks_stale AS s JOIN runs AS r ON r.id = s.run_id "
-                "WHERE r.study = ? LIMIT 1",
-                [study],
-            )
-            if stale.fetchone() is not None:
-                return None
-            rows = conn.execute(marked_steps_sql(len(names)), [study, *names])
-            return {run_id: (low, high) for run_id, low, high in rows}
 
         return self.transaction(do, write=False)
 

@@ -351,18 +351,6 @@ class Ledger(LedgerRoles, BaseLedger):
                 found.append({})
         return found
 
-    def _step_bounds_beside(
-        self, study: str, names: Sequence[str]
-    ) -> dict[str, tuple[int | None, int | None]] | None:
-        """Run id -> the smallest and largest step of its metrics other than ``names``.
-
-        Among the points a report's read of every metric keeps (the marked ones), without
-        reading them: what a report given a metric, which reads its points alone, counts a
-        pruned trial's steps by where it recorded no ``step_metric``. ``None`` where that read
-        takes every point (few points per mark, a metric noted stale: read them whole).
-        """
-        return self._live().select_steps_beside(study, list(names))
-
     def _unscored_logging(self, study: str, metric: str, names: Sequence[str]) -> bool:
         """Whether a run of ``study`` with no finite value of ``metric`` logged one of ``names``.
 

@@ -149,7 +149,7 @@ def build_report(
     led = get_ledger(ledger, create=False)
     try:
         study = _pick_study(led, study)
-        runs, narrowed, beside = _read_study(led, study, metric)
+        runs, narrowed = _read_study(led, study, metric)
         if not runs:  # pragma: no cover - a study exists only through its runs
             raise ReportError(f"study {study!r} has no runs in ledger {led.url}")
         if final is not None:
@@ -175,7 +175,7 @@ def build_report(
         }
         with gc_paused():  # hundreds of thousands of small acyclic objects (see gc_paused)
             try:
-                report = _assemble(runs, narrowed=narrowed, beside=beside, **options)
+                report = _assemble(runs, narrowed=narrowed, **options)
             except EveryMetricNeeded:  # a note lists what runs logged beside the metric given
                 runs = tuple(led._read(study=study, points="score"))
                 report = _assemble(runs, **options)
@@ -203,14 +203,12 @@ def _assemble(
     group_by: str | None = None,
     run_of: Any = None,
     narrowed: bool = False,
-    beside: dict[str, tuple[int | None, int | None]] | None = None,
 ) -> Report:
     """The report of ``runs``.
 
     ``narrowed``: they hold the points of the metric given alone (else every metric's marked
     points): a note that lists what runs logged beside it raises :class:`EveryMetricNeeded`,
-    and the caller reads them whole. ``beside``: the steps of the metrics not read
-    (``_study_read.StudyRead``), where the pruned trials' steps are every metric's.
+    and the caller reads them whole.
     """
     given_metric = metric  # a metric given by name: the runs may hold its points only
     forest = RunForest.build(runs)
@@ -384,7 +382,7 @@ def _assemble(
         notes.append(efficiency_note)
     run_rows = _rows(trials, final_id)
     pruning = pruned_summary(
-        [forest.runs[p] for p in trials.positions], {r.id: r for r in run_rows}, tag, beside
+        [forest.runs[p] for p in trials.positions], {r.id: r for r in run_rows}, tag
     )
     report = Report(
         study=study,

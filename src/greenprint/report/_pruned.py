@@ -21,7 +21,7 @@ The ``*_section`` functions render it for HTML, Markdown and LaTeX; the JSON rep
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,9 +42,7 @@ from greenprint._pruned import (
     STEP_METRIC_KEY,
     pruned_at,
     reported_last_step,
-)
-from greenprint._pruned import (
-    step_bounds as read_bounds,
+    step_bounds,
 )
 from greenprint._records import RunRecord
 from greenprint.analysis import PriceTag
@@ -348,10 +346,7 @@ class PrunedSummary:
 
 
 def pruned_summary(
-    trials: Sequence[RunRecord],
-    rows: Mapping[str, Any],
-    tag: PriceTag,
-    beside: Mapping[str, tuple[int | None, int | None]] | None = None,
+    trials: Sequence[RunRecord], rows: Mapping[str, Any], tag: PriceTag
 ) -> PrunedSummary | None:
     """The study's pruned trials against its finished ones; ``None`` when none was pruned.
 
@@ -360,23 +355,7 @@ def pruned_summary(
         rows: the report's rows (:class:`~greenprint.report.RunRow`) by run id: a trial's
             cost with its parts' (not imported here: the report model imports this module).
         tag: the study's price tag (the pruned trials' cost, the study's).
-        beside: run id -> the smallest and largest step of the points of the metrics its
-            record does not hold (a report given a metric reads the points of that metric
-            alone: ``Ledger._step_bounds_beside``), where a run's steps are every metric's.
     """
-
-    def step_bounds(runs: Iterable[RunRecord], metric: str | None) -> tuple[Any, Any]:
-        runs = list(runs)
-        lo, hi = read_bounds(runs, metric)
-        if metric is None and beside:
-            for r in runs:
-                low, high = beside.get(r.id, (None, None))
-                if low is not None and (lo is None or low < lo):
-                    lo = low
-                if high is not None and (hi is None or high > hi):
-                    hi = high
-        return lo, hi
-
     pruned = [r for r in trials if r.status == "pruned"]
     if not pruned:
         return None

@@ -208,13 +208,10 @@ class StudyRead(NamedTuple):
         runs: the study's runs, each with the points of the metrics read.
         narrowed: they hold the points of the metric given (and of those the report reads
             beside it) alone, not every metric's.
-        beside: narrowed, run id -> the smallest and largest step of its other metrics' points
-            where the pruned trials' steps are every metric's (else ``None``).
     """
 
     runs: tuple[RunRecord, ...]
     narrowed: bool = False
-    beside: dict[str, tuple[int | None, int | None]] | None = None
 
 
 def _read_study(led: Ledger, study: str, metric: str | None) -> StudyRead:
@@ -239,11 +236,13 @@ def _narrow_read(led: Ledger, study: str, metric: str) -> StudyRead | None:
     """The study read with the points of ``metric`` only, or ``None``: every metric's is read.
 
     Only the points of ``metric``, of greenprint's own and of the metrics the report reads
-    beside it: a curve's x (a training-set size, a param's value: :mod:`._curve_runs`) and
-    the pruned trials' ``step_metric``; where a trial was pruned with none (its last step is
-    any metric's), the smallest and largest step of each run's other metrics, from the marks
-    (``Ledger._step_bounds_beside``, no point made). Every metric's where the ledger is read
-    without the marks (few points per mark), where the runs record a param of a metric's name
+    beside it: a curve's x (a training-set size, a param's value: :mod:`._curve_runs`), a
+    name inside the metric's (``val_acc`` in ``best_val_acc``: a sweep's best child, read by
+    the role rules) and the pruned trials' ``step_metric``. Every metric's where a trial was
+    pruned with none (its last step is any metric's: their smallest step is in no mark, and a
+    query of their marked points' steps costs what reading them does), where a run with no
+    finite value of the metric logged another score (the role rules read it as a run that
+    logged one, a retrain without its role), where the runs record a param of a metric's name
     (a validation curve inside a run), and where the report lists the metrics the runs logged:
     no run logged a value of ``metric`` (the error lists them), no finished or pruned one did
     (the note on the missing EVP curve lists what the trials logged), only runs given a role
@@ -262,15 +261,12 @@ def _narrow_read(led: Ledger, study: str, metric: str) -> StudyRead | None:
     # a curve's x, and a name inside the metric's (val_acc in best_val_acc: the children's
     # best that a sweep logged, _role_rules._logs_its_best_child)
     wanted = [metric, *(n for n in others if _curve_axis(n) or n in metric)]
+    stepped = {p.get(STEP_METRIC_KEY) or None for p in led._provenances(study, "pruned")}
+    if None in stepped or len(stepped) > 1:
+        return None  # a pruned trial's last step is any metric's (or the trials' are several)
+    wanted += [n for n in stepped if n is not None and n not in wanted]
     if led._unscored_logging(study, metric, [n for n in others if not _not_a_score(n)]):
         return None  # a run scored by another metric only: read as unscored (_role_rules)
-    stepped = {p.get(STEP_METRIC_KEY) or None for p in led._provenances(study, "pruned")}
-    wanted += [n for n in stepped if n is not None and n not in wanted]
-    beside = None
-    if None in stepped or len(stepped) > 1:  # a pruned trial's last step is any metric's
-        beside = led._step_bounds_beside(study, wanted)
-        if beside is None:
-            return None
     runs = tuple(led._read(study=study, points="score", metrics=wanted))
     params = {name for run in runs for name in run.params}
     if any(n in params and n not in wanted and not is_bookkeeping_metric(n) for n in others):
@@ -285,7 +281,7 @@ def _narrow_read(led: Ledger, study: str, metric: str) -> StudyRead | None:
         name != study for name in led.studies()
     ):
         return None
-    return StudyRead(runs, True, beside)
+    return StudyRead(runs, True)
 
 
 def _curve_axis(name: str) -> bool:
