@@ -13,25 +13,18 @@ what the runs logged.
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import greenprint as gp
-from _clean_env import BIN, clean_env
+from _clean_env import BIN
+from _report_cli import GREENPRINT, run_in
 from greenprint import MetricPoint, RunRecord
 from greenprint._metric_choice import pick_metric
 from greenprint._metric_names import is_size_metric
 
 
 def _report_json(folder: Path) -> dict:
-    done = subprocess.run(
-        [str(BIN / "greenprint"), "report", "--format", "json", "--out", "out"],
-        cwd=folder,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_in(folder, GREENPRINT, "report", "--format", "json", "--out", "out")
     assert done.returncode == 0, done.stderr
     (found,) = (folder / "out").glob("*.json")
     return json.loads(found.read_text())
@@ -46,9 +39,7 @@ def test_a_learning_curve_logged_in_each_run_ranks_by_its_score(home: Path) -> N
         "        for i, n in enumerate((100, 200, 400)):\n"
         "            run.log(train_size=n, accuracy=0.5 + 0.1 * i - 0.01 * t, step=i)\n"
     )
-    done = subprocess.run(
-        [str(BIN / "python"), "curve.py"], cwd=home, env=clean_env(), capture_output=True
-    )
+    done = run_in(home, str(BIN / "python"), "curve.py")
     assert done.returncode == 0, done.stderr
     report = _report_json(home)
     assert report["metric"] == "accuracy"
@@ -120,14 +111,7 @@ def test_the_ledger_listing_shows_the_score(home: Path) -> None:
     with gp.Ledger(home / "greenprint.db") as led:
         for k in range(2):
             led.start_run(_run(f"r{k}", {"train_size": [100.0, 200.0], "accuracy": [0.5, 0.8]}))
-    done = subprocess.run(
-        [str(BIN / "greenprint"), "ledger", "ls", "--json"],
-        cwd=home,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_in(home, GREENPRINT, "ledger", "ls", "--json")
     assert done.returncode == 0, done.stderr
     listed = json.loads(done.stdout)
     assert [row["main_metric"]["name"] for row in listed] == ["accuracy", "accuracy"]

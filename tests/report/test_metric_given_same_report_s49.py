@@ -14,7 +14,6 @@ ledgers read through the marks (many points per metric) or whole.
 from __future__ import annotations
 
 import math
-import subprocess
 from pathlib import Path
 from typing import Any
 from unittest.mock import patch
@@ -23,7 +22,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from _clean_env import BIN, clean_env
+from _clean_env import BIN
+from _report_cli import GREENPRINT, run_in
 from greenprint import GreenprintError, MetricPoint, RunRecord
 from greenprint._pruned import PRUNED_STEP_KEY, STEP_METRIC_KEY
 from greenprint.ledger import Ledger
@@ -288,14 +288,7 @@ def _cli_reports(home: Path) -> list[list[str]]:
     texts = []
     for extra in ([], ["--metric", "accuracy"]):
         out = home / f"out{len(extra)}"
-        done = subprocess.run(
-            [str(BIN / "greenprint"), "report", "--format", "md", "--out", str(out), *extra],
-            cwd=home,
-            env=clean_env(),
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        done = run_in(home, GREENPRINT, "report", "--format", "md", "--out", str(out), *extra)
         assert done.returncode == 0, done.stderr
         (found,) = out.glob("*.md")
         texts.append(
@@ -310,9 +303,7 @@ def _cli_reports(home: Path) -> list[list[str]]:
 
 def _run_script(home: Path, text: str) -> None:
     (home / "study.py").write_text(text)
-    done = subprocess.run(
-        [str(BIN / "python"), "study.py"], cwd=home, env=clean_env(), capture_output=True
-    )
+    done = run_in(home, str(BIN / "python"), "study.py")
     assert done.returncode == 0, done.stderr
 
 
