@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import greenprint as gp
 
@@ -151,3 +152,69 @@ def test_a_run_without_the_metric_that_logged_another(ledger_url: str) -> None:
                 assert led._unscored_logging("s", metric, names) is expected, (metric, names)
         assert led._unscored_logging("s", "acc", ["val"])  # c: infinite and NaN, and val
         assert not led._unscored_logging("s", "acc", ["nothing"])
+
+
+def _search(led: gp.Ledger) -> None:
+    """Trials logging accuracy at 3 steps and a loss at 25 (read through the marks), one
+    pruned with its step_metric, one failed."""
+    for k, (lr, status) in enumerate(((0.1, "finished"), (0.01, "pruned"), (0.3, "failed"))):
+        provenance = {"step_metric": "accuracy"} if status == "pruned" else {}
+        led.start_run(
+            gp.RunRecord(
+                id=f"t{k}",
+                name=f"t{k}",
+                study="s",
+                status=status,
+                started_at=T0 + 100 * k,
+                ended_at=T0 + 100 * k + 50,
+                params={"lr": lr},
+                provenance=provenance,
+            )
+        )
+        if status != "failed":
+            points = [gp.MetricPoint("loss", 1.0 / (s + k + 1), s, T0 + s) for s in range(25)]
+            points += [
+                gp.MetricPoint("accuracy", 0.6 + 0.1 * s - k / 10, s, T0 + s) for s in (1, 2, 3)
+            ]
+            led.flush(f"t{k}", metrics=points)
+
+
+def _retrain(led: gp.Ledger) -> None:
+    """A retrain of the best trial without a role, scored on a test split only."""
+    led.start_run(
+        gp.RunRecord(
+            id="best", name="best", study="s", status="finished", started_at=T0 + 500,
+            ended_at=T0 + 550, params={"lr": 0.1},
+        )
+    )  # fmt: skip
+    led.flush("best", metrics=[gp.MetricPoint("test_accuracy", 0.85, None, T0 + 501)])
+
+
+def test_a_report_given_a_metric_reads_as_read_whole(ledger_url: str) -> None:
+    """On both stores: read narrowed (accuracy's points, the loss left in the ledger) where
+    that is the same report, whole where a run scored by another metric only is read by the
+    role rules (a retrain without its role)."""
+    from unittest.mock import patch
+
+    from greenprint.report import _study_read, build_report
+
+    def document(**options: Any) -> dict[str, Any]:
+        found = build_report(ledger_url, study="s", **options).to_dict()
+        found.pop("generated_at")
+        return found
+
+    with gp.Ledger(ledger_url) as led:
+        _search(led)
+        narrowed = _study_read._narrow_read(led, "s", "accuracy")
+        assert narrowed is not None and narrowed.narrowed
+        assert {p.name for run in narrowed.runs for p in run.metrics} == {"accuracy"}
+    given = document(metric="accuracy")
+    with patch.object(_study_read, "_narrow_read", lambda *args: None):
+        assert given == document(metric="accuracy")
+    with gp.Ledger(ledger_url) as led:
+        _retrain(led)
+        assert _study_read._narrow_read(led, "s", "accuracy") is None
+    given = document(metric="accuracy")
+    assert any("retrain" in note or "'best'" in note for note in given["notes"]), given["notes"]
+    with patch.object(_study_read, "_narrow_read", lambda *args: None):
+        assert given == document(metric="accuracy")
