@@ -14,6 +14,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import greenprint as gp
 
 T0 = 1_700_000_000.0
@@ -218,3 +220,35 @@ def test_a_report_given_a_metric_reads_as_read_whole(ledger_url: str) -> None:
     assert any("retrain" in note or "'best'" in note for note in given["notes"]), given["notes"]
     with patch.object(_study_read, "_narrow_read", lambda *args: None):
         assert given == document(metric="accuracy")
+
+
+@pytest.mark.postgres
+def test_a_role_that_may_not_read_the_marks_checks_the_points(pg_server: Any) -> None:
+    """A team's reader granted the tables before schema 5 (not ``metric_marks``): the names
+    and the unscored check read the points instead, with the same answers (NaN and infinities
+    no finite value: PostgreSQL orders NaN above infinity)."""
+    import sqlalchemy as sa
+
+    url = pg_server.new_database()
+    with gp.Ledger(url) as led:
+        _long_runs(led)
+        owner = (
+            led._metric_names("s"),
+            {m: led._unscored_logging("s", m, ["val", "lr"]) for m in ("acc", "loss", "val")},
+        )
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE ROLE gp_reader LOGIN"))
+        conn.execute(sa.text("GRANT SELECT ON runs, metrics, samples, schema_version TO gp_reader"))
+    engine.dispose()
+    reader = url.replace("://postgres:", "://gp_reader:", 1)
+    assert reader != url
+    with gp.Ledger(reader, create=False) as led:
+        assert (
+            led._metric_names("s"),
+            {m: led._unscored_logging("s", m, ["val", "lr"]) for m in ("acc", "loss", "val")},
+        ) == owner
+        assert owner[1] == {"acc": True, "loss": True, "val": True}
+        assert led._unscored_logging("s", "acc", ["loss"])  # b: no acc, a loss
+        assert led._unscored_logging("s", "acc", ["val"])  # c: acc infinite and NaN only
+        assert not led._unscored_logging("s", "loss", ["lr"])  # b logged lr and a loss

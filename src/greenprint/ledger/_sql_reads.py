@@ -223,11 +223,8 @@ class SQLReads:
                 )
             else:
                 k, j = metrics_t.alias("k"), metrics_t.alias("j")
-                finite = sa.and_(
-                    j.c.value == j.c.value,  # not NaN
-                    j.c.value < float("inf"),
-                    j.c.value > float("-inf"),
-                )
+                # finite: PostgreSQL orders NaN above infinity (where NaN = NaN is true)
+                finite = sa.and_(j.c.value < float("inf"), j.c.value > float("-inf"))
                 scored = sa.exists().where(j.c.run_id == k.c.run_id, j.c.name == metric, finite)
             query = (
                 sa.select(sa.literal(1))
