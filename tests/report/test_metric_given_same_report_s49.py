@@ -4,11 +4,15 @@
 own), a tenth of a study that logged a loss at every step; the report it writes must still be
 the one ``greenprint report`` writes when it chooses ``accuracy`` itself, but for the note on
 that choice. It was not: the pruned trials' steps were counted on ``accuracy``'s alone (a
-trial pruned at step 5 of its loss read as stopped at step 3), and a learning curve logged
-inside each run (``run.log(train_size=n, accuracy=s)``) went unnoted. Here on any study:
-nested runs, every role and status, NaN values, scores logged by parts only, in-run curves by a
-size or a param, pruned trials with and without their step metric, runs of another study, and
-ledgers read through the marks (many points per metric) or whole.
+trial pruned at step 5 of its loss read as stopped at step 3), a learning curve logged inside
+each run (``run.log(train_size=n, accuracy=s)``) went unnoted, a retrain scored on a test split
+only read as a run that logged nothing, a sweep that logged its best child's ``val_acc`` as
+``best_val_acc`` read as a trial, and a final run scored by its folds lost its held-out scores.
+Here on any study (nested runs, every role and status, NaN and infinite values, scores logged
+by parts only, in-run curves by a size or a param, pruned trials with and without their step
+metric, runs of another study, ledgers read through the marks or point by point; and searches
+as users log them): the report given the metric it chooses is the chosen one, and the report
+given any metric the runs logged, read narrowed, is the one read with every metric's points.
 """
 
 from __future__ import annotations
