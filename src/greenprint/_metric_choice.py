@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from greenprint._exceptions import AnalysisError
-from greenprint._metric_names import is_bookkeeping_metric, is_size_metric
+from greenprint._metric_names import is_bookkeeping_metric, is_curve_x
 from greenprint._prediction import RESERVED_METRIC_PREFIX, is_reserved_metric
 from greenprint._provenance import objectives_of
 from greenprint._records import CUT_SHORT_STATUSES, RunRecord
@@ -303,15 +303,15 @@ def _curve_axes(
 ) -> list[str]:
     """The ``names`` that are the x of a curve, not a score: a size, a param's value.
 
-    A training-set size (:func:`~greenprint._metric_names.is_size_metric`), a metric named
-    ``param_*`` (scikit-learn's ``cv_results_`` column of a param) or the name of a param of
-    the runs counted (``run.log(C=c, accuracy=s)``: a validation curve inside one run); the
-    report notes such a curve (:mod:`greenprint.report._curve_runs`) and ranks by its score.
+    A training-set size or a ``param_*`` column (:func:`~greenprint._metric_names.is_curve_x`)
+    or the name of a param of the runs counted (``run.log(C=c, accuracy=s)``: a validation
+    curve inside one run); the report notes such a curve (:mod:`greenprint.report._curve_runs`)
+    and ranks by its score.
     """
     params: set[str] = set()
     for run, _ in named:
         params.update(run.params)
-    return [m for m in names if is_size_metric(m) or m.lower().startswith("param_") or m in params]
+    return [m for m in names if is_curve_x(m) or m in params]
 
 
 def _kept_by(runs: Sequence[RunRecord]) -> str | None:

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["BOOKKEEPING_METRICS", "is_bookkeeping_metric", "is_size_metric"]
+__all__ = [
+    "BOOKKEEPING_METRICS",
+    "is_bookkeeping_metric",
+    "is_curve_x",
+    "is_param_column",
+    "is_size_metric",
+]
 
 #: Metric names a framework logs about the training schedule, never a score to rank by.
 BOOKKEEPING_METRICS = frozenset(
@@ -48,3 +54,19 @@ def is_size_metric(name: str) -> bool:
     x: the report notes the curve (:mod:`greenprint.report._curve_runs`) and ranks by the score.
     """
     return _SIZE_NAME.search(name.lower()) is not None
+
+
+def is_param_column(name: str) -> bool:
+    """Whether ``name`` is a ``param_*`` column (scikit-learn's ``cv_results_``): a param's value.
+
+    Logged at each step of a run, the x of a validation curve inside it, never a score.
+    """
+    return name.lower().startswith("param_")
+
+
+def is_curve_x(name: str) -> bool:
+    """Whether ``name`` alone says a curve's x: a training-set size or a ``param_*`` column.
+
+    (A metric named as a param of the runs is one too: the runs' params say so, not the name.)
+    """
+    return is_size_metric(name) or is_param_column(name)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from greenprint._metric_names import is_bookkeeping_metric, is_size_metric
+from greenprint._metric_names import is_bookkeeping_metric, is_param_column, is_size_metric
 from greenprint._prediction import is_reserved_metric
 from greenprint._records import RunRecord
 from greenprint.analysis._common import RunForest
@@ -77,7 +77,7 @@ def one_run_curves(
                 continue
             if is_size_metric(name):
                 kind: Literal["learning", "validation"] = "learning"
-            elif name.lower().startswith("param_") or name in (
+            elif is_param_column(name) or name in (
                 params if params is not None else (params := _param_names(runs))
             ):
                 kind = "validation"

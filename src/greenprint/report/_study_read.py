@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from greenprint._exceptions import GreenprintError, ReportError
 from greenprint._format import count_of
 from greenprint._liveness import ANCESTORS_KEY, WRITER_KEY
-from greenprint._metric_names import is_bookkeeping_metric, is_size_metric
+from greenprint._metric_names import is_bookkeeping_metric, is_curve_x
 from greenprint._prediction import is_reserved_metric
 from greenprint._provenance import (
     distinct_provenances,
@@ -260,7 +260,7 @@ def _narrow_read(led: Ledger, study: str, metric: str) -> StudyRead | None:
         return StudyRead(tuple(led._read(study=study, points="score", metrics=(metric,))))
     # a curve's x, and a name inside the metric's (val_acc in best_val_acc: the children's
     # best that a sweep logged, _role_rules._logs_its_best_child)
-    wanted = [metric, *(n for n in others if _curve_axis(n) or n in metric)]
+    wanted = [metric, *(n for n in others if is_curve_x(n) or n in metric)]
     stepped = {p.get(STEP_METRIC_KEY) or None for p in led._provenances(study, "pruned")}
     if None in stepped or len(stepped) > 1:
         return None  # a pruned trial's last step is any metric's (or the trials' are several)
@@ -282,11 +282,6 @@ def _narrow_read(led: Ledger, study: str, metric: str) -> StudyRead | None:
     ):
         return None
     return StudyRead(runs, True)
-
-
-def _curve_axis(name: str) -> bool:
-    """Whether a metric's name says it is a curve's x by itself: a size, a ``param_*``."""
-    return is_size_metric(name) or name.lower().startswith("param_")
 
 
 def _has_value(run: RunRecord, metric: str) -> bool:
