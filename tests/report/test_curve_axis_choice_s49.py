@@ -17,17 +17,10 @@ from pathlib import Path
 
 import greenprint as gp
 from _clean_env import BIN
-from _report_cli import GREENPRINT, run_in
+from _report_cli import GREENPRINT, cli_report, run_in
 from greenprint import MetricPoint, RunRecord
 from greenprint._metric_choice import pick_metric
 from greenprint._metric_names import is_size_metric
-
-
-def _report_json(folder: Path) -> dict:
-    done = run_in(folder, GREENPRINT, "report", "--format", "json", "--out", "out")
-    assert done.returncode == 0, done.stderr
-    (found,) = (folder / "out").glob("*.json")
-    return json.loads(found.read_text())
 
 
 def test_a_learning_curve_logged_in_each_run_ranks_by_its_score(home: Path) -> None:
@@ -41,7 +34,7 @@ def test_a_learning_curve_logged_in_each_run_ranks_by_its_score(home: Path) -> N
     )
     done = run_in(home, str(BIN / "python"), "curve.py")
     assert done.returncode == 0, done.stderr
-    report = _report_json(home)
+    report = cli_report(home, "--format", "json")
     assert report["metric"] == "accuracy"
     notes = report["notes"]
     assert any(
