@@ -56,6 +56,8 @@ from greenprint.report._text import (
 from greenprint.report._whatif import whatif_section
 
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable, Sequence
+
     from greenprint._types import LedgerSource
 
 from greenprint.report._build_notes import (
@@ -171,7 +173,10 @@ def build_report(
             "samples_of": led.samples,
             "max_sampled_runs": max_sampled_runs,
             "group_by": group_by,
-            "run_of": led.run,
+            "final_whole": lambda final_id: (
+                led.run(final_id),  # the run and its parts, every point: two queries
+                *led._read(study=study, parent_id=final_id),
+            ),
         }
         with gc_paused():  # hundreds of thousands of small acyclic objects (see gc_paused)
             try:
@@ -201,14 +206,16 @@ def _assemble(
     samples_of: Any,
     max_sampled_runs: int,
     group_by: str | None = None,
-    run_of: Any = None,
+    final_whole: Callable[[str], Sequence[RunRecord]] | None = None,
     narrowed: bool = False,
 ) -> Report:
     """The report of ``runs``.
 
     ``narrowed``: they hold the points of the metric given alone (else every metric's marked
     points): a note that lists what runs logged beside it raises :class:`EveryMetricNeeded`,
-    and the caller reads them whole.
+    and the caller reads them whole. ``final_whole``: the final run with its parts, every point
+    of them read (a final run with no value of the metric states the held-out scores it or its
+    parts logged: each one's last finite value); ``None``: those of ``runs``.
     """
     given_metric = metric  # a metric given by name: the runs may hold its points only
     forest = RunForest.build(runs)
@@ -364,9 +371,8 @@ def _assemble(
     final_run = next((r for r in runs if r.id == final_id), None)
     held_out: tuple[tuple[str, float], ...] = ()
     if final_run is not None and (metric is None or final_run.metric(metric) is None):
-        if run_of is not None:
-            parts = [run_of(r.id) for r in runs if r.parent_id == final_id]
-            held_out = _final_scores((run_of(final_run.id), *parts), final_id, metric, mode)
+        if final_whole is not None:
+            held_out = _final_scores(final_whole(final_run.id), final_id, metric, mode)
         else:
             held_out = _final_scores(runs, final_id, metric, mode)
     pareto = next((f for f in figures if f.id == "pareto"), None)
