@@ -108,3 +108,21 @@ def test_the_ledger_listing_shows_the_score(home: Path) -> None:
     assert done.returncode == 0, done.stderr
     listed = json.loads(done.stdout)
     assert [row["main_metric"]["name"] for row in listed] == ["accuracy", "accuracy"]
+
+
+def test_a_schedule_named_as_a_param_is_no_curve(tmp_path: Path) -> None:
+    """A Trainer's trial records its ``learning_rate`` param and logs its decaying
+    ``learning_rate`` at each step beside ``eval_accuracy``: a schedule, no validation curve
+    inside the run (the name of a param logged as a metric is a curve's x only when it is no
+    training's bookkeeping); a param ``C`` logged the same way is one."""
+    ledger = tmp_path / "l.db"
+    for t, name in enumerate(("learning_rate", "C")):
+        with gp.track(f"t{t}", ledger=ledger, study="s", meters=[], params={name: 5e-5}) as run:
+            for step in range(4):
+                run.log(eval_accuracy=0.5 + step / 10 + t / 100, step=step)
+                run.log(**{name: 5e-5 * (1 - step / 4)}, step=step)
+    from greenprint.report import build_report
+
+    notes = build_report(ledger, "s").notes
+    curves = [n for n in notes if "a validation curve inside one run" in n]
+    assert len(curves) == 1 and curves[0].startswith("'t1' logged C"), notes

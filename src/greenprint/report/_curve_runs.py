@@ -57,14 +57,27 @@ def one_run_curves(
     if metric is None:
         return []
     runs = forest.runs
-    params: set[str] | None = None  # every param name of the study's runs, read when needed
+    # two points of the score and two of another metric at least; a search's trial logs a few
+    # (100,000 trials: 0.01 s CPU, 0.22 s reading every point of every trial)
+    scored_twice = [
+        p
+        for p in positions
+        if len(runs[p].metrics) >= 4 and sum(point.name == metric for point in runs[p].metrics) >= 2
+    ]
+    # the names those runs logged that can be a curve's x: none, and no run is read further (a
+    # study logging a loss and a learning rate at every step beside its score: 100,000 trials
+    # 0.61-0.68 -> 0.16-0.25 s of CPU)
+    names = {point.name for p in scored_twice for point in runs[p].metrics}
+    names.discard(metric)
+    axes = {n for n in names if is_size_metric(n) or is_param_column(n)}
+    if names - axes:
+        axes |= (names - axes) & _param_names(runs)
+    axes = {n for n in axes if not is_reserved_metric(n) and not is_bookkeeping_metric(n)}
+    if not axes:
+        return []
     found = []
-    for p in positions:
+    for p in scored_twice:
         metrics = runs[p].metrics
-        # two points of the score and two of another metric at least; a search's trial logs
-        # a few (100,000 trials: 0.01 s CPU, 0.22 s reading every point of every trial)
-        if len(metrics) < 4 or sum(point.name == metric for point in metrics) < 2:
-            continue
         values: dict[str, list[float]] = {}
         for point in metrics:
             if math.isfinite(point.value) and not is_reserved_metric(point.name):
@@ -73,16 +86,11 @@ def one_run_curves(
         if len(scored) < 2:
             continue
         for name, logged in values.items():
-            if len(set(logged)) < 2 or is_bookkeeping_metric(name):
+            if name not in axes or len(set(logged)) < 2:
                 continue
-            if is_size_metric(name):
-                kind: Literal["learning", "validation"] = "learning"
-            elif is_param_column(name) or name in (
-                params if params is not None else (params := _param_names(runs))
-            ):
-                kind = "validation"
-            else:
-                continue
+            kind: Literal["learning", "validation"] = (
+                "learning" if is_size_metric(name) else "validation"
+            )
             found.append(OneRunCurve(p, kind, name, min(logged), max(logged), len(scored)))
             break
     return found
