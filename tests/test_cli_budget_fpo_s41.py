@@ -9,6 +9,7 @@ command over its budget, as it does over an energy budget. Run as a user runs it
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -45,12 +46,15 @@ def test_the_commands_runs_fpo_stop_it_over_budget_fpo(tmp_path: Path) -> None:
     (tmp_path / "train.py").write_text(FOLDS)
     done = _greenprint_run(tmp_path, "--study", "cv", "--budget-fpo", "2.5e9")
     assert done.returncode == 143, done.stderr  # SIGTERM
-    assert "FPO 3 GFPO > budget_fpo 2.5 GFPO: sending SIGTERM" in done.stderr
+    # the FPO the check read: the third fold's end crossed the budget; a loaded machine's
+    # sampler may first read it after the next fold's end (0.3 s later: 4 GFPO, a CI run once)
+    found = re.search(r"FPO (\d) GFPO > budget_fpo 2.5 GFPO: sending SIGTERM", done.stderr)
+    assert found is not None and 3 <= int(found[1]) <= 5, done.stderr
     assert "fold 5 done" not in done.stdout
     runs = {r.name: r for r in gp.Ledger(tmp_path / "greenprint.db").runs(study="cv")}
     command = runs.pop("train.py")
     assert command.status == "interrupted" and "budget_fpo" in (command.error or "")
-    assert {runs[f"fold{k}"].status for k in range(3)} == {"finished"}
+    assert {runs[f"fold{k}"].status for k in range(int(found[1]))} == {"finished"}
     assert all(r.parent_id == command.id for r in runs.values())
 
 
