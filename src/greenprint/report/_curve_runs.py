@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from greenprint._metric_names import is_bookkeeping_metric, is_param_column, is_size_metric
+from greenprint._metric_names import is_bookkeeping_metric, is_curve_x, is_size_metric
 from greenprint._prediction import is_reserved_metric
 from greenprint._records import RunRecord
 from greenprint.analysis._common import RunForest
@@ -67,12 +67,14 @@ def one_run_curves(
     # the names those runs logged that can be a curve's x: none, and no run is read further (a
     # study logging a loss and a learning rate at every step beside its score: 100,000 trials
     # 0.61-0.68 -> 0.16-0.25 s of CPU)
-    names = {point.name for p in scored_twice for point in runs[p].metrics}
-    names.discard(metric)
-    axes = {n for n in names if is_size_metric(n) or is_param_column(n)}
+    names = {
+        name
+        for name in {point.name for p in scored_twice for point in runs[p].metrics}
+        if name != metric and not is_reserved_metric(name) and not is_bookkeeping_metric(name)
+    }
+    axes = {name for name in names if is_curve_x(name)}
     if names - axes:
         axes |= (names - axes) & _param_names(runs)
-    axes = {n for n in axes if not is_reserved_metric(n) and not is_bookkeeping_metric(n)}
     if not axes:
         return []
     found = []
