@@ -292,7 +292,10 @@ class ProcessTree:
             logger.warning("process %d not found for attribution", self.pid)
         pids, rss = self._scan(baseline=True)
         self._started = True
-        self.last = UsageSample(0, self._clock(), 0.0, 0.0, 0.0, self._share_of_ram(rss), 0.0, pids)
+        now, wall = self._clock(), time.time()
+        self.last = UsageSample(
+            0, now, 0.0, 0.0, 0.0, self._share_of_ram(rss), 0.0, pids, wall=wall
+        )
         return self.last
 
     def sample(self) -> UsageSample:
@@ -303,7 +306,7 @@ class ProcessTree:
             return self._sample()
 
     def _sample(self) -> UsageSample:
-        now = self._clock()
+        now, wall = self._clock(), time.time()
         machine = _machine_times(self._procfs)
         if machine is None:  # unreadable now: an interval of no machine time
             machine = self._machine
@@ -339,6 +342,7 @@ class ProcessTree:
             ram_share_s=prev.ram_share_s + 0.5 * (prev.ram_share + ram_share) * dt,
             busy_cpu_s=prev.busy_cpu_s + d_busy,
             coarse_cpu_s=self._coarse_s,
+            wall=wall,
         )
         return self.last
 

@@ -68,19 +68,22 @@ class _UsageMeter(Meter):
         self.tree = tree if tree is not None else ProcessTree()
         self._base: UsageSample | None = None
         self._seen = -1
+        #: the sample the last start or read reached: its ``wall`` is when the energy read
+        #: then was (:attr:`~greenprint.meters.MeterSet.read_at`), ``None`` before a start
+        self.reached: UsageSample | None = None
 
     def start(self) -> None:
         """Take the baseline usage sample."""
         self._begin()
 
     def _begin(self) -> UsageSample:
-        self._base = fresh_usage(self.tree, -1)
+        self._base = self.reached = fresh_usage(self.tree, -1)
         self._seen = self._base.seq
         return self._base
 
     def _usage(self) -> tuple[UsageSample, UsageSample]:
         base = self._base if self._base is not None else self._begin()
-        usage = fresh_usage(self.tree, self._seen)
+        usage = self.reached = fresh_usage(self.tree, self._seen)
         self._seen = usage.seq
         return base, usage
 

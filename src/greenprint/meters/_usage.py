@@ -36,6 +36,9 @@ class UsageSample:
             of this (see :func:`share_between`). Read in clock ticks (:data:`TICK_S`).
         coarse_cpu_s: cumulative CPU seconds of the tree that were read only in clock ticks
             (see :attr:`ProcessTree.coarse_cpu_s`).
+        wall: wall-clock time of the sample, in s since the epoch (read beside ``t``; 0.0 where
+            not recorded): the time a run's reading of this sample is stamped with (see
+            :attr:`~greenprint.meters.MeterSet.read_at`).
 
     The cumulative integrals let an estimate turn power models into energy without missing an
     interval, however often it reads: e.g. CPU energy = ``idle_w * elapsed_s + (tdp_w - idle_w)
@@ -57,6 +60,7 @@ class UsageSample:
     ram_share_s: float = 0.0
     busy_cpu_s: float = 0.0
     coarse_cpu_s: float = 0.0
+    wall: float = 0.0
 
 
 def share_between(prev: UsageSample, now: UsageSample, kind: str = "cpu") -> float:
