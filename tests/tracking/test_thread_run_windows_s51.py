@@ -23,7 +23,7 @@ import pytest
 import greenprint as gp
 from greenprint.meters import Meter, MeterReading, MeterSet, detect_meters
 from greenprint.meters._attribution import ProcessTree, UsageSample, shared_tree
-from greenprint.meters._estimate import RamEstimateMeter
+from greenprint.meters._estimate import CpuEstimateMeter, RamEstimateMeter
 from greenprint.testing import FakeNVML
 from greenprint.testing import _nvml as fake_module
 
@@ -114,8 +114,7 @@ def test_a_meter_sets_reading_is_stamped_with_its_estimates_sample(tmp_path, sam
         meters.close()
     assert len(stamps) == 3
     for before, read_at, sampled in stamps:
-        assert read_at == sampled
-        assert before <= read_at < before + _WAIT_S  # the sample's time, not the wait's end
+        assert before <= read_at == sampled  # the sample's time, not the wait's end
 
 
 class _Counter(Meter):
@@ -153,3 +152,28 @@ def test_a_set_with_a_hardware_meter_is_stamped_when_the_meter_is_read(tmp_path,
         meters.close()
     assert after_sample not in set(sample_walls)
     assert after_sample >= max(sample_walls) + _WAIT_S  # read after the sample's wait
+
+
+class _FailsOnRead(_Counter):
+    """A counter that starts and then fails at its first read (a RAPL file gone mid-run)."""
+
+    def read(self) -> MeterReading:
+        raise OSError(5, "Input/output error")
+
+
+def test_a_counter_that_failed_leaves_its_estimate_to_stamp_the_set(tmp_path, sample_walls):
+    """Once the counter has failed, its estimate continues it: the set's readings are then
+    stamped with the estimate's sample, as a set of estimates alone is."""
+    tree = shared_tree()
+    estimate = CpuEstimateMeter(tdp_w=100.0, provenance="estimate:tdp:Test CPU (100 W)", tree=tree)
+    meters = MeterSet({"cpu": _FailsOnRead()}, tree=tree, estimates={"cpu": estimate})
+    try:
+        with ThreadPoolExecutor(1, thread_name_prefix="pool") as pool:
+            pool.submit(meters.start).result()
+            first = pool.submit(lambda: (meters.read(), meters.read_at)[1]).result()
+            second = pool.submit(lambda: (meters.read(), meters.read_at)[1]).result()
+    finally:
+        meters.close()
+    assert meters.provenance["cpu"].startswith("estimate:tdp:Test CPU (100 W) (rapl failed")
+    assert first in set(sample_walls) and second in set(sample_walls)
+    assert second > first

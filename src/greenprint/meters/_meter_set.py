@@ -193,7 +193,9 @@ class MeterSet:
         self._attached = False
         self._closed = False
         self._t_start = 0.0
-        #: wall-clock time (s since the epoch) at which the last start or read called the meters
+        #: wall-clock time (s since the epoch) the last start or read refers to: when it called
+        #: the meters under the deadline (a hardware counter's), or for greenprint's estimates
+        #: alone the time of the tree's sample they read (:meth:`_stamp_with_sample`)
         self.read_at = 0.0
 
     def meter(self, component: str) -> Meter:
