@@ -177,3 +177,30 @@ def test_a_counter_that_failed_leaves_its_estimate_to_stamp_the_set(tmp_path, sa
     assert meters.provenance["cpu"].startswith("estimate:tdp:Test CPU (100 W) (rapl failed")
     assert first in set(sample_walls) and second in set(sample_walls)
     assert second > first
+
+
+def test_a_samples_time_is_when_its_cpu_times_were_read_not_before_the_reads_ahead(
+    monkeypatch,
+):
+    """A sample's time (``t``, ``wall``) is taken where its processes' CPU times are read, not
+    before the machine's ``/proc/stat`` read ahead of them, which a thread may wait after."""
+    from greenprint.meters import _attribution
+
+    real = _attribution._machine_times
+    ended: list[tuple[float, float]] = []
+
+    def machine_times_then_a_wait(procfs):
+        found = real(procfs)
+        time.sleep(0.05)  # the GIL taken back late
+        ended.append((time.monotonic(), time.time()))
+        return found
+
+    monkeypatch.setattr(_attribution, "_machine_times", machine_times_then_a_wait)
+    tree = ProcessTree()
+    try:
+        for take in (tree.start, tree.sample, tree.sample):
+            sample = take()
+            clock, wall = ended.pop()
+            assert sample.t >= clock and sample.wall >= wall
+    finally:
+        tree.close()

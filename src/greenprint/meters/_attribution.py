@@ -176,6 +176,8 @@ class ProcessTree:
         self._unreadable: dict[int, str] = {}
         self._cpus = _cpu_count(self._procfs)
         self._coarse_s = 0.0
+        #: (clock, wall) time the last scan read its known processes' CPU times
+        self._read_at = (clock(), 0.0)
         self.total_ram_bytes = total_ram_bytes(self._procfs)
         self.last = UsageSample(0, clock(), 0.0, 0.0, 0.0, 0.0, 0.0)
         _LIVE.add(self)
@@ -292,7 +294,7 @@ class ProcessTree:
             logger.warning("process %d not found for attribution", self.pid)
         pids, rss = self._scan(baseline=True)
         self._started = True
-        now, wall = self._clock(), time.time()
+        now, wall = self._read_at
         self.last = UsageSample(
             0, now, 0.0, 0.0, 0.0, self._share_of_ram(rss), 0.0, pids, wall=wall
         )
@@ -306,19 +308,20 @@ class ProcessTree:
             return self._sample()
 
     def _sample(self) -> UsageSample:
-        now, wall = self._clock(), time.time()
         machine = _machine_times(self._procfs)
         if machine is None:  # unreadable now: an interval of no machine time
             machine = self._machine
         d_busy = machine[0] - self._machine[0]
         self._machine = machine
         pids, rss = self._scan(baseline=False)
+        now, wall = self._read_at
         prev = self.last
         dt = max(now - prev.t, 0.0)
         # The machine's CPU seconds over the interval are its CPUs times the wall seconds, not
         # /proc/stat's total: that is in 10 ms ticks, and over a run of a few ms reads 0, 1 or 2
         # of them. Neither the tree nor the machine can have used more (the tree's CPU time
-        # read a moment after the clock may: the excess is the next interval's); the machine
+        # may: a process the walk found is read after the clock; the excess is the next
+        # interval's); the machine
         # was busy at least as long as the tree (its busy ticks can read less).
         cap = self._cpus * dt
         d_tree = min(max(self._tree_cpu_s - prev.tree_cpu_s, 0.0), cap)
@@ -447,6 +450,9 @@ class ProcessTree:
             entry.threads = figures[5]
             rss_total += figures[3]
             alive.add(pid)
+        # the sample's time: its processes' CPU times were read just now (the walk below, the
+        # I/O before, may wait for the GIL beside threads running Python: 0.1-0.3 s seen)
+        self._read_at = (self._clock(), time.time())
         for pid in gone:
             entry = self._procs.pop(pid)
             entry.handle.close()
