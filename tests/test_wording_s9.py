@@ -302,7 +302,7 @@ def test_export_help_names_the_top_level_runs_in_threads_whose_rows_sum_to_more(
     with gp.Ledger(db, create=False) as led:
         tag = price_tag(led.runs(study="s"), metric="acc")
     [note] = [n for n in tag.notes if "top-level" in n]
-    assert "ran at the same time in one process (threads)" in note
+    assert "ran at the same time in one process (threads or asyncio tasks)" in note
 
     env = clean_env()
     cli = [str(BIN / "greenprint"), "ledger", "export", "--ledger", str(db), "--study", "s"]

@@ -558,7 +558,10 @@ def test_an_optuna_study_in_threads_costs_what_its_search_run_measured(tmp_path:
     assert tag.total.energy_kwh == pytest.approx(search_kwh, rel=1e-12)
     assert tag.by_role["trial"].energy_kwh == pytest.approx(counted, rel=1e-9)
     (note,) = [n for n in tag.notes if "same time" in n]
-    assert "the 4 trials of run 'search' ran at the same time in one process (threads)" in note
+    assert (
+        "the 4 trials of run 'search' ran at the same time in one process "
+        "(threads or asyncio tasks)" in note
+    )
     assert (
         f"{format_energy(measured)} in all, count {format_energy(counted, unit_of=measured)}"
         in note
@@ -757,8 +760,8 @@ def test_a_non_finite_energy_is_named_and_never_shared(bad: float, who: str) -> 
     # CO2-eq are numbers: the trials' are shared out as the rule says
     assert [n for n in tag.notes if "same time" in n] == [
         "the 2 trials of run 'sweep' ran at the same time, each measuring the whole process "
-        "(threads) or machine over its span: their measured CO2-eq, 800 g in all, are scaled "
-        "to the 400 g their parent measured (x0.5), so none is counted twice"
+        "(threads or asyncio tasks) or machine over its span: their measured CO2-eq, 800 g in "
+        "all, are scaled to the 400 g their parent measured (x0.5), so none is counted twice"
     ]
     (note,) = [n for n in tag.notes if "not a number" in n]
     assert note.startswith(f"run '{who}' recorded an energy of {bad} kWh")

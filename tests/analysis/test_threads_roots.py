@@ -69,9 +69,9 @@ def test_two_top_level_trials_fully_together_each_count_half() -> None:
     assert tag.final is not None and tag.final.name == "t1" and tag.final.energy_kwh == 0.5
     (note,) = [n for n in tag.notes if "one process" in n]
     assert note.startswith(
-        "the 2 top-level trials ('t0', 't1') ran at the same time in one process (threads), "
-        "each measuring the whole process over its span: each stretch of their time is "
-        "counted once"
+        "the 2 top-level trials ('t0', 't1') ran at the same time in one process "
+        "(threads or asyncio tasks), each measuring the whole process over its span: each "
+        "stretch of their time is counted once"
     )
     assert "their measured energies, 2 kWh in all, count 1 kWh" in note
     assert "their CO2-eq likewise, 800 g to 400 g" in note  # the unit that fits, as the report's
@@ -129,7 +129,8 @@ def test_threads_in_two_processes_and_on_two_hosts_count_apart() -> None:
     sums = RunForest.build(runs).shared_sums("energy_kwh")
     assert sums.inclusive == pytest.approx([0.5, 0.5, 1.5, 1.5, 1.0, 1.0], rel=1e-12)
     (note,) = [n for n in price_tag(runs).notes if "top-level" in n]
-    assert "the 6 top-level trials (" in note and "in threads of 3 processes" in note
+    assert "the 6 top-level trials (" in note
+    assert "in threads (or asyncio tasks) of 3 processes" in note
 
 
 def test_a_top_level_run_that_is_not_a_number_shares_nothing() -> None:
@@ -310,7 +311,7 @@ def test_an_optuna_study_in_threads_without_a_sweep_run_counts_its_overlap_once(
     assert tag.final.energy_kwh == got[forest.index[best.id]]
     (note,) = [n for n in tag.notes if "top-level" in n]
     assert note.startswith("the 5 top-level trials ('trial-")  # in the ledger's order
-    assert "and 2 more) ran at the same time in one process (threads)" in note
+    assert "and 2 more) ran at the same time in one process (threads or asyncio tasks)" in note
     in_all, count = math.fsum(measured), math.fsum(got)
     assert f"{format_energy(in_all)} in all, count {format_energy(count, unit_of=in_all)}" in note
 

@@ -243,7 +243,11 @@ def _root_threads_note(
     processes = len(
         {(forest.runs[p].host, (forest.runs[p].provenance or {}).get("process")) for p in members}
     )
-    where = "in one process (threads)" if processes == 1 else f"in threads of {processes} processes"
+    where = (
+        "in one process (threads or asyncio tasks)"
+        if processes == 1
+        else f"in threads (or asyncio tasks) of {processes} processes"
+    )
     return (
         f"the {len(members)} top-level {noun}s ({listed}) ran at the same time {where}, each "
         "measuring the whole process over its span: each stretch of their time is counted "
@@ -284,10 +288,10 @@ def _threads_note(
         else ""
     )
     return (
-        f"{whose} ran at the same time in one process (threads), each measuring the whole "
-        "process over its span: each stretch of their time is counted once, at their mean "
-        "power, and split equally among the runs that ran in it (exact at constant power): "
-        f"their measured {what}, {_fit(measured, unit)} in all, count "
+        f"{whose} ran at the same time in one process (threads or asyncio tasks), each "
+        "measuring the whole process over its span: each stretch of their time is counted "
+        "once, at their mean power, and split equally among the runs that ran in it (exact at "
+        f"constant power): their measured {what}, {_fit(measured, unit)} in all, count "
         f"{_fit(shared, unit, of=measured)}"
         f"{capped}"
     )
@@ -436,7 +440,7 @@ def _what_they_read(forest: RunForest, positions: Sequence[int]) -> tuple[str, b
     (separate processes, whose readings do not overlap). Runs that say neither (recorded before
     runs named their process), or a mix, get the words that hold for any of them.
     """
-    generic = "the whole process (threads) or machine", False
+    generic = "the whole process (threads or asyncio tasks) or machine", False
     try:
         scopes = forest.column("scope")
     except AttributeError:  # a partial record (greenprint.ledger._study_cost's): not said
@@ -449,7 +453,7 @@ def _what_they_read(forest: RunForest, positions: Sequence[int]) -> tuple[str, b
         if len(set(named)) == len(named):
             return "its own process", True
         if len(set(named)) == 1:
-            return "the whole process (threads)", False
+            return "the whole process (threads or asyncio tasks)", False
     return generic
 
 
