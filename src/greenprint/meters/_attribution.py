@@ -321,8 +321,8 @@ class ProcessTree:
         # /proc/stat's total: that is in 10 ms ticks, and over a run of a few ms reads 0, 1 or 2
         # of them. Neither the tree nor the machine can have used more (the tree's CPU time
         # may: a process the walk found is read after the clock; the excess is the next
-        # interval's); the machine
-        # was busy at least as long as the tree (its busy ticks can read less).
+        # interval's); the machine was busy at least as long as the tree (its busy ticks can
+        # read less).
         cap = self._cpus * dt
         d_tree = min(max(self._tree_cpu_s - prev.tree_cpu_s, 0.0), cap)
         d_busy = min(max(d_busy, d_tree), cap)
