@@ -73,7 +73,7 @@ def command(
     of the best CNN (int8, pruning, bf16, distillation) and a pruner comparison (the search's
     trials, stopped per epoch by Optuna's median rule, trained again under greenprint's
     cost-aware pruner); then the report in HTML, Markdown, LaTeX and JSON. 30-80 s on a 2-vCPU
-    machine (28-57 s of CPU on one training thread, by the VM; more when it is busy), no
+    machine (28-61 s of CPU on one training thread, by the VM; more when it is busy), no
     download.
     """
     from greenprint._exceptions import ConfigError
