@@ -310,6 +310,51 @@ def test_a_command_cleaning_up_after_greenprint_was_killed_still_writes_to_stder
     )
 
 
+def _writes_to(pid: int, path: Path) -> bool:
+    """Whether process ``pid``'s stderr is the file ``path`` (a relay of another test's: no)."""
+    try:
+        return path.samefile(f"/proc/{pid}/fd/2")
+    except OSError:  # gone meanwhile, or not ours to read
+        return False
+
+
+@posix_only
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_the_relay_is_out_of_greenprints_process_group_from_its_start(tmp_path_factory):
+    """A terminal's Ctrl-C goes to greenprint's whole process group. The relay was in it: a
+    Ctrl-C that came while it still imported ``signal`` (before it ignores SIGINT; a loaded
+    machine, the command already running) printed a ``KeyboardInterrupt`` traceback on
+    greenprint's stderr (twice in the suite's runs under CI's load) and ended the relay. It
+    now starts in a session of its own: no signal sent to greenprint's group reaches it."""
+    import psutil
+
+    home = empty_home(tmp_path_factory, "relay-session")
+    (home / "cmd.py").write_text(
+        "import sys, time\nprint('up', file=sys.stderr, flush=True)\ntime.sleep(120)\n",
+        encoding="utf-8",
+    )
+    err_file = home / "err.txt"
+    with err_file.open("wb") as err:
+        proc = _greenprint_run(
+            home, "--", sys.executable, "cmd.py", stderr=err, start_new_session=True
+        )  # fmt: skip
+    try:
+        _wait_for(lambda: b"up" in err_file.read_bytes())
+        relays = [
+            p
+            for p in psutil.process_iter(["cmdline"])
+            if _stderr_tail._RELAY in (p.info["cmdline"] or ()) and _writes_to(p.pid, err_file)
+        ]
+        assert len(relays) == 1
+        relay = relays[0].pid
+        assert os.getpgid(relay) != os.getpgid(proc.pid) == proc.pid
+        assert os.getsid(relay) != os.getsid(proc.pid)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # greenprint and its command, as a scheduler does
+        proc.wait(timeout=60)
+    _wait_for(lambda: not any(p.is_running() for p in relays))
+
+
 @posix_only
 def test_a_command_whose_stderr_reader_is_gone_ends_as_before(tmp_path_factory):
     """``greenprint run -- sh -c 'yes >&2' 2>&1 | head``: the reader gone, the command's write

@@ -41,8 +41,9 @@ first writes on what the command wrote last, which a stalled reader of stderr ca
 
 # The relay of the command's stderr. argv: [-c, tail bytes, control fd]; fd 0: the command's
 # stderr pipe; fd 1: the report pipe to greenprint; fd 2: greenprint's stderr. It forks at once,
-# so that greenprint neither waits for it nor leaves it a zombie, and ignores the signals that
-# stop greenprint and the command: it ends when the last writer has closed the pipe. It reports
+# so that greenprint neither waits for it nor leaves it a zombie; it runs in a session of its own
+# (signals sent to greenprint's process group never reach it) and ignores the signals that stop
+# greenprint and the command besides: it ends when the last writer has closed the pipe. It reports
 # the tail once: when greenprint closes the control pipe (the command has ended, or greenprint
 # is gone), after writing on what the command wrote before it ended; or at the end of the pipe.
 # A refused write (EPIPE: stderr's reader is gone) ends it, so that the command's next write
@@ -183,6 +184,10 @@ class StderrTail:
                 stdin=data_read,
                 stdout=report_write,
                 pass_fds=(control_read,),
+                # out of greenprint's process group from its first instruction: a Ctrl-C sent
+                # to the group while it still imported `signal` (before it ignores SIGINT)
+                # printed a KeyboardInterrupt traceback on greenprint's stderr and ended it
+                start_new_session=True,
             )
         except OSError:  # no Python to run (a deleted venv): the command writes as it did
             for fd in (data_write, control_write, report_read):
