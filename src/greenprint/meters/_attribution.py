@@ -176,8 +176,6 @@ class ProcessTree:
         self._unreadable: dict[int, str] = {}
         self._cpus = _cpu_count(self._procfs)
         self._coarse_s = 0.0
-        #: (clock, wall) time the last scan read its known processes' CPU times
-        self._read_at = (clock(), 0.0)
         self.total_ram_bytes = total_ram_bytes(self._procfs)
         self.last = UsageSample(0, clock(), 0.0, 0.0, 0.0, 0.0, 0.0)
         _LIVE.add(self)
@@ -292,9 +290,8 @@ class ProcessTree:
             )
         elif not self._root_alive:
             logger.warning("process %d not found for attribution", self.pid)
-        pids, rss = self._scan(baseline=True)
+        pids, rss, (now, wall) = self._scan(baseline=True)
         self._started = True
-        now, wall = self._read_at
         self.last = UsageSample(
             0, now, 0.0, 0.0, 0.0, self._share_of_ram(rss), 0.0, pids, wall=wall
         )
@@ -313,8 +310,7 @@ class ProcessTree:
             machine = self._machine
         d_busy = machine[0] - self._machine[0]
         self._machine = machine
-        pids, rss = self._scan(baseline=False)
-        now, wall = self._read_at
+        pids, rss, (now, wall) = self._scan(baseline=False)
         prev = self.last
         dt = max(now - prev.t, 0.0)
         # The machine's CPU seconds over the interval are its CPUs times the wall seconds, not
@@ -429,7 +425,11 @@ class ProcessTree:
             )
         return figures
 
-    def _scan(self, *, baseline: bool) -> tuple[frozenset[int], float]:
+    def _scan(self, *, baseline: bool) -> tuple[frozenset[int], float, tuple[float, float]]:
+        """The tree's live pids, its resident bytes, and the sample's time.
+
+        The time, ``(clock, wall)``, is when the known processes' CPU times were read.
+        """
         rss_total = 0.0
         alive: set[int] = set()
         gone: list[int] = []
@@ -452,7 +452,7 @@ class ProcessTree:
             alive.add(pid)
         # the sample's time: its processes' CPU times were read just now (the walk below, the
         # I/O before, may wait for the GIL beside threads running Python: 0.1-0.3 s seen)
-        self._read_at = (self._clock(), time.time())
+        read_at = (self._clock(), time.time())
         for pid in gone:
             entry = self._procs.pop(pid)
             entry.handle.close()
@@ -483,7 +483,7 @@ class ProcessTree:
                     self._children.pop(pid).close()  # listed, but ended before it was read
         used = self._departed_s + sum(entry.used for entry in self._procs.values())
         self._tree_cpu_s = max(self._tree_cpu_s, used)
-        return frozenset(alive), rss_total
+        return frozenset(alive), rss_total, read_at
 
 
 def fresh_usage(tree: ProcessTree, seen_seq: int) -> UsageSample:

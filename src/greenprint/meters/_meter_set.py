@@ -301,9 +301,10 @@ class MeterSet:
             meter = None if slot is None else slot.meter
             if isinstance(meter, _Continuation):
                 meter = meter.estimate
-            reached = getattr(meter, "reached", None)
-            if isinstance(reached, UsageSample) and reached.wall > 0.0:
-                self.read_at = reached.wall
+            if not isinstance(meter, (CpuEstimateMeter, RamEstimateMeter)):
+                continue
+            if meter.reached is not None and meter.reached.wall > 0.0:
+                self.read_at = meter.reached.wall
                 return
 
     @property
