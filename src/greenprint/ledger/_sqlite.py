@@ -26,6 +26,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 from greenprint._exceptions import (
@@ -107,6 +108,41 @@ def _is_transient(error: sqlite3.Error) -> bool:
     )
 
 
+def read_only_uri(path: Path, display: str) -> str | None:
+    """How to read an existing ledger in a folder this process cannot write, else ``None``.
+
+    A WAL database is opened with its ``-shm`` index beside it, which SQLite creates when
+    missing: in a read-only folder (a read-only mount, a snapshot, another user's archive)
+    the usual open fails with "unable to open database file". With ``-shm`` there, SQLite
+    reads it read-only (``mode=ro``: a writer elsewhere still coordinates through it). With
+    none, no connection has the file open in WAL mode (each keeps ``-shm`` while open), so
+    the file is read as it is (``immutable=1``, no locks), unless its ``-wal`` holds changes
+    (copied without its ``-shm``), which that would leave out: ``LedgerPathError``.
+
+    Returns:
+        A SQLite URI (``sqlite3.connect(..., uri=True)``), or ``None``: the folder can be
+        written, or there is no file (the usual open says what is wrong).
+    """
+    folder = path.parent
+    if os.access(folder, os.W_OK) or not path.is_file():
+        return None
+    uri = path.resolve().as_uri()
+    shm, wal = Path(f"{path}-shm"), Path(f"{path}-wal")
+    if shm.is_file():
+        return uri + "?mode=ro"
+    try:
+        pending = wal.stat().st_size > 0
+    except OSError:  # no -wal: every change is in the file
+        pending = False
+    if pending:
+        raise LedgerPathError(
+            f"cannot read ledger {display}: its folder cannot be written and its changes in "
+            f"{wal.name} are read only with {shm.name}, which is not there: copy the file "
+            "and its -wal to a writable folder and read the copy"
+        )
+    return uri + "?immutable=1"
+
+
 class SQLiteStore(SQLiteReads):
     """Tables, transactions and queries of one SQLite ledger. Thread-safe.
 
@@ -118,6 +154,13 @@ class SQLiteStore(SQLiteReads):
         check_sqlite_library(target.display)
         self.target = target
         self._database = ":memory:" if target.path is None else str(target.path)
+        # a ledger in a folder this process cannot write (a read-only mount, an archive) is
+        # read as it is (read_only_uri); every write then fails as "cannot write ledger"
+        self.read_only = False
+        if not create and target.path is not None:
+            uri = read_only_uri(target.path, target.display)
+            if uri is not None:
+                self._database, self.read_only = uri, True
         self._idle: list[sqlite3.Connection] = []  # changed in place (see _close_collected)
         self._closed = False  # close() was called: a connection returned then is closed
         # re-entrant: a signal handler on the thread inside _acquire/_release (SIGTERM ending
@@ -166,6 +209,7 @@ class SQLiteStore(SQLiteReads):
             timeout=wait_ms / 1000,
             check_same_thread=False,
             isolation_level=None,  # we emit BEGIN ourselves (transactional DDL)
+            uri=self.read_only,
         )
         try:
             conn.execute(f"PRAGMA busy_timeout = {wait_ms}")
@@ -390,6 +434,15 @@ class SQLiteStore(SQLiteReads):
             wal = True
             tables, version = self.transaction(self._create_if_empty, write=True)
         version = self._check_layout(tables, version)
+        if self.read_only:
+            if version < SCHEMA_VERSION:  # migrated in place only
+                raise LedgerPathError(
+                    f"cannot read ledger {self.target.display}: its layout is an older one "
+                    f"(version {version}, greenprint's is {SCHEMA_VERSION}), which greenprint "
+                    "updates in place, and its folder cannot be written: copy the file to a "
+                    "writable folder and read the copy"
+                )
+            return version
         if not wal:
             self._set_wal()
         if version < SCHEMA_VERSION:
