@@ -397,6 +397,20 @@ class RunForest(ForestShares, ForestThreads, ForestKnown):
         inclusive, exclusive, _, _ = self._sums(values, fpo=fpo, shared=shared)
         return inclusive, exclusive
 
+    def recorded_sums(self, name: str) -> tuple[list[Any], list[Any] | None]:
+        """:meth:`nested_sum` of a cost as its runs recorded it, nothing shared out, and ``far``.
+
+        Where concurrent children share their parent's measurement out (:meth:`shared_sums`), a
+        run inside a group counts a scaled amount, and its children with it: whether a parent
+        recorded less than the runs inside it is a question of what each recorded, asked here.
+
+        Returns:
+            ``(inclusive, far)``: as :attr:`SharedSums.inclusive` and :attr:`SharedSums.far`
+            without the sharing out (:meth:`outside` reads them).
+        """
+        inclusive, _, _, far = self._sums(self.column(name), fpo=False, shared=False)
+        return inclusive, far
+
     def shared_sums(self, name: str) -> SharedSums:
         """:meth:`nested_sum` of a cost that concurrent children share out (computed once).
 

@@ -80,7 +80,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from greenprint._exceptions import AnalysisError
 from greenprint._forest_beyond import BeyondSums, SamplesOf, beyond_sums
@@ -262,8 +262,16 @@ def forest_price_tag(
         notes.extend(_unflushed_note(forest))
     if energy_beyond.counted:
         notes.append(_beyond_note(forest, energy_beyond))
+    if energy.scaled or energy.roots is not None:
+        # runs in groups count scaled amounts, their descendants with them (a trial in threads
+        # counts its stretches' mean power): a parent is compared with what the runs inside
+        # it recorded, not with their scaled amounts
+        short_in, short_far = forest.recorded_sums("energy_kwh")
+        short_beyond: Mapping[int, Any] = {}
+    else:
+        short_in, short_far, short_beyond = energy_in, energy_far, energy_beyond.inside
     if any(
-        energy_in[p] - forest.outside(p, energy_in, energy_far) - energy_beyond.inside.get(p, 0)
+        short_in[p] - forest.outside(p, short_in, short_far) - short_beyond.get(p, 0)
         > items[p].energy_kwh * (1 + 1e-9) + 1e-12
         for p in forest.inner_order
         if p not in energy.shares  # shared out: a floored one has its own note

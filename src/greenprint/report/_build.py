@@ -387,8 +387,16 @@ def _assemble(
     if efficiency_note:
         notes.append(efficiency_note)
     run_rows = _rows(trials, final_id)
+    trial_runs = [forest.runs[p] for p in trials.positions]
+    pruned_at = [
+        p for p, r in zip(trials.positions, trial_runs, strict=True) if r.status == "pruned"
+    ]
+    if pruned_at:  # their costs as the price tag counts them (shared in threads)
+        energies = forest.known_cost_sums("energy_kwh")
+        emissions = forest.known_cost_sums("emissions_kg")
+        counted = {forest.runs[p].id: (energies[p], emissions[p]) for p in pruned_at}
     pruning = pruned_summary(
-        [forest.runs[p] for p in trials.positions], {r.id: r for r in run_rows}, tag
+        trial_runs, {r.id: r for r in run_rows}, tag, counted if pruned_at else None
     )
     report = Report(
         study=study,

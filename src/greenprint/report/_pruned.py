@@ -346,7 +346,10 @@ class PrunedSummary:
 
 
 def pruned_summary(
-    trials: Sequence[RunRecord], rows: Mapping[str, Any], tag: PriceTag
+    trials: Sequence[RunRecord],
+    rows: Mapping[str, Any],
+    tag: PriceTag,
+    counted: Mapping[str, tuple[float, float]] | None = None,
 ) -> PrunedSummary | None:
     """The study's pruned trials against its finished ones; ``None`` when none was pruned.
 
@@ -355,6 +358,11 @@ def pruned_summary(
         rows: the report's rows (:class:`~greenprint.report.RunRow`) by run id: a trial's
             cost with its parts' (not imported here: the report model imports this module).
         tag: the study's price tag (the pruned trials' cost, the study's).
+        counted: a pruned trial's energy (kWh) and CO2-eq (kg) with its parts' as the price
+            tag counts them, by run id (``RunForest.known_cost_sums``: trials that ran at the
+            same time share what their sweep measured; NaN where unknown). Its row's cost,
+            what it measured, where not given. What they spent, what each cost and what
+            pruning saved are then read on one footing: the price tag's.
     """
     pruned = [r for r in trials if r.status == "pruned"]
     if not pruned:
@@ -416,6 +424,9 @@ def pruned_summary(
         if w.step is not None and full is not None and w.step + offset > 0:
             scale = max((full + offset) / (w.step + offset), 1.0)
         cost = run if row is None else row
+        energy_kwh, emissions_kg = (
+            (cost.energy_kwh, cost.emissions_kg) if counted is None else counted[run.id]
+        )
         out_rows.append(
             _make_row(
                 run.id,
@@ -423,8 +434,8 @@ def pruned_summary(
                 w.step,
                 w.recorded,
                 w.by,
-                cost.energy_kwh,
-                cost.emissions_kg,
+                energy_kwh,
+                emissions_kg,
                 cost.fpo,
                 scale,
             )
