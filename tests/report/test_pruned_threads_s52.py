@@ -15,12 +15,11 @@ import re
 import time
 from pathlib import Path
 
+import optuna
 import pytest
 
+from greenprint.integrations.optuna import GreenprintCallback
 from greenprint.report import build_report, write_report
-
-optuna = pytest.importorskip("optuna")
-from greenprint.integrations.optuna import GreenprintCallback  # noqa: E402
 
 _UNITS = {"nWh": 1e-12, "µWh": 1e-9, "mWh": 1e-6, "Wh": 1e-3, "kWh": 1.0}
 
