@@ -62,6 +62,16 @@ _INFORMATION_UNITS = frozenset({"bits", "nats"})
 _NEGATED = frozenset({"neg", "negative", "negated"})
 #: Words that make a ``rank`` no rank to minimise: a reciprocal rank, a rank correlation.
 _NOT_A_RANK = frozenset({"reciprocal", "correlation", "corr", "coefficient"})
+#: Words that, after a word of :data:`LOWER_IS_BETTER_WORDS`, name a quantity better higher:
+#: scikit-learn's scores (``d2_absolute_error_score``), how much a loss fell (``error_reduction``,
+#: ``loss_drop``). The last such word or lower-is-better word of a name decides (the head of
+#: the compound: ``brier_score_loss`` is a loss).
+_HIGHER_HEADS = frozenset(
+    {
+        "score", "scores", "reduction", "reductions", "reduced", "decrease", "decreases", "drop",
+        "drops", "improvement", "improvements", "gain", "gains", "saving", "savings", "saved",
+    }
+)  # fmt: skip
 
 
 def lower_is_better(metric: str) -> bool:
@@ -75,24 +85,33 @@ def lower_is_better(metric: str) -> bool:
     ``negated``) comes before: scikit-learn's negated scorers are better higher wherever their
     name starts (``neg_log_loss``, ``mean_test_neg_mean_squared_error``, ``test_neg_log_loss``),
     while a ``loss_neg`` is a loss. A negated log-likelihood (``negative_log_likelihood``) is a
-    loss.
+    loss. A word after the lower-is-better one that names a quantity better higher
+    (:data:`_HIGHER_HEADS`: ``d2_absolute_error_score``, ``error_reduction``, ``loss_drop``)
+    makes the name better higher, unless another lower-is-better word follows it
+    (``brier_score_loss``); a rank and a rate of information are of what follows them
+    (``rank_test_score``).
     """
     spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", metric)
     words = [w for w in re.split(r"[^a-z0-9]+", spaced.lower()) if w]
     ranked = not _NOT_A_RANK.intersection(words)
+    lower = False  # the verdict of the last deciding word so far
+    headed = False  # by a word of LOWER_IS_BETTER_WORDS, which a _HIGHER_HEADS word after undoes
     for k, word in enumerate(words):
-        if word in _NEGATED:  # what follows is negated: better higher
+        if word in _NEGATED and not lower:  # what follows is negated: better higher
             rest = words[k + 1 :]
             return "loglikelihood" in rest or any(
                 a == "log" and b == "likelihood" for a, b in zip(rest, rest[1:], strict=False)
             )
         if word in LOWER_IS_BETTER_WORDS:
+            lower = headed = True
+        elif (word in _INFORMATION_UNITS and words[k + 1 : k + 2] == ["per"]) or (
+            word == "rank" and ranked and not (k + 1 < len(words) and words[k + 1].isdigit())
+        ):
+            # a rate of information, a rank: of what follows (``rank_test_score``, 1 the best)
             return True
-        if word in _INFORMATION_UNITS and words[k + 1 : k + 2] == ["per"]:
-            return True
-        if word == "rank" and ranked and not (k + 1 < len(words) and words[k + 1].isdigit()):
-            return True
-    return False
+        elif headed and word in _HIGHER_HEADS:
+            lower = headed = False
+    return lower
 
 
 def resolve_mode(metric: str | None, mode: object = None) -> tuple[Mode, str | None]:
