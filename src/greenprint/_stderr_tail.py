@@ -256,12 +256,33 @@ _CONTROLS = re.compile(r"[\x00-\x1f\x7f]+")
 _TRACEBACK = "Traceback (most recent call last):"
 
 
+#: A notice greenprint printed in the command's own process (a script importing greenprint):
+#: a logged ``greenprint: ...`` line (not the CLI's ``greenprint: error: ...``), or a warning's
+#: first line (``train.py:3: UserWarning: greenprint: ...``), which the line of source after it
+#: belongs to.
+_NOTICE = re.compile(r"greenprint: (?!error:)|\S.*:\d+: \w*Warning: greenprint: ")
+
+
+def _notices(lines: list[str]) -> set[int]:
+    """The indexes of ``lines`` that are greenprint's own notices, not the command's words."""
+    found: set[int] = set()
+    for at, line in enumerate(lines):
+        if _NOTICE.match(line):
+            found.add(at)
+            source = lines[at + 1] if at + 1 < len(lines) else ""
+            if "Warning: greenprint: " in line and source[:1].isspace():
+                found.add(at + 1)  # the warning's line of source
+    return found
+
+
 def last_line(tail: bytes, *, mask: Callable[[str], str] | None = None) -> str | None:
     """The line of the command's stderr that says why it failed, as one short line of text.
 
     The exception line of the last Python traceback in ``tail`` (``ValueError: bad lr``), even
     with lines written after it (a logger's shutdown messages); else its last non-blank line
-    (of a progress bar redrawn after a carriage return, its last state). Terminal escape
+    that is not a notice of greenprint's own (a script that imports greenprint: ``greenprint:
+    gp.current_run() is None...``; :data:`_NOTICE`), of a progress bar redrawn after a
+    carriage return its last state. Terminal escape
     sequences and control characters are removed; a line longer than :data:`LINE_CHARS`
     characters is cut, ending in ``…``, after ``mask`` (a password cut in two would not be
     recognised).
@@ -282,7 +303,12 @@ def last_line(tail: bytes, *, mask: Callable[[str], str] | None = None) -> str |
             )
             break
     if chosen is None:
-        chosen = next((line for line in reversed(lines) if line.strip()), None)
+        notices = _notices(lines)
+        chosen = next(
+            (lines[at] for at in range(len(lines) - 1, -1, -1)
+             if lines[at].strip() and at not in notices),
+            None,
+        )  # fmt: skip
     if chosen is None:
         return None
     line = _CONTROLS.sub(" ", chosen).strip()
