@@ -32,6 +32,7 @@ from typing import Literal
 
 from greenprint._exceptions import UnknownRegionError
 from greenprint._validate import number_or_name
+from greenprint.carbon._intensity import MAX_G_PER_KWH
 
 __all__ = ["Region", "RegionKind", "lookup", "normalize_name", "regions", "suggest", "world"]
 
@@ -265,11 +266,16 @@ def lookup(code: str) -> Region:
     if suggestions:
         hint = ", ".join(f"{c} ({tables.by_code[c.lower()].name})" for c in suggestions)
         message = f"unknown region {code!r}; did you mean {hint}?"
-    elif isinstance(number_or_name(code), float):  # `intensity 350`, GREENPRINT_REGION=350
+    elif isinstance(number := number_or_name(code), float):  # `intensity 350`, REGION=350
         message = (
             f"unknown region {code!r}: a region is a code or a name (DE, US-CA, aws:us-east-1); "
-            f"a grid intensity in g CO2-eq/kWh is given as GREENPRINT_INTENSITY={code} or "
-            f"`greenprint run --intensity {code}`"
+            + (
+                f"a grid intensity in g CO2-eq/kWh is given as GREENPRINT_INTENSITY={code} or "
+                f"`greenprint run --intensity {code}`"
+                if 0 < number <= MAX_G_PER_KWH  # NaN too: not a grid's
+                else "a grid intensity is given as GREENPRINT_INTENSITY or `greenprint run "
+                f"--intensity` in g CO2-eq/kWh, 0 < x <= {MAX_G_PER_KWH:.0f}"
+            )
         )
     else:
         message = f"unknown region {code!r}"
