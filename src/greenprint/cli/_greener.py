@@ -210,6 +210,29 @@ def _check_student_options(student_target: str | None, student_data: str | None)
         )
 
 
+def _check_score_options(evaluate_target: str | None, metric: str, mode: str) -> None:
+    """Refuse ``--metric`` or ``--mode`` that misname the default score (without ``--evaluate``).
+
+    Without ``--evaluate`` the score is accuracy, higher better: ``--metric loss --mode min``
+    labelled the accuracies a loss and put the least accurate variant alone on the front.
+    """
+    if evaluate_target is not None:
+        return
+    ctx = click.get_current_context()
+    if metric.strip().lower() != "accuracy":
+        raise click.UsageError(
+            f"--metric {metric} needs --evaluate MODULE:FN: without it the score is the default "
+            "accuracy (argmax of the outputs against the targets)",
+            ctx=ctx,
+        )
+    if mode != "max":
+        raise click.UsageError(
+            f"--mode {mode} needs --evaluate MODULE:FN: without it the score is the default "
+            "accuracy, which is better higher (--mode max)",
+            ctx=ctx,
+        )
+
+
 @click.command("greener")
 @click.argument("target", metavar="MODULE:FACTORY")
 @click.option(
@@ -255,13 +278,18 @@ def _check_student_options(student_target: str | None, student_data: str | None)
     show_default=True,
     help="Epochs of the distillation of --student (needs it).",
 )
-@click.option("--metric", default="accuracy", show_default=True, help="Name of the score.")
+@click.option(
+    "--metric",
+    default="accuracy",
+    show_default=True,
+    help="Name of the score of --evaluate (without it, the score is accuracy).",
+)
 @click.option(
     "--mode",
     type=Choice(["max", "min"]),
     default="max",
     show_default=True,
-    help="Whether a higher (max) or lower (min) score is better.",
+    help="Whether a higher (max) or lower (min) score of --evaluate is better (without it, max).",
 )
 @ledger_option
 @click.option(
@@ -341,6 +369,7 @@ def command(
             raise ConfigError(f"{option} needs a {what} name, not {given!r}")
     min_time_s = finite_number("--min-time", min_time_s, low=0.0, unit="s")
     _check_student_options(student_target, student_data_target)
+    _check_score_options(evaluate_target, metric, mode)
     if pue is not None:  # a bad PUE: one line before any model is built, as run's --pue
         from greenprint.carbon._pue import resolve_pue
 

@@ -36,9 +36,10 @@ class DistillResult:
         energy_kwh: the training's energy, kWh.
         emissions_kg: its CO2-eq, kg.
         duration_s: its duration, s.
-        fpo: FPO of the training: its first step counted as it ran (teacher forward, student
-            forward and backward, the loss, the optimizer step) per example, times the examples
-            seen; ``None`` if it could not be counted.
+        fpo: FPO of the training: its first step counted as it ran, in two parts: the
+            teacher forward, student forward and backward and the loss per example, times the
+            examples seen; the optimizer step (once per batch, whatever its size) times the
+            steps taken; ``None`` if it could not be counted.
         epochs: passes over the data.
         examples: training examples seen per epoch.
         losses: mean loss of each epoch.
@@ -118,7 +119,8 @@ def distill(
     """Train ``student`` on ``teacher``'s outputs and the labels; record the training as a run.
 
     Args:
-        teacher: the trained model (run in eval mode, never updated).
+        teacher: the trained model (run in eval mode, never updated; each of its modules is
+            given back in the mode it was in).
         student: the smaller model, trained in place and returned in eval mode.
         data: batches of ``(inputs, targets)`` (a DataLoader, a list...), iterated once per
             epoch; ``inputs`` a tensor or a tuple of tensors, ``targets`` class indices.
@@ -170,56 +172,73 @@ def distill(
         "teacher_params": sum(p.numel() for p in teacher.parameters()),
         "student_params": sum(p.numel() for p in student.parameters()),
     }
+    # the teacher's own modes, each module's, given back after (it is the user's model)
+    teacher_modes = [(m, m.training) for m in teacher.modules()]
     teacher.eval()
     losses: list[float] = []
     examples = 0
+    all_examples = steps = 0  # over every epoch
     fpo_per_example: float | None = None
+    fpo_per_step = 0.0
     counts: list[Any] = []  # one step's count results (the ops they could not count in full)
-    with (
-        gp.track(
-            name, study=study, ledger=ledger, region=region, pue=pue, params=params,
-            role=GREENER_ROLE,
-        ) as run,
-        no_dynamo_import(),  # zero_grad's wrapper imported it at the first uncounted step
-    ):  # fmt: skip
-        for epoch in range(epochs):
-            student.train()
-            total, seen = 0.0, 0
-            for batch in batches:
-                inputs, targets = _split(batch)
-                size = int(targets.shape[0]) if targets.dim() else 1
+    try:
+        with (
+            gp.track(
+                name, study=study, ledger=ledger, region=region, pue=pue, params=params,
+                role=GREENER_ROLE,
+            ) as run,
+            no_dynamo_import(),  # zero_grad's wrapper imported it at the first uncounted step
+        ):  # fmt: skip
+            for epoch in range(epochs):
+                student.train()
+                total, seen = 0.0, 0
+                for batch in batches:
+                    inputs, targets = _split(batch)
+                    size = int(targets.shape[0]) if targets.dim() else 1
 
-                # the first step counted as it trains: all of it (the loss and optimizer too)
-                counter = FPOCounter(student) if fpo_per_example is None else nullcontext()
-                with counter:
-                    with torch.no_grad():
-                        soft = F.softmax(teacher(*inputs) / t, dim=-1)
-                    logits = student(*inputs)
-                    kd = F.kl_div(F.log_softmax(logits / t, dim=-1), soft, reduction="batchmean")
-                    loss = float(alpha) * t * t * kd + (1 - float(alpha)) * F.cross_entropy(
-                        logits, targets
-                    )
-                    opt.zero_grad()
-                    loss.backward()
-                    opt.step()
-                if isinstance(counter, FPOCounter):
-                    counts.append(counter.result)
-                    fpo_per_example = counter.total / max(size, 1)
-                total += float(loss.detach()) * size
-                seen += size
-            if seen == 0:
-                raise ConfigError("distill got no batches: data is empty")
-            if epoch == 0:
-                examples = seen
-            losses.append(total / seen)
-            run.log(distill_loss=losses[-1], step=epoch + 1)
-        fpo = fpo_count = None
-        if fpo_per_example is not None:
-            fpo = int(round(fpo_per_example * examples * epochs))
-            recorded = counted_as(fpo, counts)
-            run.add_fpo(recorded)  # a lower bound, said so, when it is one
-            fpo_count = None if isinstance(recorded, int) else recorded
-        run.set(dataset_size=examples)
+                    # the first step counted as it trains, in two parts: the forwards, loss and
+                    # backward grow with the examples of a batch, the optimizer step does not
+                    # (it updates every parameter once per batch): scaled by examples, it was
+                    # counted 512 times for a first batch of 1 example and 512 after it
+                    first = fpo_per_example is None
+                    with FPOCounter(student) if first else nullcontext() as per_example:
+                        with torch.no_grad():
+                            soft = F.softmax(teacher(*inputs) / t, dim=-1)
+                        logits = student(*inputs)
+                        kd = F.kl_div(
+                            F.log_softmax(logits / t, dim=-1), soft, reduction="batchmean"
+                        )
+                        loss = float(alpha) * t * t * kd + (1 - float(alpha)) * F.cross_entropy(
+                            logits, targets
+                        )
+                        opt.zero_grad()
+                        loss.backward()
+                    with FPOCounter(student) if first else nullcontext() as per_step:
+                        opt.step()
+                    if isinstance(per_example, FPOCounter) and isinstance(per_step, FPOCounter):
+                        counts += [per_example.result, per_step.result]
+                        fpo_per_example = per_example.total / max(size, 1)
+                        fpo_per_step = float(per_step.total)
+                    total += float(loss.detach()) * size
+                    seen += size
+                    steps += 1
+                if seen == 0:
+                    raise ConfigError("distill got no batches: data is empty")
+                if epoch == 0:
+                    examples = seen
+                all_examples += seen
+                losses.append(total / seen)
+                run.log(distill_loss=losses[-1], step=epoch + 1)
+            fpo = fpo_count = None
+            if fpo_per_example is not None:
+                fpo = int(round(fpo_per_example * all_examples + fpo_per_step * steps))
+                recorded = counted_as(fpo, counts)
+                run.add_fpo(recorded)  # a lower bound, said so, when it is one
+                fpo_count = None if isinstance(recorded, int) else recorded
+            run.set(dataset_size=examples)
+    finally:
+        for module, mode in teacher_modes:
+            module.train(mode)
     student.eval()
     return DistillResult(
         student=student,

@@ -12,7 +12,7 @@ Every variant goes through :func:`measure` the same way:
    shrinks exactly with its share of nonzero weights); the int8 layers' products are integer
    operations;
 3. parameters (and nonzero ones) are counted and the ``state_dict`` saved with ``torch.save``
-   to a temporary file to size it on disk;
+   to an in-memory buffer to size it (:func:`saved_size_bytes`);
 4. a few warm-up batches, then the timed loop (at least ``min_batches`` batches and
    ``min_time_s`` seconds) under :func:`greenprint.track`: the loop's energy and CO2-eq, with
    their provenance, divided by the inferences it made.
@@ -20,11 +20,10 @@ Every variant goes through :func:`measure` the same way:
 
 from __future__ import annotations
 
+import io
 import logging
 import math
-import os
 import statistics
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -89,17 +88,20 @@ class Figures:
 
 
 def saved_size_bytes(model: nn.Module) -> int:
-    """Size of ``torch.save(model.state_dict())`` in a temporary file, bytes."""
+    """Size of ``torch.save(model.state_dict())`` to an in-memory buffer, bytes.
+
+    A buffer, not a file: torch.save names every entry of its zip archive after the file's
+    stem (``model/data.pkl``), so a file's size varies with its name; a random temporary name
+    (``greenprint-size-k3j2x9.pt``) made the column differ from run to run and from the user's
+    ``model.pt``. Saved to a buffer, the archive is always named ``archive``: the size is that
+    of a file saved as ``archive.pt`` (a few bytes more or less per entry under another name).
+    """
     import torch
 
-    fd, path = tempfile.mkstemp(prefix="greenprint-size-", suffix=".pt")
-    os.close(fd)
-    try:
-        with quiet_torch_ao():
-            torch.save(model.state_dict(), path)
-        return os.path.getsize(path)
-    finally:
-        os.unlink(path)
+    buffer = io.BytesIO()
+    with quiet_torch_ao():
+        torch.save(model.state_dict(), buffer)
+    return buffer.getbuffer().nbytes
 
 
 def count_variant_fpo(

@@ -49,6 +49,7 @@ __all__ = [
     "prune_unstructured",
     "quiet_torch_ao",
     "static_int8",
+    "output_layers",
     "training_costs",
     "weighted_modules",
 ]
@@ -156,11 +157,107 @@ def quiet_torch_ao() -> Any:
 
 
 def weighted_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The ``nn.Linear`` and convolution modules of ``model``, by qualified name, in order."""
+    """The ``nn.Linear`` and convolution modules of ``model``, by qualified name.
+
+    In the order ``named_modules()`` gives them, the order the model *defines* them, which says
+    nothing about the order they run in (a head may be defined before the body): use
+    :func:`output_layers` to find the layers that make the output.
+    """
     from torch import nn
 
     kinds = (nn.Linear, nn.modules.conv._ConvNd)
     return [(n, m) for n, m in model.named_modules() if isinstance(m, kinds)]
+
+
+def _tensors(value: Any) -> list[torch.Tensor]:
+    """The tensors in a model's output: a tensor, or tuples, lists and dicts of them."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, dict):  # a HuggingFace ModelOutput too (an OrderedDict)
+        return [t for v in value.values() for t in _tensors(v)]
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in _tensors(v)]
+    return []
+
+
+def output_layers(model: nn.Module, inputs: tuple[Any, ...]) -> tuple[tuple[str, ...], str]:
+    """The linear and convolution layers that make ``model``'s output, and how they were found.
+
+    One forward of ``inputs`` in eval mode (no running statistics updated) with the weights
+    requiring gradients (restored after): autograd's graph is walked back from every tensor of
+    the output, and each path stops at the first linear or convolution layer's output it
+    meets. Those layers' outputs reach the model's output without passing through another
+    weighted layer (a classifier; several heads; a layer added back by a residual too), in
+    whatever order the model defines them. Where the output does not trace back to any layer
+    (computed under ``no_grad``, detached, integer, an output type not made of tensors, tuples,
+    lists or dicts; or ``compare`` run under ``torch.inference_mode``), the last layer *run* is
+    taken instead, and the second value says so.
+
+    Args:
+        model: the model, put in eval mode.
+        inputs: one batch of positional inputs.
+
+    Returns:
+        The layers' names (in definition order), and how they were found, in words for the
+        row's notes (none, and ``""``, when no weighted layer ran on the inputs).
+    """
+    import torch
+
+    layers = weighted_modules(model)
+    made: dict[int, str] = {}  # id of the autograd node of a layer's output -> the layer
+    nodes: list[Any] = []  # the nodes, alive while their ids are keys
+    ran: list[str] = []
+
+    def hook(_m: Any, _i: Any, out: Any, key: str) -> None:
+        ran.append(key)
+        node = out.grad_fn if isinstance(out, torch.Tensor) else None
+        if node is not None:
+            made[id(node)] = key
+            nodes.append(node)
+
+    handles = [
+        module.register_forward_hook(lambda m, i, o, key=name: hook(m, i, o, key))
+        for name, module in layers
+    ]
+    # the weights' autograd flags, set so that every layer's output has a node (frozen weights
+    # left the output with no graph to walk), restored after
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    model.eval()
+    try:
+        for p, _ in flags:
+            if p.is_leaf and (p.is_floating_point() or p.is_complex()):
+                p.requires_grad_(True)
+        with torch.enable_grad(), quiet_torch_ao():
+            out = model(*inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+        for p, flag in flags:
+            if p.is_leaf:
+                p.requires_grad_(flag)
+    found: set[str] = set()
+    stack: list[Any] = [t.grad_fn for t in _tensors(out)]  # None where it has none
+    seen: set[int] = set()
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if id(node) in made:  # a layer's output: the layers before it make its input only
+            found.add(made[id(node)])
+            continue
+        stack.extend(parent for parent, _ in node.next_functions)
+    if found:
+        names = tuple(n for n, _ in layers if n in found)
+        return names, "traced back from the output through autograd"
+    if ran:
+        return (ran[-1],), (
+            "the last linear or convolution layer run on the example inputs: the output does "
+            "not trace back to a layer through autograd"
+        )
+    return (), ""
 
 
 def training_costs(items: Iterable[Any]) -> tuple[float, float, tuple[str, ...]]:
@@ -390,7 +487,7 @@ def _fine_tune(
 
 
 def _made_permanent(
-    ctx: Context, model: nn.Module, layers: list[Any], hook: Any, note: str
+    ctx: Context, model: nn.Module, layers: list[Any], hook: Any, *notes: str
 ) -> Applied:
     """Fine-tune a pruned model (if asked), then make its layers' pruning masks permanent."""
     from torch.nn.utils import prune
@@ -399,7 +496,19 @@ def _made_permanent(
     for _, module in layers:
         prune.remove(module, "weight")
     model.eval()
-    return Applied(model=model, training=training, notes=(note,))
+    return Applied(model=model, training=training, notes=notes)
+
+
+def _percent(share: float) -> str:
+    """``share`` in percent as exactly as it was given: 0.125 -> ``"12.5"``, 0.3 -> ``"30"``.
+
+    Read from the shortest decimal that gives the float back (``repr``), so no binary rounding
+    shows (``0.07 * 100`` is 7.000000000000001). Rounded to whole percents, 0.125 and 0.12 were
+    one name (refused as a duplicate), 0.004 read ``prune-0%`` and 0.995 ``prune-ch-100%``.
+    """
+    from decimal import Decimal
+
+    return format((Decimal(repr(share)) * 100).normalize(), "f")
 
 
 def prune_unstructured(
@@ -412,7 +521,8 @@ def prune_unstructured(
 
     Args:
         amount: the fraction of each layer's weights set to zero, in (0, 1).
-        name: the row's name (default ``"prune-50%"`` for 0.5).
+        name: the row's name (default ``"prune-50%"`` for 0.5, ``"prune-12.5%"`` for 0.125:
+            the amount as given).
         fine_tune: called with the pruned model (masks in place, train mode) to recover
             accuracy; it runs inside a recorded run whose energy is the variant's extra
             training cost.
@@ -433,9 +543,9 @@ def prune_unstructured(
         )
 
     return Variant(
-        _check_name(name or f"prune-{share:.0%}"),
+        _check_name(name or f"prune-{_percent(share)}%"),
         "prune-unstructured",
-        f"L1 magnitude pruning of {share:.0%} of each layer's weights"
+        f"L1 magnitude pruning of {_percent(share)}% of each layer's weights"
         + (", fine-tuned" if hook else ""),
         apply,
     )
@@ -453,11 +563,14 @@ def prune_structured(
 
     Args:
         amount: the fraction of each layer's output channels set to zero, in (0, 1).
-        name: the row's name (default ``"prune-ch-30%"`` for 0.3).
+        name: the row's name (default ``"prune-ch-30%"`` for 0.3, ``"prune-ch-12.5%"`` for
+            0.125: the amount as given).
         n: the norm ranking the channels (2: L2), a number > 0 (``math.inf``: the largest
             magnitude).
         fine_tune: as for :func:`prune_unstructured`.
-        keep_last: leave the last layer whole (its outputs are the classes).
+        keep_last: leave whole the layer that makes the output (the classes), found by
+            running the model on the example inputs (:func:`output_layers`; several heads
+            are all kept), not the last one defined; the row's notes name it.
 
     Raises:
         ConfigError: ``amount`` is not in (0, 1), ``n`` is not a number > 0, or ``fine_tune``
@@ -471,25 +584,31 @@ def prune_structured(
         from torch.nn.utils import prune
 
         layers = weighted_modules(model)
-        if keep_last:
-            layers = layers[:-1]
+        notes = ["channels zeroed, not removed: the dense shapes and kernels stay"]
+        if keep_last and layers:
+            # the layer that makes the output, found by running the model: the last one
+            # *defined* (named_modules() order) pruned a classifier defined before its body
+            kept, how = output_layers(model, ctx.example_inputs)
+            layers = [(n, m) for n, m in layers if n not in kept]
+            notes.append(
+                f"output layer{'s' if len(kept) > 1 else ''} kept whole: {', '.join(kept)} ({how})"
+                if kept
+                else "no output layer kept: no linear or convolution layer ran on the example "
+                "inputs"
+            )
         if not layers:
-            raise VariantSkipped("no linear or convolution layer to prune (the last is kept)")
+            raise VariantSkipped(
+                "no linear or convolution layer to prune (the output layer is kept)"
+            )
         for _, module in layers:
             prune.ln_structured(module, "weight", amount=share, n=n, dim=0)
-        return _made_permanent(
-            ctx,
-            model,
-            layers,
-            hook,
-            "channels zeroed, not removed: the dense shapes and kernels stay",
-        )
+        return _made_permanent(ctx, model, layers, hook, *notes)
 
     return Variant(
-        _check_name(name or f"prune-ch-{share:.0%}"),
+        _check_name(name or f"prune-ch-{_percent(share)}%"),
         "prune-structured",
-        f"L{n} pruning of {share:.0%} of each layer's output channels"
-        + (" (last layer kept)" if keep_last else "")
+        f"L{n} pruning of {_percent(share)}% of each layer's output channels"
+        + (" (output layer kept)" if keep_last else "")
         + (", fine-tuned" if hook else ""),
         apply,
     )
