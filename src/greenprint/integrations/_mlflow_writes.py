@@ -13,6 +13,7 @@ Private: :mod:`greenprint.integrations.mlflow` is the public module, and re-expo
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -88,8 +89,67 @@ def _run_id(client: Any, run_id: str | None) -> str:
     return run_id
 
 
-def _log_metrics(client: Any, run_id: str, figures: dict[str, float], step: int) -> None:
-    """Log the figures at ``step`` (a store that fails is a warning, never an error)."""
+class _StoreFailures:
+    """A logger's failed writes to its MLflow run, each kind of error warned of once.
+
+    Then debug lines, and at the run's end how many more failed (:meth:`said`). A tracking
+    store that is down fails every write: at each flush (every 10 s by default) and at each
+    step logged, a warning line apiece for as long as it stays down. Thread-safe (the writer
+    thread and the sampler's flushes both write).
+    """
+
+    def __init__(self, run_id: str) -> None:
+        self._run_id = run_id
+        self._lock = threading.Lock()
+        self._kinds: set[str] = set()
+        self._more = 0
+        self._last = ""
+
+    def failed(self, error: Exception) -> None:
+        """Say a failed write: the first of its kind as a warning, the others at debug level."""
+        kind = type(error).__name__
+        with self._lock:
+            first = kind not in self._kinds
+            self._kinds.add(kind)
+            if not first:
+                self._more += 1
+                self._last = f"{kind}: {error}"
+        if first:
+            logger.warning(
+                "greenprint: could not log figures to MLflow run %s: %s (said once; the same "
+                "failure again at debug level, counted at the run's end)",
+                self._run_id,
+                error,
+            )
+        else:
+            logger.debug(
+                "greenprint: could not log figures to MLflow run %s: %s", self._run_id, error
+            )
+
+    def said(self) -> None:
+        """At the run's end: how many more writes failed after each kind's warning, if any."""
+        with self._lock:
+            more, last, self._more = self._more, self._last, 0
+        if more:
+            logger.warning(
+                "greenprint: %d more writes of figures to MLflow run %s failed (the last: %s)",
+                more,
+                self._run_id,
+                last,
+            )
+
+
+def _log_metrics(
+    client: Any,
+    run_id: str,
+    figures: dict[str, float],
+    step: int,
+    failures: _StoreFailures | None = None,
+) -> None:
+    """Log the figures at ``step`` (a store that fails is a warning, never an error).
+
+    ``failures``: the logger's, which warns once per kind of error (:class:`_StoreFailures`).
+    """
     from mlflow.entities import Metric
 
     now_ms = int(time.time() * 1000)
@@ -97,7 +157,10 @@ def _log_metrics(client: Any, run_id: str, figures: dict[str, float], step: int)
     try:
         client.log_batch(run_id, metrics=metrics, synchronous=True)
     except Exception as e:  # a tracking store that fails must not stop training
-        logger.warning("greenprint: could not log figures to MLflow run %s: %s", run_id, e)
+        if failures is None:
+            logger.warning("greenprint: could not log figures to MLflow run %s: %s", run_id, e)
+        else:
+            failures.failed(e)
 
 
 def _wait(pending: list[Future[Any]], run_id: str) -> None:

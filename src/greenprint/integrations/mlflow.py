@@ -90,6 +90,7 @@ from greenprint.integrations._mlflow_writes import (  # noqa: E402
     _log_record,
     _run_id,
     _searched,
+    _StoreFailures,
     _tag_children_roles,
     _tag_role,
     _wait,
@@ -148,6 +149,7 @@ class MlflowLogger:
         self._pending: list[Future[Any]] = []  # the logs queued on the writer, in order
         self._writer: ThreadPoolExecutor | None = None  # made at the first queued log
         self._ended = False
+        self._failures = _StoreFailures(self.run_id)  # a store that is down: said once
         run.add_listener(self._on_event)
 
     def log(self, step: int | None = None) -> dict[str, float]:
@@ -180,12 +182,14 @@ class MlflowLogger:
             self._next_step = max(self._next_step, step + 1)
             figures = self._figures.read(fresh=fresh)
             if not fresh:
-                _log_metrics(self._client, self.run_id, figures, step)
+                _log_metrics(self._client, self.run_id, figures, step, self._failures)
                 return figures
             if self._writer is None:
                 self._writer = ThreadPoolExecutor(1, thread_name_prefix="greenprint-mlflow")
             self._pending.append(
-                self._writer.submit(_log_metrics, self._client, self.run_id, figures, step)
+                self._writer.submit(
+                    _log_metrics, self._client, self.run_id, figures, step, self._failures
+                )
             )
             if len(self._pending) > _MAX_PENDING:  # long done, in practice: no wait
                 _wait(self._pending[: _MAX_PENDING // 2], self.run_id)
@@ -202,6 +206,7 @@ class MlflowLogger:
                 self._pending.clear()
                 if self._writer is not None:
                     self._writer.shutdown(wait=True)
+                self._failures.said()
                 record = run.record
                 role_known = _log_record(
                     self._client, self.run_id, record, step=self._next_step, ledger=run.ledger
