@@ -385,6 +385,8 @@ class GreenprintCallback:
         with self._lock:
             measured = self._measured.pop((self._study_name(study), trial.number), None)
         if measured is None:
+            if RUN_ID_ATTR in trial.user_attrs:  # recorded: called for it again (ask-and-tell)
+                return
             self._warn(
                 "unmeasured",
                 f"greenprint: trial {trial.number} of study {study.study_name!r} was not "
