@@ -183,14 +183,21 @@ _USERINFO = re.compile(r"^[^:/@]*(?::[^@]*)?@")  # SQLAlchemy's ``user:password@
 _PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://[^:/@]*):[^@]*@(?:[^/?]*@)?")
 
 
+#: A password given as a query parameter (libpq's ``?password=``, which psycopg and SQLAlchemy
+#: pass on): up to the next parameter, or where a command line's word ends.
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#\s'\"]*", re.IGNORECASE)
+
+
 def mask_url(url: str) -> str:
     """The URL with any password replaced by ``***``.
 
     The password is what SQLAlchemy connects with (everything from the user's ``:`` to the first
     ``@``, whatever ``/``, ``?`` or ``#`` it holds), and an unencoded ``@`` in it hides the rest of
-    it too: ``postgresql://bob:a@b@db/gp`` reads ``postgresql://bob:***@db/gp``.
+    it too: ``postgresql://bob:a@b@db/gp`` reads ``postgresql://bob:***@db/gp``. A password in
+    the query (``postgresql://bob@/gp?host=/run/pg&password=pw``) reads ``password=***``.
     """
-    return _PASSWORD.sub(r"\1:***@", url, count=1)
+    masked = _PASSWORD.sub(r"\1:***@", url, count=1)
+    return _QUERY_PASSWORD.sub(r"\1***", masked) if "password=" in masked.lower() else masked
 
 
 #: A URL's ``user:password@`` anywhere in a text: the password runs to the ``@`` (as in
@@ -202,10 +209,14 @@ def mask_passwords(text: str) -> str:
     """``text`` with the password of each URL in it replaced by ``***``.
 
     For a recorded command line: ``python train.py --ledger postgresql://bob:pw@db/gp`` is
-    stored as ``python train.py --ledger postgresql://bob:***@db/gp``, so that ``ledger show``,
+    stored as ``python train.py --ledger postgresql://bob:***@db/gp`` (a ``?password=`` of a
+    URL's query as ``password=***``), so that ``ledger show``,
     exports and reports never print a password that a script was given on its command line.
     """
-    return _PASSWORD_IN_TEXT.sub(r"\1:***@", text) if "://" in text else text
+    if "://" not in text:
+        return text
+    masked = _PASSWORD_IN_TEXT.sub(r"\1:***@", text)
+    return _QUERY_PASSWORD.sub(r"\1***", masked) if "password=" in masked.lower() else masked
 
 
 def resolve_target(location: str | os.PathLike[str]) -> Target:
