@@ -236,6 +236,9 @@ def _trainings(runs: Sequence[Any], loose: Sequence[int]) -> list[tuple[list[int
     seeds, a fit then its test) ran two.
     """
     ordered = sorted(loose, key=lambda p: (runs[p].started_at, runs[p].id))
+    unflushed = [p for p in ordered if _unflushed(runs[p])]
+    if unflushed:  # placed once the attempts of the runs with a span are known
+        ordered = [p for p in ordered if p not in set(unflushed)]
     groups: list[list[int]] = []
     reaches: list[float] = []  # each group's latest end
     held: list[set[tuple[Any, ...]]] = []  # each group's processes
@@ -257,6 +260,8 @@ def _trainings(runs: Sequence[Any], loose: Sequence[int]) -> list[tuple[list[int
         groups[into].append(pos)
         reaches[into] = max(reaches[into], _end(runs[pos]))
         held[into].add(process)
+    if unflushed:
+        groups = _place_unflushed(runs, groups, reaches, unflushed)
     merged: list[tuple[list[int], list[int]]] = []
     key_of_last: str | None = None
     for group in groups:
@@ -388,6 +393,54 @@ def _process(run: Any) -> tuple[Any, ...]:
 def _writers(runs: Sequence[Any], positions: Sequence[int]) -> set[tuple[Any, ...]]:
     """The processes that wrote the runs at ``positions`` (see :func:`_writer`)."""
     return {_writer(runs[p]) for p in positions}
+
+
+def _unflushed(run: Any) -> bool:
+    """A run lost before its first flush: it recorded its start only, no span of its own.
+
+    (A study's cost read in SQL passes runs without a status: none is.)
+    """
+    return (
+        getattr(run, "status", None) == "lost"
+        and run.ended_at is None
+        and _end(run) <= run.started_at
+    )
+
+
+def _place_unflushed(
+    runs: Sequence[Any], groups: list[list[int]], reaches: list[float], unflushed: list[int]
+) -> list[list[int]]:
+    """The attempts with each run lost before its first flush in the one it was part of.
+
+    Such a run (a node killed while it loaded its model) lived an unknown while after its start,
+    up to its first flush (``flush_interval_s``): it overlapped nothing by its record, and read
+    as an attempt of its own before the attempt it belonged to, which then read as a restart
+    that finished. It joins the attempt that could have run beside it (one that started before
+    its first flush was due and had not ended at its start) whose processes do not already
+    include its process (host, node rank, local rank: a restart gives that process a new run),
+    the one that started nearest to it; with none, it stays an attempt of its own. Returns the
+    attempts in order of their first start.
+    """
+    firsts = [min(runs[p].started_at for p in group) for group in groups]
+    places = [{_process(runs[p]) for p in group} for group in groups]
+    alone: list[list[int]] = []
+    for pos in unflushed:
+        run = runs[pos]
+        due = run.started_at + max(float(getattr(run, "flush_interval_s", 0.0) or 0.0), 0.0)
+        fits = [
+            g
+            for g in range(len(groups))
+            if firsts[g] <= due and reaches[g] >= run.started_at
+            and _process(run) not in places[g]
+        ]  # fmt: skip
+        if not fits:
+            alone.append([pos])
+            continue
+        into = min(fits, key=lambda g: abs(firsts[g] - run.started_at))
+        groups[into].append(pos)
+        places[into].add(_process(run))
+    placed = groups + alone
+    return sorted(placed, key=lambda group: min(runs[p].started_at for p in group))
 
 
 def _writer(run: Any) -> tuple[Any, ...]:

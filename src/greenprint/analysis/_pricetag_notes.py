@@ -46,7 +46,9 @@ _READ = {"process": "measured its own process tree and ", "machine": "measured t
 def _unflushed_note(forest: RunForest) -> list[str]:
     """Notes for the lost runs that recorded nothing: killed before their first flush.
 
-    Such a run (no child in the set, no energy, no run time) reads 0 of its own, but it ran.
+    Such a run (no energy, no run time, and no child in the set but the ranks its node meter
+    read, whose own shares of the machine do not make up the rest of it) reads 0 of its own,
+    but it ran.
     Inside a run whose measurement went on after it (an ancestor that ended, not lost or
     running, whose reading contains it: the process tree ``greenprint run`` or a parent
     ``gp.track`` reads), its cost is in that run's, so in the totals; else up to one flush
@@ -56,7 +58,7 @@ def _unflushed_note(forest: RunForest) -> list[str]:
         pos
         for pos, run in enumerate(forest.runs)
         if run.status == "lost"
-        and not forest.children[pos]
+        and all(forest.kinds[child] == "peer" for child in forest.children[pos])
         and run.energy_kwh == 0.0
         and run.duration_s == 0.0
     ]
