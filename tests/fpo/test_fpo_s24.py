@@ -57,24 +57,30 @@ def test_embedding_renorm_counts_only_the_rows_over_max_norm():
     the compare with ``max_norm`` (1): 10 each, 40; only rows 3 (norm 1.2) and 7 (2.8) are
     over it and scaled: ``scale = max_norm / (norm + 1e-7)`` (2) and ``row *= scale`` (4): 6
     each, 12. 52 (it was 64: every distinct row counted as scaled, since the rule saw the
-    weight after the in-place op). The op itself confirms which rows it scaled."""
+    weight after the in-place op). The op itself, run outside the count (which leaves the
+    weights as they were), confirms which rows it scales."""
     embedding = _graded_embedding()
     ids = torch.tensor([[1, 2, 2], [7, 1, 3]])
     before = embedding.weight.detach().clone()
     result = gp.count_fpo(embedding, ids, backward=False)
+    assert torch.equal(embedding.weight, before)
+    embedding(ids)
     scaled = (embedding.weight.detach() != before).any(dim=1).nonzero().flatten().tolist()
     assert scaled == [3, 7]
     assert result.by_op["aten.embedding_renorm_"] == 4 * 10 + len(scaled) * 6 == 52
 
 
 def test_embedding_renorm_reads_the_rows_before_it_scales_them():
-    """A second forward on the same tokens: the first scaled rows 3 and 7 to ``max_norm``
-    (norm ``1 / (1 + 1e-7 / norm)``, just under 1), so none is over it now and only the norms
-    and compares run: 40. The meta device has no values: every token counts as a distinct row
-    over ``max_norm``, 6 x 16 = 96, an upper bound (unchanged)."""
+    """A count after a real forward on the same tokens: that forward scaled rows 3 and 7 to
+    ``max_norm`` (norm ``1 / (1 + 1e-7 / norm)``, just under 1), so none is over it now and
+    only the norms and compares run: 40 (a count leaves the rows as they were: a second count
+    without the forward is 52 again). The meta device has no values: every token counts as a
+    distinct row over ``max_norm``, 6 x 16 = 96, an upper bound (unchanged)."""
     embedding = _graded_embedding()
     ids = torch.tensor([[1, 2, 2], [7, 1, 3]])
     first = gp.count_fpo(embedding, ids, backward=False)
+    assert gp.count_fpo(embedding, ids, backward=False).by_op["aten.embedding_renorm_"] == 52
+    embedding(ids)
     second = gp.count_fpo(embedding, ids, backward=False)
     assert first.by_op["aten.embedding_renorm_"] == 52
     assert second.by_op["aten.embedding_renorm_"] == 40

@@ -7,7 +7,7 @@ import copy
 import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import fields, is_dataclass, replace
 from typing import Any
 
 import torch
@@ -15,6 +15,7 @@ import torch
 from greenprint._exceptions import FPOInputError
 from greenprint.fpo._counter import FPOCounter
 from greenprint.fpo._counting_mode import NOBODY, counted_alone
+from greenprint.fpo._kept_state import kept_as_it_was
 from greenprint.fpo._no_dynamo import no_dynamo_import, plain_step
 from greenprint.fpo._result import FPOResult
 
@@ -47,6 +48,14 @@ def count_fpo(
     nothing is allocated. Existing ``.grad`` fields of the model and inputs, and of every other
     tensor the backward reaches (the parameters a function's modules hold), are set aside
     during the count (so old gradients add nothing) and restored after it.
+
+    A count is a measurement, not a training step: the model is left as it was, in train
+    mode too. What the forward (or backward) writes into the model's parameters, buffers and
+    other tensor attributes (batch norm's running statistics and ``num_batches_tracked``,
+    spectral norm's vectors, the rows an ``Embedding(max_norm=...)`` renormalises), into the
+    modules a function calls and into the inputs is put back; buffers rebound or registered
+    are put back or removed; torch's random number generators (the CPU's and those of the
+    CUDA devices the model and inputs are on), which dropout draws from, are restored.
 
     Args:
         model: the model (any ``torch.nn.Module``), or any other callable of tensors (a
@@ -88,21 +97,25 @@ def count_fpo(
         devices = _devices(module, inputs, kwargs)
         # on meta nothing runs: a counter of the user's around this one counts none of it
         alone = counted_alone(counter) if "meta" in " ".join(devices) else contextlib.nullcontext()
-        with _meta_errors(_count_on_real(devices)), alone, counter:
-            output = model(*inputs, **kwargs)
-            if backward:  # a function's parameters are known only from its graph
-                saved += _clear_grads(_graph_leaves(output), saved)
-                _backward_from(output, backward_from)
+        weights = None
+        # a measurement, not a training step: the model, inputs and RNG are left as they were
+        # (a parametrization's weight, read for its zeros, runs its forward too)
+        with kept_as_it_was(module, inputs, kwargs):
+            with _meta_errors(_count_on_real(devices)), alone, counter:
+                output = model(*inputs, **kwargs)
+                if backward:  # a function's parameters are known only from its graph
+                    saved += _clear_grads(_graph_leaves(output), saved)
+                    _backward_from(output, backward_from, model=model)
+            if module is not None:
+                with counted_alone(NOBODY):  # reading the weights is not the model's work
+                    weights = _zero_weights(module)
     finally:
         _restore_grads(saved)
     result = counter.result
     if not backward and not result.backward_total:  # forward only: no backward was counted
         result = replace(result, backward_counted=False)
-    if module is not None:
-        with counted_alone(NOBODY):  # reading the weights is not the model's work
-            weights = _zero_weights(module)
-        if weights is not None:
-            result = replace(result, weights=weights[0], zero_weights=weights[1])
+    if weights is not None:
+        result = replace(result, weights=weights[0], zero_weights=weights[1])
     return result
 
 
@@ -173,7 +186,7 @@ def training_fpo(
             buffers (batch-norm statistics included) are those of one forward, loss, backward
             and update from a fresh optimizer, with the random number generator as that step
             would leave it; the ``.grad`` fields are restored. It holds one copy of the
-            parameters and buffers meanwhile, and runs the step twice.
+            parameters and buffers the step writes into meanwhile, and runs the step twice.
         strict: raise :class:`greenprint.UnknownOpError` on an op with no rule.
         rules: per-count rule overrides.
 
@@ -208,17 +221,13 @@ def training_fpo(
         return counter.result.times(steps)
     counter = FPOCounter(model, strict=strict, rules=rules)
     # On the model itself: the counted step runs after a warm-up update (a steady-state step,
-    # not the first), so it is undone and one real step taken, from the same state.
+    # not the first), so it is undone (values, entries and RNG, as count_fpo leaves them) and
+    # one real step taken, from the same state.
     grads = _save_grads(model, batch, keywords)
-    state = [(t, t.detach().clone()) for t in [*model.parameters(), *model.buffers()]]
-    cuda = sorted({t.device.index or 0 for t, _ in state if t.device.type == "cuda"})
     try:
-        with torch.random.fork_rng(devices=cuda):
+        with kept_as_it_was(model, batch, keywords):
             _step(model, batch, keywords, target, loss_fn, make_optimizer, counter)
     finally:
-        with torch.no_grad():
-            for t, saved in state:
-                t.copy_(saved)
         for t, _ in grads:
             t.grad = None
     try:
@@ -352,7 +361,7 @@ def _step(
                 loss = loss_fn(output, target) if target is not None else loss_fn(output)
                 loss.backward()
             else:
-                _backward_from(output)
+                _backward_from(output, model=model)
             if opt is not None:
                 opt.step()
                 opt.zero_grad(set_to_none=True)
@@ -461,34 +470,94 @@ def _like(
     return make
 
 
-def _backward_from(output: Any, pick: Callable[[Any], Any] | None = None) -> None:
+def _backward_from(
+    output: Any, pick: Callable[[Any], Any] | None = None, *, model: Any = None
+) -> None:
     """Back-propagate as a training step would, seeded with ones.
 
     From ``pick(output)`` when given; else from the output's ``loss`` (a Hugging Face
-    ``ModelOutput`` with ``labels`` given, or a mapping with a "loss" key) when it is a
-    floating tensor that requires grad; else from every floating (or complex) output that
-    requires grad.
-    """
-    from torch.utils._pytree import tree_leaves
+    ``ModelOutput`` with ``labels`` given, a mapping with a "loss" key, a dataclass with a
+    ``loss`` field) when it is a floating tensor that requires grad; else from every floating
+    (or complex) output that requires grad (see :func:`_output_tensors`).
 
+    Raises:
+        FPOInputError: nothing to back-propagate from; the message names ``model`` (the model
+            or function that returned ``output``) and says what the output held.
+    """
     if pick is not None:
         output = pick(output)
     else:
         loss = output.get("loss") if isinstance(output, Mapping) else getattr(output, "loss", None)
         if _differentiable(loss):
             output = loss
-    tensors = [t for t in tree_leaves(output) if _differentiable(t)]
-    if not tensors:
-        if pick is not None:
-            raise FPOInputError(
-                "backward_from picked no floating tensor that requires grad from the output; "
-                "pick one (lambda out: out[0]) or pass backward=False"
-            )
+    found = _output_tensors(output)
+    tensors = [t for t in found if _differentiable(t)]
+    if tensors:
+        _backward_of_ones(tensors)
+        return
+    forward_only = (
+        "count the forward only (backward=False; on the command line, without --backward)"
+    )
+    named = "the model" if model is None else f"the {_kind_of(model)} {_name_of(model)}"
+    if pick is not None:
         raise FPOInputError(
-            "backward=True but no output of the model requires grad (frozen parameters, "
-            "torch.no_grad() or inference mode?); pass backward=False"
+            "backward_from picked no floating tensor that requires grad from the output; "
+            f"pick one (lambda out: out[0]) or {forward_only}"
         )
-    _backward_of_ones(tensors)
+    if not found:
+        raise FPOInputError(
+            f"backward=True but the output of {named}, {type(output).__name__} {output!r:.60}, "
+            "holds no tensor greenprint can find (it looks into tuples, lists, dicts, "
+            "dataclasses and types registered with torch.utils._pytree): pick the tensor(s) to "
+            f"back-propagate from with backward_from=lambda out: ..., or {forward_only}"
+        )
+    if not any(t.is_floating_point() or t.is_complex() for t in found):
+        dtypes = ", ".join(sorted({str(t.dtype).removeprefix("torch.") for t in found}))
+        raise FPOInputError(
+            f"backward=True but the outputs of {named} are {dtypes} tensors, which have no "
+            f"gradient; {forward_only}"
+        )
+    raise FPOInputError(
+        f"backward=True but no output of {named} requires grad (frozen parameters, "
+        f"torch.no_grad() or inference mode?); {forward_only}"
+    )
+
+
+def _kind_of(model: Any) -> str:
+    return "model" if isinstance(model, torch.nn.Module) else "function"
+
+
+def _name_of(model: Any) -> str:
+    """A model's class name (``"ResNet"``), a function's qualified name (``"f.<locals>.g"``)."""
+    if isinstance(model, torch.nn.Module):
+        return type(model).__name__
+    return str(getattr(model, "__qualname__", None) or getattr(model, "__name__", None) or model)
+
+
+def _output_tensors(output: Any) -> list[torch.Tensor]:
+    """The tensors in a model's output, in order.
+
+    Its pytree leaves (tuples, lists, dicts, namedtuples, the types registered with
+    ``torch.utils._pytree``, Hugging Face's ``ModelOutput``), and, for a leaf that is a
+    dataclass instance (which pytree does not look into unless registered), its fields,
+    searched the same way.
+    """
+    from torch.utils._pytree import tree_leaves
+
+    found: list[torch.Tensor] = []
+    seen: set[int] = set()
+
+    def search(value: Any) -> None:
+        for leaf in tree_leaves(value):
+            if isinstance(leaf, torch.Tensor):
+                found.append(leaf)
+            elif is_dataclass(leaf) and not isinstance(leaf, type) and id(leaf) not in seen:
+                seen.add(id(leaf))
+                for f in fields(leaf):
+                    search(getattr(leaf, f.name, None))
+
+    search(output)
+    return found
 
 
 def _backward_of_ones(tensors: list[torch.Tensor]) -> None:
@@ -543,12 +612,10 @@ def _graph_leaves(output: Any) -> list[torch.Tensor]:
     The ``AccumulateGrad`` nodes of its autograd graph: the parameters of every module a
     function called, and any other tensor it used that requires grad (a closure's weight).
     """
-    from torch.utils._pytree import tree_leaves
-
     leaves: list[torch.Tensor] = []
     stack: list[Any] = []
-    for t in tree_leaves(output):
-        if isinstance(t, torch.Tensor) and t.requires_grad:
+    for t in _output_tensors(output):
+        if t.requires_grad:
             if t.grad_fn is None:
                 leaves.append(t)
             else:

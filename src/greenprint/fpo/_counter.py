@@ -14,12 +14,16 @@ names. Parameter-gradient accumulation is attributed to the parameter's module.
 Activation checkpointing (``torch.utils.checkpoint``, reentrant or not) re-runs part of the
 forward inside the backward pass: those ops count as backward and, separately, as
 ``recompute``; a module re-run there is charged to its enclosing modules and to the model
-(``by_module[""]`` stays the total), as it was in the forward.
+(``by_module[""]`` stays the total), as it was in the forward. Nodes made in the backward
+pass (the reentrant checkpoint's re-made graph, a ``create_graph=True`` backward's graph of
+the gradient) are charged, when a later backward runs them, to the chain of the node that
+made them (see :mod:`greenprint.fpo._module_chains`).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,7 +35,7 @@ import torch
 from greenprint._exceptions import FPOError, FPOInputError, UnknownOpError
 from greenprint.fpo import _complex, _rules_quantized, _rules_quantized_base, _rules_spectral
 from greenprint.fpo import rules as _rules  # noqa: F401  (loads the built-in rule families)
-from greenprint.fpo._counting_mode import _CountingMode
+from greenprint.fpo._counting_mode import NOBODY, _CountingMode, counted_alone
 from greenprint.fpo._module_chains import _ModuleChains, _uncompiled
 from greenprint.fpo._no_dynamo import no_dynamo_import
 from greenprint.fpo._op_args import (
@@ -364,6 +368,10 @@ class FPOCounter(_ModuleChains, _OptimizerSteps):
         self._in_model = set()
         self._last_seq = -1
         self._last_chain = ()
+        self._made_starts = []
+        self._made = []
+        self._seen = torch._C._autograd._get_sequence_nr()
+        self._thread = threading.get_ident()
         self._before = None
         self._allocated: list[int] | None = None
         if self._model is not None:
@@ -426,6 +434,8 @@ class FPOCounter(_ModuleChains, _OptimizerSteps):
         return info
 
     def _count(self, func: Any, info: _OpInfo, args: Any, kwargs: Any, out: Any) -> None:
+        in_backward = torch._C._current_graph_task_id() != -1
+        self._note_made(in_backward)
         name, rule = info.name, info.rule
         allocated, self._allocated = self._allocated, None
         if func is _EMPTY and "pin_memory" not in kwargs:  # allocated by C++ code
@@ -462,7 +472,8 @@ class FPOCounter(_ModuleChains, _OptimizerSteps):
                 and not rule.reads_before
                 and (_reads_metadata(rule.reads) or _has_values(args, kwargs))
             ):
-                s_kwargs.update(rule.reads(*args, **kwargs))
+                with counted_alone(NOBODY):  # the reader's ops: no counter's (an outer one's)
+                    s_kwargs.update(rule.reads(*args, **kwargs))
             assumed = s_kwargs.pop(ASSUMED, None)
             value = rule.fn(*s_args, out_shape=s_out, **s_kwargs)
             if assumed:
@@ -506,7 +517,7 @@ class FPOCounter(_ModuleChains, _OptimizerSteps):
             phase = self._forced_phase
         elif self._optimizer_depth:
             phase = 2
-        elif torch._C._current_graph_task_id() != -1:
+        elif in_backward:
             phase = 1
         else:
             phase = 0
@@ -549,7 +560,8 @@ class FPOCounter(_ModuleChains, _OptimizerSteps):
         if not _has_values(args, kwargs):
             return
         try:
-            self._before = dict(rule.reads(*args, **kwargs))
+            with counted_alone(NOBODY):  # the reader's ops: no counter's (an outer one's)
+                self._before = dict(rule.reads(*args, **kwargs))
         except (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError) as e:
             raise FPOError(f"the FPO rule for {func} failed: {type(e).__name__}: {e}") from e
 

@@ -6,11 +6,19 @@ pass the sequence number of the autograd node running gives the call that create
 its chain of enclosing module names (``("", "layer1", "layer1.0")``). Parameter-gradient
 accumulation is charged to the parameter's module. :class:`_ModuleChains` holds this part of
 :class:`~greenprint.fpo.FPOCounter`'s state and methods.
+
+Nodes can also be made inside the backward pass: the reentrant checkpoint re-runs its function
+there and back-propagates through the graph it makes, and a ``create_graph=True`` backward
+makes the graph of the gradient (a gradient penalty back-propagates through it). Those made
+inside a module re-run there fall in that call's interval; the others are charged to the chain
+of the node that was running when they were made (the checkpoint's, or the node whose
+derivative they compute), from the sequence numbers each thread made between two ops.
 """
 
 from __future__ import annotations
 
 import bisect
+import threading
 from typing import Any
 
 import torch
@@ -46,6 +54,11 @@ class _ModuleChains:
     _in_model: set[int]  # ids of the model's submodules (the model excluded)
     _last_seq: int
     _last_chain: tuple[str, ...]
+    # nodes made in the backward pass outside any module call: [start, end) -> chain, sorted
+    _made_starts: list[int]
+    _made: list[tuple[int, int, tuple[str, ...]]]
+    _seen: int  # the next sequence number of the counting thread when it last ran an op
+    _thread: int  # the counting thread: the one that entered the counter (runs the forward)
 
     def _name_tree(self, root: torch.nn.Module, prefix: str) -> None:
         for sub_name, module in root.named_modules():
@@ -126,7 +139,42 @@ class _ModuleChains:
             if interval.start <= seq < interval.end:
                 return interval.chain
             i = interval.parent
+        i = bisect.bisect_right(self._made_starts, seq) - 1
+        if i >= 0:
+            _, end, chain = self._made[i]
+            if seq < end:
+                return chain
         return ()
+
+    def _note_made(self, backward: bool) -> None:
+        """Before an op is counted: charge the autograd nodes made since this thread's last op.
+
+        Autograd makes an op's node before the op reaches the counter, so the sequence numbers
+        this thread used since its previous op are those of nodes made by this op (or by code
+        between the two, such as a custom Function's ``apply``). In the backward pass
+        (``backward``) outside any module call, they are the running node's work: the
+        reentrant checkpoint re-running its function, or a ``create_graph=True`` backward
+        making the graph of the gradient; they are charged to that node's chain, so that when
+        a later backward runs them (the checkpoint's own, a gradient penalty's) they are the
+        model's work and not ``(outside the model)``. In a module call, its interval holds them.
+
+        Sequence numbers are per thread: only the counting thread's are noted, the one whose
+        numbers the module intervals hold (a CUDA backward runs in autograd's device thread).
+        """
+        if threading.get_ident() != self._thread:
+            return
+        now = torch._C._autograd._get_sequence_nr()
+        seen, self._seen = self._seen, now
+        if now <= seen or not backward or self._stack:
+            return
+        chain = self._backward_chain()
+        if not chain:
+            return
+        if self._made and self._made[-1][1] == seen and self._made[-1][2] == chain:
+            self._made[-1] = (self._made[-1][0], now, chain)  # the same node, still running
+        else:
+            self._made_starts.append(seen)
+            self._made.append((seen, now, chain))
 
 
 def _uncompiled(model: torch.nn.Module) -> torch.nn.Module:

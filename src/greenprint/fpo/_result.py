@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from greenprint._exceptions import FPOInputError
-from greenprint._format import _give_missing, format_fpo
+from greenprint._format import _give_missing, count_of, format_fpo
 
 __all__ = ["PHASES", "FPOResult"]
 
@@ -398,7 +398,7 @@ class FPOResult:
         zero = self.zero_ops
         if zero:
             shown = ", ".join(sorted(zero)[:6]) + (", ..." if len(zero) > 6 else "")
-            lines.append(f"0 FPO      {len(zero)} ops ({shown})")
+            lines.append(f"0 FPO      {count_of(len(zero), 'op')} ({shown})")
         if self.unknown_ops:
             listed = ", ".join(f"{op} x{n}" for op, n in sorted(self.unknown_ops.items()))
             lines.append(f"NO RULE    {listed} (not counted)")

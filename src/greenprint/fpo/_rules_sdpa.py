@@ -191,7 +191,14 @@ def sdpa_cpu_backward_rule(
     *args: Any,
     **kwargs: Any,
 ) -> int:
-    """The math path's backward: four products (dS, dV, dQ, dK), softmax backward, scalings."""
+    """The math path's backward of q, k and v: products dP, dV, dQ, dK, softmax backward.
+
+    Four products, the softmax backward and the scalings.
+
+    The CPU kernel computes the gradients of q, k and v whichever need one (the op takes no
+    mask and returns all three), so all three are counted: with only some needing a gradient
+    this is more than the math path (the meta device) runs, by the work of the others.
+    """
     b, h, sq, d = q
     sk, dv = k[2], v[3]
     products = 2 * b * h * sq * sk * (2 * dv + 2 * d)
