@@ -5,6 +5,7 @@ and the docs' figures."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -403,3 +404,30 @@ def test_the_table_says_one_op_in_the_singular():
     assert any(
         line.startswith("0 FPO      ") and " ops (" in line for line in several.table().splitlines()
     )
+
+
+def test_the_cli_names_the_model_and_its_own_option_when_backward_cannot_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``greenprint fpo M --backward`` of a model whose output has no gradient: one line that
+    names the model, as the CLI's other errors do, and says to drop ``--backward`` (not the
+    Python argument ``backward=False``)."""
+    from greenprint.cli import main
+
+    (tmp_path / "intmodel.py").write_text(
+        "import torch\n"
+        "class M(torch.nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.l = torch.nn.Linear(4, 4)\n"
+        "    def forward(self, x):\n"
+        "        return (self.l(x) > 0).int()\n",
+        encoding="utf-8",
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["fpo", "intmodel:M", "--input-shape", "2,4", "--backward"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert err.startswith("greenprint: error: intmodel:M: backward=True")
+    assert "(without --backward)" in err and "backward=False" not in err

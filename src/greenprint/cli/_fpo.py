@@ -194,6 +194,11 @@ def command(
     described = ", ".join(f"({','.join(map(str, t.shape))}) {t.dtype}" for t in inputs)
     try:
         result = count_fpo(model, *inputs, backward=backward, strict=strict)
+    except FPOInputError as e:  # the model named, as the CLI's other errors name it
+        text = str(e).replace(
+            "(backward=False; on the command line, without --backward)", "(without --backward)"
+        )
+        raise FPOInputError(f"{target}: {text}") from e
     except GreenprintError:
         raise
     except Exception as e:  # the forward is user code (timm asserts, torchvision KeyErrors)
