@@ -62,15 +62,18 @@ def html_text(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
-def latex_text(text: object) -> str:
-    """Text for LaTeX body text: specials escaped, control and exotic characters replaced.
+def latex_text(text: object, *, first: bool = True) -> str:
+    r"""Text for LaTeX body text: specials escaped, control and exotic characters replaced.
 
     Typographic quotes, dashes and a few symbols become LaTeX commands; other characters beyond
     Latin Extended-A (which a default pdflatex may lack glyphs for) become ``?`` so that the
     document always compiles. Hyphens stay hyphens: ``--metric`` is typeset as two, not as an
     en dash (TeX's ``--`` ligature), so a command the report suggests reads as typed; so do
     quotes and commas (``KeyError: ''`` is two quotes, not TeX's closing double quote, ``,,``
-    two commas, not a low quote) and backticks (a grave, not an opening quote).
+    two commas, not a low quote) and backticks (a grave, not an opening quote). A text that
+    starts with ``[`` or ``*`` starts with ``{}``, so that a table row's ``\\`` or rule before
+    it does not read it as an argument (``first=False``: not a cell's start, a later piece of
+    a text escaped in pieces).
     """
     out = []
     text = str(text)
@@ -87,6 +90,11 @@ def latex_text(text: object) -> str:
             out.append("?")
         else:
             out.append(ch)
+    if first and text.lstrip()[:1] in ("[", "*"):
+        # a table cell starts after ``\\`` or ``\midrule``, which read a ``[`` that follows (even
+        # past spaces) as their optional argument and a ``*`` as their starred form: the run
+        # ``[exp1] lr=0.1`` stopped the document ("Missing number"), ``*exp2`` lost its star
+        out.insert(0, "{}")
     return "".join(out)
 
 

@@ -331,9 +331,11 @@ _BREAK_EVERY = 30
 def _breakable(text: str) -> str:
     r"""``text`` escaped, its words longer than :data:`_BREAK_EVERY` breakable (\allowbreak)."""
     words = []
-    for word in text.split(" "):
+    for at, word in enumerate(text.split(" ")):
         chunks = [word[k : k + _BREAK_EVERY] for k in range(0, len(word), _BREAK_EVERY)]
-        words.append(r"\allowbreak{}".join(esc(chunk) for chunk in chunks))
+        words.append(
+            r"\allowbreak{}".join(esc(c, first=not (at or k)) for k, c in enumerate(chunks))
+        )
     return " ".join(words)
 
 
@@ -352,9 +354,9 @@ def _loose(text: str) -> str:
     at its end), and every :data:`_BREAK_EVERY` characters between those.
     """
     words = []
-    for word in text.split(" "):
+    for at, word in enumerate(text.split(" ")):
         if len(word) <= _LONG_WORD:
-            words.append(esc(word))
+            words.append(esc(word, first=not at))
             continue
         chunks, start = [], 0
         for k, ch in enumerate(word):
@@ -362,7 +364,10 @@ def _loose(text: str) -> str:
                 chunks.append(word[start : k + 1])
                 start = k + 1
         chunks.append(word[start:])
-        words.append(r"\allowbreak{}".join(esc(chunk) for chunk in chunks if chunk))
+        pieces = [c for c in chunks if c]
+        words.append(
+            r"\allowbreak{}".join(esc(c, first=not (at or k)) for k, c in enumerate(pieces))
+        )
     return " ".join(words)
 
 
