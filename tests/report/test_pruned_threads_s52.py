@@ -93,3 +93,25 @@ def test_the_table_rows_add_up_to_the_sentence(study: tuple[dict, str]) -> None:
     )
     assert len(rows) == 3
     assert sum(float(v) * _UNITS[u] for v, u in rows) == pytest.approx(kwh["spent"], rel=0.01)
+
+
+def test_a_saving_of_nothing_reads_in_the_unit_beside_it(tmp_path: Path) -> None:
+    """A pruned trial stopped at the last step a finished one reached saved nothing: "0 µWh"
+    beside "38.5 µWh", not "0 mWh" (session 52, an outside check)."""
+    import greenprint as gp
+    from greenprint.report import render
+
+    ledger = str(tmp_path / "z.db")
+    for k in range(2):
+        with gp.track(f"t{k}", study="s", ledger=ledger, role="trial", params={"lr": k}) as run:
+            _busy(0.03)
+            for step in range(3):
+                run.log(accuracy=0.5 + 0.1 * k, step=step)
+            if k == 1:
+                run.prune()
+    markdown = render(build_report(ledger, "s"), "md", plots=False)
+    (line,) = [line for line in markdown.splitlines() if "pruning saved" in line]
+    would = re.search(r"would have cost about [\d.]+ (\w+Wh)", line)
+    assert would is not None, line
+    assert f"pruning saved about 0 {would[1]} and 0 " in line, line
+    assert "0 mg CO2-eq" not in line or would[1] == "mWh"

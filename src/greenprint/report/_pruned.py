@@ -247,9 +247,16 @@ class PrunedSummary:
         measured = self.study_energy_kwh > 0 and not self.energy_unknown
         saved_parts, would_parts = [], []
         if measured:
+            # a saving of 0 in the unit of what they spent, not "0 mWh" beside "22.9 µWh"
             saved_parts = [
-                format_energy(self.saved_energy_kwh),
-                format_emissions(self.saved_emissions_kg),
+                format_energy(
+                    self.saved_energy_kwh,
+                    unit_of=(would or None) if not self.saved_energy_kwh else None,
+                ),
+                format_emissions(
+                    self.saved_emissions_kg,
+                    unit_of=(self.emissions_kg or None) if not self.saved_emissions_kg else None,
+                ),
             ]
             would_parts = [format_energy(would)]
         if self.saved_fpo is not None:
