@@ -69,6 +69,9 @@ tr.final td { background: #fff8e1; }
   thead { display: table-header-group; }
   main { max-width: none; padding: 0; }
   body { font-size: 11px; }
+  /* no scroll box on paper: a long name without a break point wraps, or the columns after it
+     run off the page */
+  td:first-child, #runs td:first-child { white-space: normal; overflow-wrap: anywhere; }
 }
 .status { display: inline-block; padding: 0 6px; border-radius: 4px; font-size: 0.85em; }
 .s-finished { background: #e3f4e8; } .s-pruned { background: #eceff1; }
