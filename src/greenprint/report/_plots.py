@@ -214,7 +214,10 @@ class FigureRenderer:
                 legend_in = max(legend_in, _draw_panel(ax, panel, layout, width / len(axes)))
             if legend_in:  # the plot keeps its height, the legends below it are added
                 fig.set_size_inches(width, layout.plot_in + legend_in)
-            for ext in exts:
+            # a raster first: the layout is worked out by the renderer that measures the text
+            # as it is drawn there (laid out for the SVG, a PNG's legend ran a few pixels past
+            # its right edge); the SVG's text is the browser's to draw, the PDF's the same font
+            for ext in sorted(exts, key=lambda e: e != "png"):
                 buffer = io.BytesIO()
                 fig.savefig(buffer, format=ext, **_SAVE_OPTIONS.get(ext, {}))
                 self._cache[(figure.id, ext)] = buffer.getvalue()
