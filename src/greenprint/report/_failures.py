@@ -260,7 +260,13 @@ def failures(report: Report) -> Failures:
         # the parameters only of the groups shown (a study of 100,000 failed runs)
         shared = _shared_params(rows, by_role) if k < FAILURE_GROUPS_SHOWN else {}
         if rows[0].status == "lost":
-            ends = [row.started_at + (row.duration_s or 0.0) for row in rows]
+            # when the lost processes stopped writing: a job's head read lost for a node's run
+            # that was lost (its own ended as it should) stopped when that run did
+            ends = [
+                run.started_at + (run.duration_s or 0.0)
+                for row in rows
+                for run in _lost_inside(row, children)
+            ]
             ends = [end for end in ends if math.isfinite(end)]
             stopped = (min(ends), max(ends)) if ends else None
             groups.append(FailureGroup(None, tuple(rows), {}, shared, stopped))
@@ -306,6 +312,21 @@ def failures(report: Report) -> Failures:
         statuses=tag_statuses,
         with_listed=with_listed,
     )
+
+
+def _lost_inside(row: RunRow, children: Mapping[str, list[RunRow]]) -> list[RunRow]:
+    """The runs inside ``row`` (at any depth) recorded lost, else ``row`` itself."""
+    found: list[RunRow] = []
+    stack, seen = list(children.get(row.id, ())), {row.id}
+    while stack:
+        run = stack.pop()
+        if run.id in seen:
+            continue
+        seen.add(run.id)
+        if run.status == "lost":
+            found.append(run)
+        stack.extend(children.get(run.id, ()))
+    return found or [row]
 
 
 def _first_line(error: str) -> tuple[str, bool]:
