@@ -20,7 +20,9 @@ import importlib.util
 import io
 import logging
 import math
+import re
 import textwrap
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -135,6 +137,27 @@ def _plain(text: str) -> str:
     return text.replace("$", r"\$")
 
 
+#: Fonts with glyphs beyond DejaVu Sans's (Chinese, Japanese, Korean...), tried in this order
+#: after it where installed: matplotlib falls back to them glyph by glyph.
+_FALLBACK_FONTS = (
+    "Noto Sans CJK JP", "Noto Sans CJK SC", "Noto Sans CJK TC", "Noto Sans CJK KR",
+    "Source Han Sans", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei", "Droid Sans Fallback",
+    "Noto Sans", "Arial Unicode MS",
+)  # fmt: skip
+
+
+#: matplotlib's warning of a character no font of the family has (one per glyph and drawing).
+_GLYPH = re.compile(r"Glyph (\d+) .*missing from font")
+
+
+def _font_family() -> list[str]:
+    """DejaVu Sans (matplotlib's own), then the fallback fonts installed here, if any."""
+    from matplotlib import font_manager
+
+    installed = {font.name for font in font_manager.fontManager.ttflist}
+    return ["DejaVu Sans", *(name for name in _FALLBACK_FONTS if name in installed)]
+
+
 def _import_matplotlib() -> Any:
     matplotlib = require("matplotlib", extra="report", purpose="plots in reports")
     figure = require("matplotlib.figure", extra="report", purpose="plots in reports")
@@ -155,6 +178,7 @@ class FigureRenderer:
 
     def __init__(self, *, enabled: bool = True, exts: Iterable[str] = ()) -> None:
         self._cache: dict[tuple[str, str], bytes] = {}
+        self._missing: set[str] = set()  # characters no installed font has, said once each
         self._exts = tuple(dict.fromkeys(exts))
         self.unavailable: str | None = None if enabled else "plots were turned off"
         # Whether matplotlib is installed, without importing it (0.7 s): a JSON report never
@@ -205,8 +229,12 @@ class FigureRenderer:
             # no layout engine from the user's matplotlibrc: set_layout_engine(None) below
             "figure.autolayout": False,
             "figure.constrained_layout.use": False,
+            # a run named in Chinese drew boxes (and a warning per glyph and figure) while a
+            # font that has its glyphs was installed: those fonts follow DejaVu Sans
+            "font.family": _font_family(),
         }
-        with matplotlib.rc_context(settings):
+        with matplotlib.rc_context(settings), warnings.catch_warnings(record=True) as caught:
+            warnings.filterwarnings("always", message=r"Glyph \d+ .*missing from font")
             fig = mpl_figure(figsize=(width, layout.plot_in), layout="constrained")
             axes = fig.subplots(1, len(figure.panels), squeeze=False)[0]
             legend_in = 0.0
@@ -224,6 +252,26 @@ class FigureRenderer:
                 # laid out by the first save: the next formats keep that layout (a layout
                 # engine makes each save draw the figure once more to lay it out again)
                 fig.set_layout_engine(None)
+        self._said_missing(caught)
+
+    def _said_missing(self, caught: list[warnings.WarningMessage]) -> None:
+        """Say once which characters no installed font has; pass other warnings on."""
+        chars: set[str] = set()
+        for w in caught:
+            found = _GLYPH.match(str(w.message))
+            if found is None:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            else:
+                chars.add(chr(int(found[1])))
+        new = chars - self._missing
+        if new:
+            self._missing |= new
+            logger.warning(
+                "greenprint: no installed font has %s, drawn as boxes in the figures' PNG and "
+                "PDF (the HTML's SVG leaves them to the browser): install a font that has them "
+                "(Noto Sans CJK: fonts-noto-cjk)",
+                "".join(sorted(new))[:40],
+            )
 
 
 def _plain_log_ticks(axis: Any) -> None:
