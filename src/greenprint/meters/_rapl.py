@@ -314,7 +314,10 @@ def _probe_rapl(rapl_root: str | os.PathLike[str] | None, opener: Opener) -> Rap
         parts.append(
             f"the dies of {', '.join(shared + shared_dram)} read one package counter: counted once"
         )
-    status = MeterStatus("rapl", True, "; ".join(parts), None)
+    # usable for the CPU; a DRAM zone only permissions keep from being read has its fix here
+    # (``greenprint hardware`` prints a meter's fix: RAM was estimated, the chmod unsaid)
+    dram_fix = dram_status.fix if dram_status is not None else None
+    status = MeterStatus("rapl", True, "; ".join(parts), dram_fix)
     return RaplProbe(root, package, ram, domains, status, dram_status=dram_status)
 
 
