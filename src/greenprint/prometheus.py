@@ -53,6 +53,7 @@ import logging
 import math
 import os
 import socket
+import socketserver
 import tempfile
 import threading
 import time
@@ -500,6 +501,16 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     collector: Collector
+
+    def server_bind(self) -> None:
+        """Bind, without HTTPServer's look-up of the host's name (``socket.getfqdn``).
+
+        That look-up asked the network's DNS server for ``::1``'s name (a PTR query: /etc/hosts
+        seldom lists ``::1``), from a server that is loopback only; nothing here reads the name.
+        """
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
 
 
 class _Server6(_Server):
