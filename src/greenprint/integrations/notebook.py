@@ -28,6 +28,7 @@ from __future__ import annotations
 import ast
 import inspect
 import re
+import sys
 from typing import Any
 
 from greenprint._imports import require
@@ -107,7 +108,7 @@ class GreenprintMagics(Magics):
         options, rest = parse_options(line)
         if rest:
             raise UsageError(f"greenprint: unexpected {rest!r} after the options of %%greenprint")
-        return self._track(options, cell)
+        return self._track(options, cell, first_line=2)
 
     @line_magic("greenprint_begin")  # type: ignore[arg-type]
     def greenprint_begin(self, line: str) -> None:
@@ -166,10 +167,10 @@ class GreenprintMagics(Magics):
             f"(run {run.id[:8]})"
         )
 
-    def _track(self, options: dict[str, str], code: str) -> Any:
+    def _track(self, options: dict[str, str], code: str, *, first_line: int = 1) -> Any:
         run = self._start(options)
         try:
-            value = self._execute(code)
+            value = self._execute(code, first_line=first_line)
         except BaseException as e:
             status, text = status_for(e)
             run.stop(status=status, error=text)
@@ -179,20 +180,45 @@ class GreenprintMagics(Magics):
             self._ended(run)
         return value
 
-    def _execute(self, code: str) -> Any:
-        """Run ``code`` in the user's namespace as %%time does: the last expression's value."""
+    def _execute(self, code: str, *, first_line: int = 1) -> Any:
+        """Run ``code`` in the user's namespace as %%time does: the last expression's value.
+
+        ``None`` when the code ends in ``;``, as IPython hides a cell's value then
+        (``plt.plot(...);``). A traceback names the cell (``Cell In[5]``) and its lines as typed:
+        ``code`` starts on line ``first_line`` of the cell (2 under ``%%greenprint``).
+        """
+        from IPython.core.displayhook import DisplayHook
+
         shell = self.shell
         assert shell is not None
-        source = shell.transform_cell(code)
+        source = "\n" * (first_line - 1) + shell.transform_cell(code)
         tree = shell.compile.ast_parse(source)
         last = None
         if tree.body and isinstance(tree.body[-1], ast.Expr):
             last = ast.Expression(tree.body.pop().value)
-        filename = shell.compile.cache(source)
+        filename = shell.compile.cache(source, _cell_number(shell))
         exec(shell.compile(tree, filename, "exec"), shell.user_ns)
         if last is None:
             return None
-        return eval(shell.compile(last, filename, "eval"), shell.user_ns)
+        value = eval(shell.compile(last, filename, "eval"), shell.user_ns)
+        return None if DisplayHook.semicolon_at_end_of_expression(code) else value
+
+
+def _cell_number(shell: Any) -> int:
+    """The number of the cell running now (``In[5]``), for its code's tracebacks.
+
+    The number IPython compiled the cell under, found from the frame running it (IPython 9
+    counts ``execution_count`` on before the cell runs, IPython 8 after); else
+    ``execution_count``.
+    """
+    names = getattr(shell.compile, "_filename_map", None) or {}
+    frame = sys._getframe(1)
+    while frame is not None:
+        number = names.get(frame.f_code.co_filename)
+        if number is not None:
+            return int(number)
+        frame = frame.f_back  # type: ignore[assignment]
+    return int(shell.execution_count)
 
 
 _CELL_MAGIC = re.compile(r"\s*%%greenprint(?:\s|$)")
