@@ -150,6 +150,10 @@ def test_figures_at_the_users_steps_totals_in_summary(tmp_path: Path) -> None:
     assert summary["greenprint/status"] == "finished"
     assert summary["greenprint/role"] == "trial"
     assert summary["greenprint/provenance"]["cpu"] == "test:constant"
+    # numbers, not the text of tags (session 52): the runs table filters and plots them
+    assert summary["greenprint/pue"] == record.pue == 1.0
+    assert summary["greenprint/intensity_g_per_kwh"] == record.intensity_g_per_kwh
+    assert isinstance(summary["greenprint/intensity_g_per_kwh"], float)
     stored = json.loads((Path(wb.dir) / gp_wandb.RECORD_FILE).read_text())
     assert stored["id"] == run.id and stored["status"] == "finished"
 

@@ -236,8 +236,12 @@ def _log_record(wandb_run: Any, record: RunRecord, *, ledger: Ledger | None = No
     summary: dict[str, Any] = dict(totals)
     tags = provenance_tags(record, prefix="", ledger=ledger)
     provenance = {k.partition(".")[2]: v for k, v in tags.items() if k.startswith("provenance.")}
+    # numbers stay numbers (W&B's runs table filters and plots them), the rest as tagged
+    numbers = {"pue": record.pue, "intensity_g_per_kwh": record.intensity_g_per_kwh}
     for key, value in tags.items():
-        if not key.startswith("provenance."):
+        if key in numbers:
+            summary[FIGURE_PREFIX + key] = numbers[key]
+        elif not key.startswith("provenance."):
             summary[FIGURE_PREFIX + key] = value == "true" if key == "role_inferred" else value
     summary[FIGURE_PREFIX + "provenance"] = provenance
     wandb_run.summary.update(summary)
