@@ -195,16 +195,59 @@ class TensorBoardLogger:
         if params and role is not None:
             params = {**params, ROLE_TAG: role}
         if params:
-            # add_hparams writes the metrics' scalars itself: the totals, at this step, in the
-            # writer's own folder ("."; its default is a new sub-folder per call)
-            name = "run_name" if "run_name" in _parameters(self.writer.add_hparams) else "name"
-            self.writer.add_hparams(params, totals, **{name: ".", "global_step": step})
+            if not self._write_hparams(params, totals, step, record.status):
+                # the writer's own add_hparams (a session that reads "success" whatever the
+                # run's status), its scalars the totals, in the writer's folder (".")
+                name = "run_name" if "run_name" in _parameters(self.writer.add_hparams) else "name"
+                self.writer.add_hparams(params, totals, **{name: ".", "global_step": step})
         else:
             now = time.time()
             for tag, value in totals.items():
                 self.writer.add_scalar(tag, value, step, walltime=now)
         self.writer.flush()
         return role is not None
+
+    def _write_hparams(
+        self, params: Mapping[str, Any], totals: Mapping[str, float], step: int, status: str
+    ) -> bool:
+        """The run as an HParams session, with its status, in the writer's own event file.
+
+        ``add_hparams`` (torch's and tensorboardX's) ends every session ``STATUS_SUCCESS``, a
+        failed or interrupted run too (the HParams tab filters by it), and writes it through a
+        second writer on the same folder: tensorboardX names an event file by the second, so a
+        run of less than a second lost its first file (its totals and hparams) to it. The same
+        summaries are made here, the session's end given the run's status, and written by the
+        writer itself. ``False`` where the writer's library has no such summaries (then
+        ``add_hparams`` is called as before).
+        """
+        try:
+            if type(self.writer).__module__.startswith("tensorboardX"):
+                from tensorboardX.proto import api_pb2
+                from tensorboardX.proto.plugin_hparams_pb2 import HParamsPluginData
+                from tensorboardX.summary import hparams
+            else:
+                from tensorboard.plugins.hparams import api_pb2
+                from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+                from torch.utils.tensorboard.summary import hparams
+            file_writer = self.writer._get_file_writer()
+        except (ImportError, AttributeError):  # pragma: no cover - another writer
+            return False
+        experiment, start, end = hparams(dict(params), dict(totals))
+        data = HParamsPluginData()
+        data.ParseFromString(end.value[0].metadata.plugin_data.content)
+        data.session_end_info.status = _SESSION_STATUS.get(status, api_pb2.STATUS_UNKNOWN)
+        end.value[0].metadata.plugin_data.content = data.SerializeToString()
+        for summary in (experiment, start, end):
+            file_writer.add_summary(summary, step)
+        now = time.time()
+        for tag, value in totals.items():
+            self.writer.add_scalar(tag, value, step, walltime=now)
+        return True
+
+
+#: A run's status as an HParams session's (tensorboard's api.proto: 1 success, 2 failure,
+#: 0 unknown: an interrupted or lost run was stopped, neither succeeded nor failed).
+_SESSION_STATUS = {"finished": 1, "failed": 2}
 
 
 def _parameters(fn: Any) -> frozenset[str]:
