@@ -84,3 +84,19 @@ def test_a_tensorboardx_run_of_under_a_second_keeps_its_totals_and_hparams(tmp_p
     assert steps[-1][1] == pytest.approx(run.record.energy_kwh, rel=1e-6)
     assert "greenprint/duration_s" in events.Tags()["scalars"]
     assert _session_status(logdir) == "STATUS_SUCCESS"
+
+
+def test_a_name_with_a_bar_and_a_line_break_keeps_the_provenance_table_whole(
+    tmp_path: Path,
+) -> None:
+    logdir = tmp_path / "tb"
+    writer = SummaryWriter(str(logdir))
+    with gp.track("a|b\nc", ledger=False, meters=ConstantPowerMeters(), **FAST) as run:
+        gp_tensorboard.autolog(run, writer, every_flush=False)
+    writer.close()
+    events = EventAccumulator(str(logdir), size_guidance={"tensors": 0})
+    events.Reload()
+    table = events.Tensors("greenprint/provenance/text_summary")[0].tensor_proto.string_val[0]
+    rows = table.decode().splitlines()
+    assert "| name | a\\|b c |" in rows
+    assert all(row.count("|") - row.count("\\|") == 3 for row in rows), rows

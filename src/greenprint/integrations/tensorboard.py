@@ -185,7 +185,7 @@ class TensorBoardLogger:
         totals = total_figures(record)
         tags = provenance_tags(record, ledger=ledger)
         lines = ["| what | source |", "| --- | --- |"]
-        lines += [f"| {k.removeprefix('greenprint.')} | {v} |" for k, v in tags.items()]
+        lines += [f"| {k.removeprefix('greenprint.')} | {_cell(v)} |" for k, v in tags.items()]
         self.writer.add_text("greenprint/provenance", "\n".join(lines), step)
         role = tags.get("greenprint.role")
         if role is not None:
@@ -248,6 +248,14 @@ class TensorBoardLogger:
 #: A run's status as an HParams session's (tensorboard's api.proto: 1 success, 2 failure,
 #: 0 unknown: an interrupted or lost run was stopped, neither succeeded nor failed).
 _SESSION_STATUS = {"finished": 1, "failed": 2}
+
+
+def _cell(value: str) -> str:
+    """A value for a cell of the provenance's Markdown table, on one line, ``|`` escaped.
+
+    A ``|`` or a line break in a run's name ended its row early.
+    """
+    return " ".join(value.splitlines()).replace("|", "\\|")
 
 
 def _parameters(fn: Any) -> frozenset[str]:
