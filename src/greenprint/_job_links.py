@@ -238,7 +238,8 @@ def _trainings(runs: Sequence[Any], loose: Sequence[int]) -> list[tuple[list[int
     ordered = sorted(loose, key=lambda p: (runs[p].started_at, runs[p].id))
     unflushed = [p for p in ordered if _unflushed(runs[p])]
     if unflushed:  # placed once the attempts of the runs with a span are known
-        ordered = [p for p in ordered if p not in set(unflushed)]
+        later = set(unflushed)
+        ordered = [p for p in ordered if p not in later]
     groups: list[list[int]] = []
     reaches: list[float] = []  # each group's latest end
     held: list[set[tuple[Any, ...]]] = []  # each group's processes
