@@ -180,11 +180,15 @@ def pareto_runs(
     kept: list[RunRecord] = []
     rows: list[tuple[float, float]] = []
     unknown = 0  # scored trials left out for want of a known cost
+    statuses = forest.column("status")  # a job's head: its job's
     for position in study.positions:
         run = forest.runs[position]
         score = study.scores[position].score
         value = inclusive[position] if known[position] else None
-        if math.isnan(score):
+        # finished and pruned trials only, as EVP scores them: a trial that failed (or was
+        # interrupted, or lost) made no model, and cheap for having stopped, the score it
+        # logged before the crash put it on the front, over every finished trial
+        if math.isnan(score) or statuses[position] not in _CANDIDATES:
             continue
         if value is None or not math.isfinite(float(value)):
             unknown += 1
@@ -210,6 +214,10 @@ def pareto_runs(
     sign = -1.0 if mode == "max" else 1.0
     ranked = sorted(front.tolist(), key=lambda k: (sign * rows[k][0], rows[k][1]))
     return [kept[k] for k in ranked]
+
+
+#: The statuses of the trials that are candidates for the front (as EVP scores trials).
+_CANDIDATES = frozenset({"finished", "pruned"})
 
 
 # ---------------------------------------------------------------------------------- internals
