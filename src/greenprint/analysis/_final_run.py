@@ -326,8 +326,13 @@ def _best_trial(trials: StudyTrials, why: str) -> FinalChoice:
     started = forest.column("started_at")
     tied = [finished[k] for k in np.flatnonzero(values == top).tolist()]
     if len(tied) > 1:
-        energy = forest.cost_sums("energy_kwh")
-        best = min((energy[p], started[p], p) for p in tied)[1:]
+        # an energy no meter recorded is unknown (NaN), never the 0 its record holds: a known
+        # energy wins the tie over it, as the cheaper of results known to be equal
+        energy = forest.known_cost_sums("energy_kwh")
+        best = min(
+            (1, 0.0, started[p], p) if math.isnan(energy[p]) else (0, energy[p], started[p], p)
+            for p in tied
+        )[2:]
     else:
         best = (started[tied[0]], tied[0])
     better = "highest" if trials.mode == "max" else "lowest"
