@@ -246,6 +246,7 @@ def curve_of(
     costs = [forest.known_cost_sums(name) for name in ("energy_kwh", "emissions_kg")]
     times = forest.duration_sums  # a run recorded without a duration: unknown, never 0 s
     untimed = 0  # points whose run time is unknown: left out of duration_s_mean/std
+    uncounted = unmetered = 0  # points whose FPO, energy is unknown: left out of its mean/std
     groups: dict[int, list[tuple[float, ...]]] = {}
     skipped = 0
     unscored = 0  # runs kept with a size but no score: what the error says when no point is left
@@ -267,6 +268,8 @@ def curve_of(
         energy, emissions = (float(c[pos]) for c in costs)
         duration = float(times.inclusive[pos]) if times.complete[pos] else math.nan
         untimed += math.isnan(duration)
+        uncounted += math.isnan(known_fpo)
+        unmetered += math.isnan(energy)
         groups.setdefault(int(size), []).append((score, energy, emissions, known_fpo, duration))
     if not groups:
         if left_out:  # they have sizes and scores: their status is what left them out
@@ -311,6 +314,18 @@ def curve_of(
         )
     if untimed and time_note:
         notes.append(untimed_note(untimed))
+    # a mean over the runs that know it, said as the run time's is: not a mean of all of them
+    if uncounted:
+        notes.append(
+            f"{count_of(uncounted, 'run')} that counted no FPO {'is' if uncounted == 1 else 'are'} "
+            "left out of the FPO (fpo_mean/std; NaN at a size where no run counted it)"
+        )
+    if unmetered:
+        notes.append(
+            f"{count_of(unmetered, 'run')} that no meter measured "
+            f"{'is' if unmetered == 1 else 'are'} left out of the energy and CO2-eq "
+            "(energy_kwh_mean/std, emissions_kg_mean/std; NaN at a size where none was measured)"
+        )
     arrays = {k: frozen_array(np.array(v)) for k, v in columns.items()}
     return LearningCurve(
         metric=metric,
