@@ -291,7 +291,12 @@ def checked(name: str | None, options: dict[str, Any], *, run_class: type) -> Ru
     pue = pue or resolve_pue(options.get("pue"), config=config)
     configured_cpu_tdp(config)  # a bad cpu_tdp_w is refused now, not when meters start
     ledger_location = _ledger_location(options.get("ledger"), config.ledger)
-    study = options.get("study") or _lineage.inherited_study() or config.get("study") or "default"
+    configured = config.get("study")
+    if configured is not None and configured and not configured.strip():
+        # as --study ' ' and gp.track(study=' ') are: a blank name no report can be asked for
+        where = config.sources.get("study", "the configuration")
+        raise ConfigError(f"{where}: study needs a study name, not {configured!r}")
+    study = options.get("study") or _lineage.inherited_study() or configured or "default"
     if guard is not None:
         guard.study = study
     return RunSettings(

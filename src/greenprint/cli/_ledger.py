@@ -130,8 +130,10 @@ def ls_command(
                     }
         click.echo(json_text(items))
         return
-    if not records:
-        click.echo(f"no runs in {safe(url)}", err=True)
+    if not records:  # of the filters given: the ledger may hold other runs
+        which = f"{' or '.join(statuses)} runs" if statuses else "runs"
+        where = f" of study {safe(study)!r}" if study is not None else ""
+        click.echo(f"no {which}{where} in {safe(url)}", err=True)
         return
     # START on the local clock, which the header names (START (UTC+05:30)); runs on either side
     # of a daylight-saving change are on two: each start then says its own, as `show` does

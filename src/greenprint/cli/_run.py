@@ -23,6 +23,7 @@ import click
 from greenprint import _process, _stderr_tail
 from greenprint._exceptions import ConfigError, GreenprintError
 from greenprint._records import RUN_ROLES
+from greenprint.cli._cells import safe
 from greenprint.cli._common import (
     TEXT,
     Choice,
@@ -547,7 +548,7 @@ def format_price_tag(run: Any, *, error: str | None = None) -> str:
     if run.ledger is not None and not run._final_written:  # a full disk: kept, see the warnings
         ledger += " (refused the run's final record: kept to be written, see above and below)"
     lines = [
-        f"greenprint: run {run.id[:8]} '{run.name}' (study {run.study}) {run.status}"
+        f"greenprint: run {run.id[:8]} '{safe(run.name)}' (study {safe(run.study)}) {run.status}"
         f"{f' ({error})' if error else ''} in {format_duration(run.duration_s)}",
         f"  energy  {format_energy(run.energy_kwh)}",
         *(f"            {part}" for part in parts),

@@ -19,6 +19,7 @@ from typing import Any
 import click
 
 from greenprint._exceptions import ConfigError
+from greenprint.cli._common import not_utf8
 
 __all__ = [
     "as_text",
@@ -245,10 +246,18 @@ def parsed_params(texts: tuple[str, ...]) -> dict[str, Any]:
     value, as a later option does.
 
     Raises:
-        ConfigError: an option without ``=`` or with an empty key.
+        ConfigError: an option without ``=`` or with an empty key, or not UTF-8 text.
     """
     params: dict[str, Any] = {}
     for text in texts:
+        if not_utf8(text) is not None:  # as --name and --study read it: no lone surrogates
+            try:
+                text = os.fsencode(text).decode("utf-8")
+            except UnicodeDecodeError:
+                raise ConfigError(
+                    f"--param {not_utf8(text)} is not valid UTF-8 text (is the terminal's "
+                    "encoding UTF-8?)"
+                ) from None
         key, equals, value = text.partition("=")
         if not equals or not key.strip():
             raise ConfigError(f"--param {text!r}: give it as KEY=VALUE, e.g. --param lr=0.1")
