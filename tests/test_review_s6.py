@@ -233,6 +233,8 @@ def test_a_learning_curve_counts_one_run_left_out_in_the_singular() -> None:
             status="finished",
             dataset_size=size,
             duration_s=10.0,  # timed: an untimed run is said too (session 37)
+            energy_kwh=0.001,  # metered and counted: an unknown one is said too (session 52)
+            fpo=1000,
             metrics=(MetricPoint("acc", 0.5),),
         )  # fmt: skip
         for k, size in enumerate([100, 200, None])
