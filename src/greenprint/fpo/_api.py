@@ -478,7 +478,7 @@ def _backward_from(
     From ``pick(output)`` when given; else from the output's ``loss`` (a Hugging Face
     ``ModelOutput`` with ``labels`` given, a mapping with a "loss" key, a dataclass with a
     ``loss`` field) when it is a floating tensor that requires grad; else from every floating
-    (or complex) output that requires grad (see :func:`_output_tensors`).
+    (or complex) output that requires grad (see :func:`output_tensors`).
 
     Raises:
         FPOInputError: nothing to back-propagate from; the message names ``model`` (the model
@@ -490,7 +490,7 @@ def _backward_from(
         loss = output.get("loss") if isinstance(output, Mapping) else getattr(output, "loss", None)
         if _differentiable(loss):
             output = loss
-    found = _output_tensors(output)
+    found = output_tensors(output)
     tensors = [t for t in found if _differentiable(t)]
     if tensors:
         _backward_of_ones(tensors)
@@ -534,7 +534,7 @@ def _name_of(model: Any) -> str:
     return str(getattr(model, "__qualname__", None) or getattr(model, "__name__", None) or model)
 
 
-def _output_tensors(output: Any) -> list[torch.Tensor]:
+def output_tensors(output: Any) -> list[torch.Tensor]:
     """The tensors in a model's output, in order.
 
     Its pytree leaves (tuples, lists, dicts, namedtuples, the types registered with
@@ -614,7 +614,7 @@ def _graph_leaves(output: Any) -> list[torch.Tensor]:
     """
     leaves: list[torch.Tensor] = []
     stack: list[Any] = []
-    for t in _output_tensors(output):
+    for t in output_tensors(output):
         if t.requires_grad:
             if t.grad_fn is None:
                 leaves.append(t)

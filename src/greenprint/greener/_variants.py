@@ -169,19 +169,6 @@ def weighted_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, kinds)]
 
 
-def _tensors(value: Any) -> list[torch.Tensor]:
-    """The tensors in a model's output: a tensor, or tuples, lists and dicts of them."""
-    import torch
-
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, dict):  # a HuggingFace ModelOutput too (an OrderedDict)
-        return [t for v in value.values() for t in _tensors(v)]
-    if isinstance(value, (tuple, list)):
-        return [t for v in value for t in _tensors(v)]
-    return []
-
-
 def output_layers(model: nn.Module, inputs: tuple[Any, ...]) -> tuple[tuple[str, ...], str]:
     """The linear and convolution layers that make ``model``'s output, and how they were found.
 
@@ -191,8 +178,9 @@ def output_layers(model: nn.Module, inputs: tuple[Any, ...]) -> tuple[tuple[str,
     meets. Those layers' outputs reach the model's output without passing through another
     weighted layer (a classifier; several heads; a layer added back by a residual too), in
     whatever order the model defines them. Where the output does not trace back to any layer
-    (computed under ``no_grad``, detached, integer, an output type not made of tensors, tuples,
-    lists or dicts; or ``compare`` run under ``torch.inference_mode``), the last layer *run* is
+    (computed under ``no_grad``, detached, integer, an output whose tensors cannot be found:
+    :func:`greenprint.fpo._api.output_tensors`, as a count back-propagates from them; or
+    ``compare`` run under ``torch.inference_mode``), the last layer *run* is
     taken instead, and the second value says so.
 
     Args:
@@ -204,6 +192,8 @@ def output_layers(model: nn.Module, inputs: tuple[Any, ...]) -> tuple[tuple[str,
         row's notes (none, and ``""``, when no weighted layer ran on the inputs).
     """
     import torch
+
+    from greenprint.fpo._api import output_tensors
 
     layers = weighted_modules(model)
     made: dict[int, str] = {}  # id of the autograd node of a layer's output -> the layer
@@ -238,7 +228,7 @@ def output_layers(model: nn.Module, inputs: tuple[Any, ...]) -> tuple[tuple[str,
             if p.is_leaf:
                 p.requires_grad_(flag)
     found: set[str] = set()
-    stack: list[Any] = [t.grad_fn for t in _tensors(out)]  # None where it has none
+    stack: list[Any] = [t.grad_fn for t in output_tensors(out)]  # None where it has none
     seen: set[int] = set()
     while stack:
         node = stack.pop()
