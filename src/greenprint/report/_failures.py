@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -314,19 +314,26 @@ def failures(report: Report) -> Failures:
     )
 
 
-def _lost_inside(row: RunRow, children: Mapping[str, list[RunRow]]) -> list[RunRow]:
+def _lost_inside(row: RunRow, children: Mapping[str, Sequence[RunRow]]) -> list[RunRow]:
     """The runs inside ``row`` (at any depth) recorded lost, else ``row`` itself."""
-    found: list[RunRow] = []
-    stack, seen = list(children.get(row.id, ())), {row.id}
+    return [run for run in _inside(row, children) if run.status == "lost"] or [row]
+
+
+def _inside(
+    row: RunRow, children: Mapping[str, Sequence[RunRow]], *, parts_only: bool = False
+) -> Iterator[RunRow]:
+    """The runs inside ``row``, depth first in start order (``parts_only``: through parts)."""
+    stack = [c for c in reversed(children.get(row.id, ())) if not parts_only or c.role == "part"]
+    seen = {row.id}
     while stack:
         run = stack.pop()
         if run.id in seen:
             continue
         seen.add(run.id)
-        if run.status == "lost":
-            found.append(run)
-        stack.extend(children.get(run.id, ()))
-    return found or [row]
+        yield run
+        stack.extend(
+            c for c in reversed(children.get(run.id, ())) if not parts_only or c.role == "part"
+        )
 
 
 def _first_line(error: str) -> tuple[str, bool]:
@@ -348,17 +355,14 @@ def _first_line(error: str) -> tuple[str, bool]:
 
 def _failed_part(row: RunRow, children: Mapping[str, Sequence[RunRow]]) -> RunRow | None:
     """The first failed part inside ``row`` (depth first, in start order) that has an error."""
-    stack = [c for c in reversed(children.get(row.id, ())) if c.role == "part"]
-    seen: set[str] = set()
-    while stack:
-        part = stack.pop()
-        if part.id in seen:
-            continue
-        seen.add(part.id)
-        if part.status in _ERROR_STATUSES and part.error and part.error.strip():
-            return part
-        stack.extend(c for c in reversed(children.get(part.id, ())) if c.role == "part")
-    return None
+    return next(
+        (
+            part
+            for part in _inside(row, children, parts_only=True)
+            if part.status in _ERROR_STATUSES and part.error and part.error.strip()
+        ),
+        None,
+    )
 
 
 def _merged(pieces: Sequence[Sequence[str]]) -> str:
