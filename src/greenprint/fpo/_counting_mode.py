@@ -12,7 +12,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -80,15 +80,49 @@ def counted_alone(counter: object) -> Iterator[None]:
         _ALONE.reset(token)
 
 
-class _CountingMode(TorchDispatchMode):
-    """The dispatch mode that counts: every op below autograd reaches ``__torch_dispatch__``.
+class NoDynamoImportMode(TorchDispatchMode):
+    """A dispatch mode whose ``__torch_dispatch__`` is kept from Dynamo only once it is imported.
 
     torch wraps a mode's ``__torch_dispatch__`` in ``torch._disable_dynamo`` (so a
     ``torch.compile`` running under the mode does not trace into it), and that wrapper imports
     ``torch._dynamo`` on its first call: about 2 s of CPU (torch 2.13, CPU build) charged to
     whichever run was active during a process's first count. The wrapping is done here instead,
     by :meth:`__enter__`, and only once ``torch._dynamo`` has been imported: until then no
-    compiled code can be running, so the plain method behaves the same.
+    compiled code can be running, so the plain method behaves the same. Each subclass keeps its
+    own plain method (``_plain_dispatch``), wrapped at most once.
+    """
+
+    _plain_dispatch: Any = None  # the subclass's own __torch_dispatch__, unwrapped
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)  # torch's: no wrapping (_should_skip_dynamo)
+        cls._plain_dispatch = cls.__dict__.get("__torch_dispatch__")
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False  # not at class creation: see __enter__
+
+    def __enter__(self: _Mode) -> _Mode:
+        cls = type(self)
+        plain = cls._plain_dispatch
+        if (
+            "torch._dynamo" in sys.modules
+            and plain is not None
+            and cls.__dict__.get("__torch_dispatch__") is plain
+        ):
+            wrapped: Any = torch._disable_dynamo(plain, recursive=True)
+            cls.__torch_dispatch__ = wrapped  # type: ignore[method-assign]
+        super().__enter__()
+        return self
+
+
+_Mode = TypeVar("_Mode", bound=NoDynamoImportMode)
+
+
+class _CountingMode(NoDynamoImportMode):
+    """The dispatch mode that counts: every op below autograd reaches ``__torch_dispatch__``.
+
+    Kept from Dynamo only once it is imported (:class:`NoDynamoImportMode`).
     """
 
     supports_higher_order_operators = True  # torch.cond, while_loop: see _higher_order
@@ -96,18 +130,6 @@ class _CountingMode(TorchDispatchMode):
     def __init__(self, counter: FPOCounter) -> None:
         super().__init__()
         self.counter = counter
-
-    @classmethod
-    def _should_skip_dynamo(cls) -> bool:
-        return False  # not at class creation: see __enter__
-
-    def __enter__(self) -> _CountingMode:
-        if "torch._dynamo" in sys.modules and _CountingMode.__torch_dispatch__ is _COUNT_OP:
-            _CountingMode.__torch_dispatch__ = torch._disable_dynamo(  # type: ignore[method-assign]
-                _COUNT_OP, recursive=True
-            )
-        super().__enter__()
-        return self
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
@@ -129,6 +151,3 @@ class _CountingMode(TorchDispatchMode):
         out = func(*args, **kwargs)
         counter._count(func, info, args, kwargs, out)
         return out
-
-
-_COUNT_OP = _CountingMode.__torch_dispatch__  # unwrapped: see _CountingMode.__enter__

@@ -16,15 +16,13 @@ tensors have no values to keep; only the entries and the generators are restored
 from __future__ import annotations
 
 import contextlib
-import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
-from greenprint.fpo._counting_mode import NOBODY, counted_alone
+from greenprint.fpo._counting_mode import NOBODY, NoDynamoImportMode, counted_alone
 
 __all__ = ["kept_as_it_was"]
 
@@ -137,13 +135,12 @@ def _put_back(entries: dict[str, Any], before: dict[str, Any]) -> None:
     entries.update(before)
 
 
-class _CopyOnWrite(TorchDispatchMode):
+class _CopyOnWrite(NoDynamoImportMode):
     """Copies a kept tensor before an op writes into it (its storage, through any view).
 
     It sits under the counter's mode, so it sees the ops the counter runs (composite ops
-    decomposed). As :class:`~greenprint.fpo._counting_mode._CountingMode`, it wraps its
-    ``__torch_dispatch__`` in ``torch._disable_dynamo`` only once ``torch._dynamo`` is imported
-    (torch's wrapper would import it, about 1 s of CPU, on a process's first count).
+    decomposed). As the counter's, it is kept from Dynamo only once ``torch._dynamo`` is
+    imported (:class:`~greenprint.fpo._counting_mode.NoDynamoImportMode`).
     """
 
     supports_higher_order_operators = True  # torch.cond, while_loop: run as they are
@@ -151,18 +148,6 @@ class _CopyOnWrite(TorchDispatchMode):
     def __init__(self, kept: _Kept) -> None:
         super().__init__()
         self.kept = kept
-
-    @classmethod
-    def _should_skip_dynamo(cls) -> bool:
-        return False  # not at class creation: see __enter__
-
-    def __enter__(self) -> _CopyOnWrite:
-        if "torch._dynamo" in sys.modules and _CopyOnWrite.__torch_dispatch__ is _COPY_OP:
-            _CopyOnWrite.__torch_dispatch__ = torch._disable_dynamo(  # type: ignore[method-assign]
-                _COPY_OP, recursive=True
-            )
-        super().__enter__()
-        return self
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
@@ -177,9 +162,6 @@ class _CopyOnWrite(TorchDispatchMode):
             with counted_alone(NOBODY):  # the copies are greenprint's, no counter's
                 self.kept.before_write(targets)
         return func(*args, **kwargs)
-
-
-_COPY_OP = _CopyOnWrite.__torch_dispatch__  # unwrapped: see _CopyOnWrite.__enter__
 
 
 @contextlib.contextmanager
