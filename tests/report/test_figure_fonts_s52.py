@@ -26,7 +26,7 @@ def test_the_family_is_dejavu_then_the_fallbacks_installed_here() -> None:
     installed = {font.name for font in font_manager.fontManager.ttflist}
     family = _font_family()
     assert family[0] == "DejaVu Sans"
-    assert family[1:] == [name for name in _FALLBACK_FONTS if name in installed]
+    assert list(family[1:]) == [name for name in _FALLBACK_FONTS if name in installed]
 
 
 def test_characters_no_font_has_are_said_once_with_no_warning_per_glyph(

@@ -16,6 +16,7 @@ two-column paper prints it (one panel: a column, 3.3 in; side-by-side panels: th
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import io
 import logging
@@ -150,12 +151,16 @@ _FALLBACK_FONTS = (
 _GLYPH = re.compile(r"Glyph (\d+) .*missing from font")
 
 
-def _font_family() -> list[str]:
-    """DejaVu Sans (matplotlib's own), then the fallback fonts installed here, if any."""
+@functools.cache
+def _font_family() -> tuple[str, ...]:
+    """DejaVu Sans (matplotlib's own), then the fallback fonts installed here, if any.
+
+    Read once a process (matplotlib's font list is read once too), not at each figure drawn.
+    """
     from matplotlib import font_manager
 
     installed = {font.name for font in font_manager.fontManager.ttflist}
-    return ["DejaVu Sans", *(name for name in _FALLBACK_FONTS if name in installed)]
+    return ("DejaVu Sans", *(name for name in _FALLBACK_FONTS if name in installed))
 
 
 def _import_matplotlib() -> Any:
@@ -231,7 +236,7 @@ class FigureRenderer:
             "figure.constrained_layout.use": False,
             # a run named in Chinese drew boxes (and a warning per glyph and figure) while a
             # font that has its glyphs was installed: those fonts follow DejaVu Sans
-            "font.family": _font_family(),
+            "font.family": list(_font_family()),
         }
         with matplotlib.rc_context(settings), warnings.catch_warnings(record=True) as caught:
             warnings.filterwarnings("always", message=r"Glyph \d+ .*missing from font")
